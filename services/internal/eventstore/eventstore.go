@@ -1,0 +1,84 @@
+// Package eventstore defines the contract every event store adapter
+// (postgres, kurrentdb, memory) fulfils, and the types they share. The
+// contract is checked by the eventstoretest suite, which runs against each
+// adapter.
+//
+// Streams hold an aggregate's events in version order (1, 2, 3, ...). All
+// events of a store also form one global order by Position, which readers and
+// subscribers follow; adapters guarantee that a reader of the global order
+// never skips an event that commits late under concurrent writers.
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/orderflow/orderflow/domain"
+)
+
+// Sentinel errors, aliases of the domain ones so errors.Is works across layers.
+var (
+	ErrVersionConflict  = domain.ErrVersionConflict
+	ErrDuplicateEventID = domain.ErrDuplicateEventID
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("event store closed")
+)
+
+// AppendResult reports where an append put its events.
+type AppendResult = domain.AppendResult
+
+// Store is the full port of an event store adapter.
+type Store interface {
+	// Append adds events to stream if the stream's version matches expected.
+	// A stale expectation fails with ErrVersionConflict. Appending events
+	// whose ids are all already stored in this stream, in the same order and
+	// at the place this append would put them (or any place for
+	// AnyVersion), is a no-op that reports success with the stored versions.
+	Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events []domain.Envelope) (AppendResult, error)
+	// ReadStream returns up to max events of stream with Version >= from, in
+	// version order. A missing stream yields no events and no error.
+	ReadStream(ctx context.Context, stream string, from int64, max int) ([]domain.Envelope, error)
+	// ReadAll returns up to max events with Position > after, in global order.
+	ReadAll(ctx context.Context, after uint64, max int, filter Filter) ([]domain.Envelope, error)
+	// Head returns the position of the newest event in the global order
+	// (0 when the store is empty).
+	Head(ctx context.Context) (uint64, error)
+	// Subscribe follows the global order from after, first catching up and
+	// then receiving new events as they commit, with low latency.
+	Subscribe(ctx context.Context, after uint64, filter Filter) (Subscription, error)
+	// Close releases the adapter's resources.
+	Close() error
+}
+
+// Subscription delivers events of the global order one at a time.
+type Subscription interface {
+	// Next blocks until the next event is available, ctx is done or the
+	// subscription fails.
+	Next(ctx context.Context) (domain.Envelope, error)
+	// Close stops the subscription.
+	Close() error
+}
+
+// Filter restricts the global order to streams with one of the prefixes; an
+// empty filter matches everything.
+type Filter struct {
+	StreamPrefixes []string
+}
+
+// Match reports whether stream passes the filter.
+func (f Filter) Match(stream string) bool {
+	if len(f.StreamPrefixes) == 0 {
+		return true
+	}
+	for _, p := range f.StreamPrefixes {
+		if strings.HasPrefix(stream, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxEventSize is the largest Data accepted for one event (payload plus
+// metadata stay within the adapters' limits).
+const MaxEventSize = 4 << 20
