@@ -2,10 +2,72 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orderflow/orderflow/services/internal/bench"
+	"github.com/orderflow/orderflow/services/internal/pgserver"
 )
 
-// runBench is filled in by the event store benchmark.
+// runBench measures the event store against same-run references on a
+// private PostgreSQL cluster (fsync on) or the server named by
+// --database-url.
 func runBench(ctx context.Context, args []string) error {
-	return errors.New("bench: not built yet")
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and prints a table and BENCH lines.\n\n")
+		fs.PrintDefaults()
+	}
+	adminURL := fs.String("database-url", "", "superuser URL of the server to measure (default: a private cluster started from the local PostgreSQL binaries, fsync on)")
+	var cfg bench.Config
+	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each timed phase")
+	fs.IntVar(&cfg.Writers, "writers", 64, "concurrent writers for single-event appends")
+	fs.IntVar(&cfg.BatchWriters, "batch-writers", 8, "concurrent writers for 100-event appends")
+	fs.IntVar(&cfg.CopyRows, "copy-rows", 300_000, "rows written by the CopyFrom reference")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *adminURL == "" {
+		fmt.Fprintln(os.Stderr, "starting a private PostgreSQL cluster (fsync on) ...")
+		start := time.Now()
+		srv, err := pgserver.Start(ctx, pgserver.Config{})
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer srv.Stop(context.Background())
+		fmt.Fprintf(os.Stderr, "PostgreSQL ready in %s\n", time.Since(start).Round(10*time.Millisecond))
+		*adminURL = srv.URL("postgres")
+	}
+	admin, err := pgx.Connect(ctx, *adminURL)
+	if err != nil {
+		return fmt.Errorf("bench: connect: %w", err)
+	}
+	defer admin.Close(context.Background())
+	var created []string
+	defer func() {
+		for _, db := range created {
+			admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)") //nolint:errcheck // best effort
+		}
+	}()
+	u, err := url.Parse(*adminURL)
+	if err != nil || u.Scheme == "" {
+		return fmt.Errorf("bench: --database-url must be a postgres:// URL")
+	}
+	newDB := func(ctx context.Context) (string, error) {
+		name := fmt.Sprintf("orderflow_bench_%d_%d", os.Getpid(), len(created))
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+			return "", err
+		}
+		created = append(created, name)
+		du := *u
+		du.Path = "/" + name
+		return du.String(), nil
+	}
+	_, err = bench.Run(ctx, os.Stdout, newDB, cfg)
+	return err
 }

@@ -12,6 +12,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/orderflow/orderflow/domain"
@@ -82,3 +83,61 @@ func (f Filter) Match(stream string) bool {
 // MaxEventSize is the largest Data accepted for one event (payload plus
 // metadata stay within the adapters' limits).
 const MaxEventSize = 4 << 20
+
+// ErrInvalidAppend is returned for an append that no store could accept: an
+// empty stream name, no events, an event without an id or type, or a payload
+// over MaxEventSize.
+var ErrInvalidAppend = errors.New("invalid append")
+
+// CheckAppend validates an append's arguments the same way for every adapter.
+func CheckAppend(stream string, expected domain.ExpectedVersion, events []domain.Envelope) error {
+	switch {
+	case stream == "":
+		return fmt.Errorf("append: empty stream name: %w", ErrInvalidAppend)
+	case len(stream) > 500:
+		return fmt.Errorf("append: stream name longer than 500 bytes: %w", ErrInvalidAppend)
+	case len(events) == 0:
+		return fmt.Errorf("append %s: no events: %w", stream, ErrInvalidAppend)
+	case expected < domain.AnyVersion:
+		return fmt.Errorf("append %s: expected version %d: %w", stream, expected, ErrInvalidAppend)
+	}
+	seen := make(map[string]struct{}, len(events))
+	for i, e := range events {
+		if !validUUID(e.ID) {
+			return fmt.Errorf("append %s: event %d: id %q is not a UUID: %w", stream, i, e.ID, ErrInvalidAppend)
+		}
+		if _, dup := seen[e.ID]; dup {
+			return fmt.Errorf("append %s: event %d: id %s repeated in one append: %w", stream, i, e.ID, ErrInvalidAppend)
+		}
+		seen[e.ID] = struct{}{}
+		if e.Type == "" {
+			return fmt.Errorf("append %s: event %d: empty type: %w", stream, i, ErrInvalidAppend)
+		}
+		if len(e.Data) > MaxEventSize {
+			return fmt.Errorf("append %s: event %d: %d bytes exceeds %d: %w", stream, i, len(e.Data), MaxEventSize, ErrInvalidAppend)
+		}
+	}
+	return nil
+}
+
+// validUUID accepts the canonical 8-4-4-4-12 hex form, which every adapter
+// can store natively.
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,44 @@
+# orderflow: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+GO ?= go
+BIN := bin/orderflow
+PKG := ./...
+TEST_TIMEOUT ?= 14m
+
+.PHONY: run test bench lint fmt vet build check-domain clean
+
+build:
+	$(GO) build -o $(BIN) ./services/cmd/orderflow
+
+## run: start the whole system on embedded defaults (Ctrl-C stops everything)
+run: build
+	./$(BIN) dev $(ARGS)
+
+## test: vet, the domain import rule, and every test against real PostgreSQL and NATS
+test: vet check-domain
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v $(PKG) 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT|NAME)'
+
+## bench: event store throughput and latency against same-run references
+bench: build
+	./$(BIN) bench $(ARGS)
+
+vet:
+	$(GO) vet $(PKG)
+
+# domain/ may import only the standard library.
+check-domain:
+	@bad=$$($(GO) list -deps ./domain/... | grep '\.' | grep -v '^github.com/orderflow/orderflow/domain' || true); \
+	if [ -n "$$bad" ]; then echo "domain/ imports outside the standard library:"; echo "$$bad"; exit 1; fi; \
+	echo "domain/ imports only the standard library"
+
+## lint: vet, gofmt and the domain import rule
+lint: vet check-domain
+	@out=$$(gofmt -l domain commands projections sagas services); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+fmt:
+	gofmt -w domain commands projections sagas services
+
+clean:
+	rm -rf bin

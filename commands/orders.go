@@ -1,0 +1,95 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/domain/order"
+)
+
+// Orders handles the commands of the orders context.
+type Orders struct {
+	x *executor
+}
+
+// NewOrders returns the order command handlers writing to store. It panics
+// when cfg is invalid; check cfg.Validate first to report that as an error.
+func NewOrders(store EventStore, cfg Config) *Orders {
+	return &Orders{x: newExecutor(store, cfg)}
+}
+
+// PlaceOrder is the command that creates an order; its ids are chosen by the
+// caller (UUIDs).
+type PlaceOrder struct {
+	OrderID    string
+	SagaID     string
+	CustomerID string
+	Items      []order.Item
+	Address    order.Address
+}
+
+// Place creates an order, pending, placed at m.Now. Every invalid field is
+// reported in one *domain.ValidationError, with the paths of the HTTP
+// request (customer_id, items[0].quantity, shipping_address.country, ...).
+func (h *Orders) Place(ctx context.Context, m Meta, c PlaceOrder) (Result, error) {
+	m, v := prepare(m)
+	checkID(v, "order_id", c.OrderID)
+	cmd := order.PlaceOrder{
+		OrderID:    c.OrderID,
+		SagaID:     c.SagaID,
+		CustomerID: c.CustomerID,
+		Items:      c.Items,
+		Address:    c.Address,
+		At:         m.Now,
+	}
+	return run(ctx, h.x, m, v, order.Stream(c.OrderID), func(o *order.Order) ([]any, error) {
+		return o.Place(cmd)
+	})
+}
+
+// Confirm confirms a pending order whose shipment is scheduled.
+func (h *Orders) Confirm(ctx context.Context, m Meta, orderID, shipmentID string) (Result, error) {
+	return h.run(ctx, m, orderID, func(o *order.Order) ([]any, error) { return o.Confirm(shipmentID) })
+}
+
+// Reject rejects a pending order; reason is one of the order.Reason
+// constants. Rejecting a rejected order changes nothing.
+func (h *Orders) Reject(ctx context.Context, m Meta, orderID, reason string) (Result, error) {
+	return h.run(ctx, m, orderID, func(o *order.Order) ([]any, error) { return o.Reject(reason) })
+}
+
+// Cancel cancels a pending or confirmed order; reason is one of the
+// order.Reason constants. A shipped, rejected or cancelled order fails with
+// domain.ErrIllegalState.
+func (h *Orders) Cancel(ctx context.Context, m Meta, orderID, reason string) (Result, error) {
+	return h.run(ctx, m, orderID, func(o *order.Order) ([]any, error) { return o.Cancel(reason) })
+}
+
+// MarkShipped records that a confirmed order's shipment was dispatched.
+func (h *Orders) MarkShipped(ctx context.Context, m Meta, orderID string) (Result, error) {
+	return h.run(ctx, m, orderID, (*order.Order).MarkShipped)
+}
+
+// Load returns the current state of an order and its stream version, or an
+// error wrapping domain.ErrNotFound when the order does not exist.
+func (h *Orders) Load(ctx context.Context, orderID string) (*order.Order, int64, error) {
+	if !domain.ValidUUID(orderID) {
+		return nil, 0, fmt.Errorf("load order %q: %w", orderID, domain.ErrNotFound)
+	}
+	o := new(order.Order)
+	version, _, err := h.x.load(ctx, order.Stream(orderID), o, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	if version == 0 {
+		return nil, 0, fmt.Errorf("load order %s: %w", orderID, domain.ErrNotFound)
+	}
+	return o, version, nil
+}
+
+func (h *Orders) run(ctx context.Context, m Meta, orderID string, decide func(*order.Order) ([]any, error)) (Result, error) {
+	m, v := prepare(m)
+	checkID(v, "order_id", orderID)
+	return run(ctx, h.x, m, v, order.Stream(orderID), decide)
+}

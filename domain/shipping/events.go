@@ -1,0 +1,58 @@
+package shipping
+
+import (
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/domain/order"
+)
+
+// Event type names, as stored in domain.Envelope.Type.
+const (
+	TypeShipmentScheduled  = "ShipmentScheduled"
+	TypeShipmentRefused    = "ShipmentRefused"
+	TypeShipmentCancelled  = "ShipmentCancelled"
+	TypeShipmentDispatched = "ShipmentDispatched"
+)
+
+// ShipmentScheduled: an order's items will ship to Address.
+type ShipmentScheduled struct {
+	ShipmentID string        `json:"shipment_id"`
+	OrderID    string        `json:"order_id"`
+	Items      []order.Item  `json:"items"`
+	Address    order.Address `json:"address"`
+}
+
+// ShipmentRefused: the shipment was not scheduled; Reason is
+// destination_not_served.
+type ShipmentRefused struct {
+	ShipmentID string `json:"shipment_id"`
+	OrderID    string `json:"order_id"`
+	Reason     string `json:"reason"`
+}
+
+// ShipmentCancelled: a scheduled shipment was called off.
+type ShipmentCancelled struct {
+	ShipmentID string `json:"shipment_id"`
+	OrderID    string `json:"order_id"`
+	Reason     string `json:"reason"`
+}
+
+// ShipmentDispatched: the shipment left the warehouse.
+type ShipmentDispatched struct {
+	ShipmentID string `json:"shipment_id"`
+	OrderID    string `json:"order_id"`
+}
+
+// RegisterEvents registers the shipment events (all at schema version 1).
+func RegisterEvents(r *domain.Registry) error {
+	for name, example := range map[string]any{
+		TypeShipmentScheduled:  ShipmentScheduled{},
+		TypeShipmentRefused:    ShipmentRefused{},
+		TypeShipmentCancelled:  ShipmentCancelled{},
+		TypeShipmentDispatched: ShipmentDispatched{},
+	} {
+		if err := r.Register(name, 1, example); err != nil {
+			return err
+		}
+	}
+	return nil
+}

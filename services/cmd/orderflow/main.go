@@ -1,0 +1,109 @@
+// Command orderflow is the project's one binary. Its subcommands run a
+// service (serve), the whole stack on one machine for development (dev) and
+// the event store benchmark (bench).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal the default action comes back, so a second
+	// Ctrl-C ends a shutdown that hangs (children die with us: Pdeathsig).
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	err := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run one service (orders, inventory, shipping)", runServe},
+		{"dev", "run the whole stack locally with embedded NATS and PostgreSQL", runDev},
+		{"bench", "benchmark the event store", runBench},
+	}
+}
+
+// usageError is a command line the program cannot act on; it exits with 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		printUsage(os.Stderr)
+		return usagef("no command given")
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		printUsage(os.Stdout)
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:])
+		}
+	}
+	printUsage(os.Stderr)
+	return usagef("unknown command %q", args[0])
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: orderflow COMMAND [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, `Run "orderflow COMMAND -h" for a command's flags.`)
+}
+
+// exitCode maps run's result to the process exit code, reporting errors
+// other than usage errors (the flag package has already reported those).
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "orderflow: %v\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "orderflow: %v\n", err)
+		return 1
+	}
+}
+
+// parseFlags parses args with fs, turning a bad command line into a
+// usageError; -h gives flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err}
+}

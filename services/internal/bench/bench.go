@@ -1,0 +1,320 @@
+// Package bench measures the event store against references taken in the
+// same run on the same PostgreSQL server: plain one-row autocommit INSERTs
+// and COPY of rows of the same shape. The machines it runs on are noisy, so
+// the figures that matter are the ratios within one run.
+//
+// The readable table is followed by one `BENCH <name> <value> <unit>` line
+// per figure so that runs can be compared by script.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
+)
+
+// Config sizes the benchmark. Zero values take the defaults.
+type Config struct {
+	// Duration of each timed phase. Default 5s.
+	Duration time.Duration
+	// Writers for the concurrent single-event appends. Default 64.
+	Writers int
+	// BatchWriters for the 100-event appends. Default 8.
+	BatchWriters int
+	// CopyRows is how many rows the COPY reference writes. Default 300,000.
+	CopyRows int
+}
+
+func (c *Config) setDefaults() {
+	if c.Duration == 0 {
+		c.Duration = 5 * time.Second
+	}
+	if c.Writers == 0 {
+		c.Writers = 64
+	}
+	if c.BatchWriters == 0 {
+		c.BatchWriters = 8
+	}
+	if c.CopyRows == 0 {
+		c.CopyRows = 300_000
+	}
+}
+
+// Validate reports settings out of range.
+func (c Config) Validate() error {
+	if c.Duration < 0 || c.Writers < 0 || c.BatchWriters < 0 || c.CopyRows < 0 {
+		return errors.New("bench: negative setting")
+	}
+	return nil
+}
+
+// Figure is one measured number.
+type Figure struct {
+	Name  string
+	Value float64
+	Unit  string
+}
+
+// NewDatabase returns the URL of a fresh, empty database on the server under
+// test; each phase gets its own so they do not disturb one another.
+type NewDatabase func(ctx context.Context) (string, error)
+
+// Run measures every figure, printing progress and the table to w, and
+// returns the figures.
+func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Figure, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	r := &runner{w: w, newDB: newDB, cfg: cfg}
+	steps := []struct {
+		title string
+		fn    func(context.Context) error
+	}{
+		{"reference: one-row autocommit INSERT, 1 connection", r.refInsert},
+		{"reference: CopyFrom, 10,000-row batches", r.refCopy},
+		{fmt.Sprintf("event store: single-event appends, %d writers, distinct streams", cfg.Writers), r.appendSingle},
+		{fmt.Sprintf("event store: 100-event appends, %d writers, distinct streams", cfg.BatchWriters), r.appendBatch},
+	}
+	for i, s := range steps {
+		fmt.Fprintf(w, "[%d/%d] %s ...\n", i+1, len(steps), s.title)
+		if err := s.fn(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.title, err)
+		}
+	}
+	r.report()
+	return r.figs, nil
+}
+
+type runner struct {
+	w     io.Writer
+	newDB NewDatabase
+	cfg   Config
+	figs  []Figure
+}
+
+func (r *runner) add(name string, v float64, unit string) {
+	r.figs = append(r.figs, Figure{name, v, unit})
+}
+
+func (r *runner) get(name string) float64 {
+	for _, f := range r.figs {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return 0
+}
+
+// payload is a typical event body (an order line change, ~200 bytes).
+var payload = []byte(`{"order_id":"6b1f3c1e-3a55-4f0e-9d1b-1c2d3e4f5a6b","sku":"SKU-000123","quantity":2,"unit_price_cents":1299,"customer_id":"c-42","note":"benchmark payload of a realistic size"}`)
+
+var metadata, _ = json.Marshal(domain.Metadata{CorrelationID: uuid.NewString(), CausationID: uuid.NewString(), RequestID: uuid.NewString()})
+
+// refTable has the event table's columns, keys and indexes, so the
+// references pay for the same row width and index maintenance.
+const refTable = `CREATE TABLE ref_events (LIKE es_events INCLUDING ALL)`
+
+func (r *runner) pool(ctx context.Context, conns int32) (*pgxpool.Pool, error) {
+	url, err := r.newDB(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	pc.MaxConns = conns
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, refTable); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+func (r *runner) refInsert(ctx context.Context) error {
+	pool, err := r.pool(ctx, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	const q = `INSERT INTO ref_events (position, event_id, stream, version, type, schema_version, data, metadata, recorded_at)
+		VALUES ($1, $2, $3, 1, 'BenchEvent', 1, $4, $5, now())`
+	deadline := time.Now().Add(r.cfg.Duration)
+	start := time.Now()
+	n := 0
+	for time.Now().Before(deadline) {
+		n++
+		if _, err := conn.Exec(ctx, q, n, uuid.New(), fmt.Sprintf("bench-%d", n), payload, metadata); err != nil {
+			return err
+		}
+	}
+	r.add("ref_insert_autocommit_rps", float64(n)/time.Since(start).Seconds(), "rows/s")
+	return nil
+}
+
+func (r *runner) refCopy(ctx context.Context) error {
+	pool, err := r.pool(ctx, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	const batch = 10_000
+	cols := []string{"position", "event_id", "stream", "version", "type", "schema_version", "data", "metadata", "recorded_at"}
+	now := time.Now()
+	start := time.Now()
+	for done := 0; done < r.cfg.CopyRows; done += batch {
+		_, err := pool.CopyFrom(ctx, pgx.Identifier{"ref_events"}, cols, pgx.CopyFromSlice(batch, func(i int) ([]any, error) {
+			n := done + i + 1
+			return []any{int64(n), uuid.New().String(), fmt.Sprintf("bench-%d", n/100), int64(n%100 + 1), "BenchEvent", int32(1), payload, metadata, now}, nil
+		}))
+		if err != nil {
+			return err
+		}
+	}
+	r.add("ref_copyfrom_rps", float64(r.cfg.CopyRows)/time.Since(start).Seconds(), "rows/s")
+	return nil
+}
+
+// drive runs writers goroutines that append size-event batches to their own
+// streams until the phase ends, and returns the events written, the elapsed
+// time and every append's latency.
+func (r *runner) drive(ctx context.Context, writers, size int) (int64, time.Duration, []time.Duration, error) {
+	pool, err := r.pool(ctx, 16)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	defer pool.Close()
+	store, err := postgres.New(ctx, pool, postgres.Config{})
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	defer store.Close()
+
+	var (
+		total   atomic.Int64
+		mu      sync.Mutex
+		lats    []time.Duration
+		firstEr error
+		wg      sync.WaitGroup
+	)
+	deadline := time.Now().Add(r.cfg.Duration)
+	start := time.Now()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stream := fmt.Sprintf("bench-%d-%s", w, uuid.NewString())
+			var version int64
+			var mine []time.Duration
+			evs := make([]domain.Envelope, size)
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				for i := range evs {
+					evs[i] = domain.Envelope{ID: uuid.NewString(), Type: "BenchEvent", SchemaVersion: 1, Data: payload,
+						Metadata: domain.Metadata{CorrelationID: "bench", CausationID: "bench", RequestID: "bench"}}
+				}
+				t0 := time.Now()
+				res, err := store.Append(ctx, stream, domain.ExactVersion(version), evs)
+				mine = append(mine, time.Since(t0))
+				if err != nil {
+					mu.Lock()
+					firstEr = errors.Join(firstEr, err)
+					mu.Unlock()
+					return
+				}
+				version = res.NextVersion
+				total.Add(int64(size))
+			}
+			mu.Lock()
+			lats = append(lats, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return total.Load(), time.Since(start), lats, firstEr
+}
+
+func (r *runner) appendSingle(ctx context.Context) error {
+	n, d, lats, err := r.drive(ctx, r.cfg.Writers, 1)
+	if err != nil {
+		return err
+	}
+	slices.Sort(lats)
+	r.add("append_single_64w_eps", float64(n)/d.Seconds(), "events/s")
+	r.add("append_single_64w_p50_ms", ms(pct(lats, 0.50)), "ms")
+	r.add("append_single_64w_p99_ms", ms(pct(lats, 0.99)), "ms")
+	return nil
+}
+
+func (r *runner) appendBatch(ctx context.Context) error {
+	n, d, _, err := r.drive(ctx, r.cfg.BatchWriters, 100)
+	if err != nil {
+		return err
+	}
+	r.add("append_batch100_eps", float64(n)/d.Seconds(), "events/s")
+	return nil
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func (r *runner) report() {
+	ins, cp := r.get("ref_insert_autocommit_rps"), r.get("ref_copyfrom_rps")
+	single, batch := r.get("append_single_64w_eps"), r.get("append_batch100_eps")
+	p99 := r.get("append_single_64w_p99_ms")
+	fmt.Fprintf(r.w, "\n%-44s %14s %12s %10s %s\n", "figure", "value", "reference", "ratio", "target")
+	row := func(name string, v float64, unit string, ref float64, target string, ok bool) {
+		ratio, refs := "", ""
+		if ref > 0 {
+			ratio = fmt.Sprintf("%.2fx", v/ref)
+			refs = fmt.Sprintf("%.0f", ref)
+		}
+		verdict := "met"
+		if !ok {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(r.w, "%-44s %10.1f %-3s %12s %10s %s (%s)\n", name, v, unit, refs, ratio, target, verdict)
+	}
+	row(fmt.Sprintf("single-event appends, %d writers", r.cfg.Writers), single, "e/s", ins, ">= 5x autocommit INSERT", single >= 5*ins)
+	row("  p50 latency", r.get("append_single_64w_p50_ms"), "ms", 0, "-", true)
+	row("  p99 latency", p99, "ms", 0, "< 25 ms", p99 < 25)
+	row(fmt.Sprintf("100-event appends, %d writers", r.cfg.BatchWriters), batch, "e/s", cp, ">= 0.5x CopyFrom", batch >= 0.5*cp)
+	row("reference: autocommit INSERT", ins, "r/s", 0, "-", true)
+	row("reference: CopyFrom", cp, "r/s", 0, "-", true)
+	fmt.Fprintln(r.w)
+	for _, f := range r.figs {
+		fmt.Fprintf(r.w, "BENCH %s %.2f %s\n", f.Name, f.Value, f.Unit)
+	}
+}

@@ -1,0 +1,47 @@
+package kurrentdb
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/services/internal/eventstore"
+	"github.com/orderflow/orderflow/services/internal/eventstore/eventstoretest"
+	"github.com/orderflow/orderflow/services/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestContract runs the contract suite against a real KurrentDB: the server
+// named by TEST_KURRENTDB_URL or a container; skipped when neither exists.
+// The server is shared, so the suite works under per-subtest stream
+// prefixes; the race is sized for a server reached over the network.
+func TestContract(t *testing.T) {
+	url := testenv.KurrentDB(t)
+	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := New(ctx, url, Config{})
+		if err != nil {
+			t.Fatalf("connect to KurrentDB: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}, eventstoretest.Options{Writers: 8, EventsPerWriter: 250})
+}
+
+// TestContractFake runs the contract suite over the fake server, shared by
+// every subtest as a real one would be. It checks the adapter's own logic
+// (version mapping, replays, paging, position handling, the subscription
+// pump) where no KurrentDB runs; TestContract checks it against the server.
+func TestContractFake(t *testing.T) {
+	srv := newFakeServer()
+	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+		s, err := newStore(Config{ReadBatch: 64}.withDefaults(), srv.backend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -1,0 +1,459 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/services/internal/eventstore"
+)
+
+// commitTimeout bounds one group-commit transaction.
+const commitTimeout = 30 * time.Second
+
+// copyThreshold is the batch size above which rows are written with COPY
+// rather than one INSERT over arrays; below it the extra round trip COPY
+// needs costs more than it saves.
+const copyThreshold = 256
+
+type appendReq struct {
+	ctx      context.Context
+	stream   string
+	expected domain.ExpectedVersion
+	events   []domain.Envelope
+	meta     [][]byte
+	done     chan appendResp
+}
+
+type appendResp struct {
+	res domain.AppendResult
+	err error
+}
+
+// Append implements eventstore.Store. The append joins the next group
+// commit; it returns once that transaction has committed or failed.
+func (s *Store) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, events []domain.Envelope) (domain.AppendResult, error) {
+	if err := eventstore.CheckAppend(stream, expected, events); err != nil {
+		return domain.AppendResult{}, err
+	}
+	req := &appendReq{
+		ctx:      ctx,
+		stream:   stream,
+		expected: expected,
+		events:   make([]domain.Envelope, len(events)),
+		meta:     make([][]byte, len(events)),
+		done:     make(chan appendResp, 1),
+	}
+	for i, e := range events {
+		e.ID = strings.ToLower(e.ID)
+		if e.Data == nil {
+			e.Data = []byte{}
+		}
+		m, err := json.Marshal(e.Metadata)
+		if err != nil {
+			return domain.AppendResult{}, fmt.Errorf("append %s: metadata: %w", stream, err)
+		}
+		req.events[i], req.meta[i] = e, m
+	}
+	select {
+	case s.queue <- req:
+	case <-s.stop:
+		return domain.AppendResult{}, eventstore.ErrClosed
+	case <-ctx.Done():
+		return domain.AppendResult{}, ctx.Err()
+	}
+	select {
+	case r := <-req.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The append may still commit; a retry with the same event ids is
+		// then recognised as already done.
+		return domain.AppendResult{}, ctx.Err()
+	}
+}
+
+// commitLoop gathers whatever appends are queued and commits them together.
+func (s *Store) commitLoop() {
+	defer s.wg.Done()
+	lastSize := 0
+	for {
+		var first *appendReq
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			return
+		}
+		batch := s.gather(first, lastSize)
+		lastSize = len(batch)
+		s.commitBatch(batch)
+	}
+}
+
+// gather adds to first whatever else is queued. When the previous batch
+// showed concurrent writers, it lingers briefly while more appends keep
+// arriving: writers answered by the last commit are still on their way back,
+// and taking them now halves the number of commits they would otherwise pay.
+func (s *Store) gather(first *appendReq, lastSize int) []*appendReq {
+	batch := []*appendReq{first}
+	n := len(first.events)
+	linger := lastSize > 1
+	deadline := time.Now().Add(maxLinger)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for n < s.cfg.MaxBatchEvents {
+		select {
+		case r := <-s.queue:
+			batch = append(batch, r)
+			n += len(r.events)
+			continue
+		default:
+		}
+		if !linger || len(batch) >= lastSize || time.Now().After(deadline) {
+			return batch
+		}
+		if timer == nil {
+			timer = time.NewTimer(lingerStep)
+		} else {
+			timer.Reset(lingerStep)
+		}
+		select {
+		case r := <-s.queue:
+			batch = append(batch, r)
+			n += len(r.events)
+		case <-timer.C:
+			return batch
+		case <-s.stop:
+			return batch
+		}
+	}
+	return batch
+}
+
+// Lingering bounds: wait at most lingerStep for each further append and
+// maxLinger in all, small beside a commit's fsync.
+const (
+	lingerStep = 100 * time.Microsecond
+	maxLinger  = time.Millisecond
+)
+
+// stored is where an event id already sits (or will sit, when planned by an
+// earlier append of the same batch).
+type stored struct {
+	stream   string
+	version  int64
+	position int64
+}
+
+// commitBatch writes one group commit and answers every append in it.
+func (s *Store) commitBatch(batch []*appendReq) {
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- appendResp{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	resps, wrote, err := s.writeBatch(ctx, live, false)
+	if errors.Is(err, errKnownIDs) {
+		// Some event id is already stored: a retry of an append that
+		// landed. Decide again, this time looking the ids up first.
+		resps, wrote, err = s.writeBatch(ctx, live, true)
+	}
+	for i, r := range live {
+		if err != nil && resps[i].err == nil {
+			resps[i] = appendResp{err: fmt.Errorf("append %s: %w", r.stream, err)}
+		}
+		r.done <- resps[i]
+	}
+	if err == nil && wrote {
+		s.broadcast()
+	}
+}
+
+// writeBatch runs the group-commit transaction in two round trips: one to
+// open it, take the append lock and read what the decisions need, one to
+// write the rows, notify subscribers and commit. It returns one response per
+// request; when err is non-nil the transaction failed and every response
+// without its own error must report err.
+//
+// Event ids are looked up before deciding only when lookIDs is set. The
+// first attempt skips the lookup and lets the unique index on event_id
+// report a stored id as errKnownIDs, so the common case pays no index probes
+// for it.
+func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool) ([]appendResp, bool, error) {
+	resps := make([]appendResp, len(reqs))
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return resps, false, err
+	}
+	// A connection released inside a transaction (after an error) is
+	// closed by the pool rather than reused, so no explicit rollback is
+	// needed on the error paths.
+	defer conn.Release()
+
+	streamSet := make(map[string]struct{})
+	var streams, ids []string
+	for _, r := range reqs {
+		if _, ok := streamSet[r.stream]; !ok {
+			streamSet[r.stream] = struct{}{}
+			streams = append(streams, r.stream)
+		}
+		for _, e := range r.events {
+			ids = append(ids, e.ID)
+		}
+	}
+
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SELECT pg_advisory_xact_lock($1)", appendLockKey)
+	b.Queue("SELECT coalesce(max(position), 0), now() FROM es_events")
+	b.Queue(`SELECT s, coalesce((SELECT version FROM es_events WHERE stream = s ORDER BY version DESC LIMIT 1), 0)
+		FROM unnest($1::text[]) AS s`, streams)
+	if lookIDs {
+		b.Queue("SELECT event_id::text, stream, version, position FROM es_events WHERE event_id = ANY($1::uuid[])", ids)
+	}
+	var (
+		head       int64
+		recordedAt time.Time
+		versions   = make(map[string]int64, len(streams))
+		known      = make(map[string]stored)
+	)
+	if err := readDecisionInputs(conn.SendBatch(ctx, b), lookIDs, &head, &recordedAt, versions, known); err != nil {
+		return resps, false, err
+	}
+
+	var (
+		cols       columns
+		conflicted []int
+	)
+	for i, r := range reqs {
+		if res, dup, err := replayed(r, known); dup || err != nil {
+			resps[i] = appendResp{res: res, err: err}
+			continue
+		}
+		cur := versions[r.stream]
+		if r.expected != domain.AnyVersion && int64(r.expected) != cur {
+			resps[i] = appendResp{err: fmt.Errorf("append %s: expected version %d, stream is at %d: %w", r.stream, r.expected, cur, eventstore.ErrVersionConflict)}
+			if !lookIDs {
+				conflicted = append(conflicted, i)
+			}
+			continue
+		}
+		for j, e := range r.events {
+			head++
+			cur++
+			known[e.ID] = stored{stream: r.stream, version: cur, position: head}
+			cols.add(head, e, r.stream, cur, r.meta[j], recordedAt)
+		}
+		versions[r.stream] = cur
+		resps[i] = appendResp{res: domain.AppendResult{NextVersion: cur, Position: uint64(head)}}
+	}
+
+	// A conflicting append may be the retry of one that landed; only a
+	// lookup of its ids can tell.
+	if len(conflicted) > 0 {
+		if err := s.recheckConflicts(ctx, conn.Conn(), reqs, conflicted, resps); err != nil {
+			return resps, false, err
+		}
+	}
+
+	b = &pgx.Batch{}
+	if n := cols.len(); n > 0 {
+		if n >= copyThreshold {
+			if err := cols.copy(ctx, conn.Conn()); err != nil {
+				return resps, false, knownIDs(err)
+			}
+		} else {
+			cols.queueInsert(b)
+		}
+		b.Queue("SELECT pg_notify($1, $2)", notifyChannel, fmt.Sprint(head))
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return resps, false, knownIDs(err)
+	}
+	return resps, cols.len() > 0, nil
+}
+
+// recheckConflicts looks up the event ids of the requests that failed their
+// version check and turns those already stored in place into successes.
+func (s *Store) recheckConflicts(ctx context.Context, conn *pgx.Conn, reqs []*appendReq, conflicted []int, resps []appendResp) error {
+	var ids []string
+	for _, i := range conflicted {
+		for _, e := range reqs[i].events {
+			ids = append(ids, e.ID)
+		}
+	}
+	rows, err := conn.Query(ctx, "SELECT event_id::text, stream, version, position FROM es_events WHERE event_id = ANY($1::uuid[])", ids)
+	if err != nil {
+		return err
+	}
+	known := make(map[string]stored)
+	for rows.Next() {
+		var id string
+		var k stored
+		if err := rows.Scan(&id, &k.stream, &k.version, &k.position); err != nil {
+			rows.Close()
+			return err
+		}
+		known[id] = k
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, i := range conflicted {
+		if res, dup, err := replayed(reqs[i], known); dup || err != nil {
+			resps[i] = appendResp{res: res, err: err}
+		}
+	}
+	return nil
+}
+
+// errKnownIDs reports that an inserted event id is already stored.
+var errKnownIDs = errors.New("event id already stored")
+
+// knownIDs turns a unique violation of the event id index into errKnownIDs.
+func knownIDs(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "es_events_event_id" {
+		return errKnownIDs
+	}
+	return err
+}
+
+// readDecisionInputs reads the results of the first round trip.
+func readDecisionInputs(br pgx.BatchResults, lookIDs bool, head *int64, recordedAt *time.Time, versions map[string]int64, known map[string]stored) error {
+	defer br.Close()
+	for range 2 { // BEGIN, advisory lock
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+	}
+	if err := br.QueryRow().Scan(head, recordedAt); err != nil {
+		return err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var st string
+		var v int64
+		if err := rows.Scan(&st, &v); err != nil {
+			rows.Close()
+			return err
+		}
+		versions[st] = v
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if !lookIDs {
+		return br.Close()
+	}
+	if rows, err = br.Query(); err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id string
+		var k stored
+		if err := rows.Scan(&id, &k.stream, &k.version, &k.position); err != nil {
+			rows.Close()
+			return err
+		}
+		known[id] = k
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+// replayed reports whether r's events are already stored (or planned earlier
+// in this batch) exactly where r would put them, which makes r a no-op. An
+// id stored anywhere else is ErrDuplicateEventID.
+func replayed(r *appendReq, known map[string]stored) (domain.AppendResult, bool, error) {
+	first, seen := known[r.events[0].ID]
+	if !seen {
+		for _, e := range r.events[1:] {
+			if _, dup := known[e.ID]; dup {
+				return domain.AppendResult{}, false, fmt.Errorf("append %s: event %s: %w", r.stream, e.ID, eventstore.ErrDuplicateEventID)
+			}
+		}
+		return domain.AppendResult{}, false, nil
+	}
+	ok := first.stream == r.stream && (r.expected == domain.AnyVersion || int64(r.expected) == first.version-1)
+	var last stored
+	for i, e := range r.events {
+		k, dup := known[e.ID]
+		if !dup || k.stream != r.stream || k.version != first.version+int64(i) {
+			ok = false
+			break
+		}
+		last = k
+	}
+	if !ok {
+		return domain.AppendResult{}, false, fmt.Errorf("append %s: event %s already stored elsewhere: %w", r.stream, r.events[0].ID, eventstore.ErrDuplicateEventID)
+	}
+	return domain.AppendResult{NextVersion: last.version, Position: uint64(last.position)}, true, nil
+}
+
+// columns holds a batch's rows column by column, the shape both the array
+// INSERT and COPY want.
+type columns struct {
+	positions, versions []int64
+	ids, streams, types []string
+	schemas             []int32
+	data, meta          [][]byte
+	recordedAt          time.Time
+}
+
+func (c *columns) add(pos int64, e domain.Envelope, stream string, version int64, meta []byte, at time.Time) {
+	c.positions = append(c.positions, pos)
+	c.ids = append(c.ids, e.ID)
+	c.streams = append(c.streams, stream)
+	c.versions = append(c.versions, version)
+	c.types = append(c.types, e.Type)
+	c.schemas = append(c.schemas, int32(e.SchemaVersion))
+	c.data = append(c.data, e.Data)
+	c.meta = append(c.meta, meta)
+	c.recordedAt = at
+}
+
+func (c *columns) len() int { return len(c.positions) }
+
+func (c *columns) queueInsert(b *pgx.Batch) {
+	b.Queue(`INSERT INTO es_events (position, event_id, stream, version, type, schema_version, data, metadata, recorded_at)
+		SELECT p, i, s, v, t, sv, d, m, $9
+		FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::int[], $7::bytea[], $8::bytea[]) AS u(p, i, s, v, t, sv, d, m)`,
+		c.positions, c.ids, c.streams, c.versions, c.types, c.schemas, c.data, c.meta, c.recordedAt)
+}
+
+func (c *columns) copy(ctx context.Context, conn *pgx.Conn) error {
+	_, err := conn.CopyFrom(ctx, pgx.Identifier{"es_events"},
+		[]string{"position", "event_id", "stream", "version", "type", "schema_version", "data", "metadata", "recorded_at"},
+		pgx.CopyFromSlice(c.len(), func(i int) ([]any, error) {
+			return []any{c.positions[i], c.ids[i], c.streams[i], c.versions[i], c.types[i], c.schemas[i], c.data[i], c.meta[i], c.recordedAt}, nil
+		}))
+	return err
+}

@@ -1,0 +1,438 @@
+// Package idempotency makes a service's POST commands safe to repeat. A
+// client sends an Idempotency-Key header; the first request with that key
+// is executed and its answer stored in the service's database; a repeat
+// with the same body gets the stored answer replayed without executing
+// anything, a repeat with a different body is refused.
+//
+// Storing the answer happens after the command's events are appended, so a
+// crash in between would lose the answer but not the effect. That is why
+// the command id is derived from the key (see DeriveCommandID): the retry
+// executes the same command again, and the command handlers recognise a
+// command id they have already applied and change nothing.
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/pgdb"
+)
+
+// Header is the request header carrying the key.
+const Header = "Idempotency-Key"
+
+// ReplayedHeader is set to "true" on replayed answers.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// MaxKeyLength is the longest key accepted.
+const MaxKeyLength = 200
+
+// storedHeaders are the response headers kept with an answer.
+var storedHeaders = []string{"Content-Type", "Location"}
+
+// namespace is the UUID v5 namespace of derived command ids. Changing it
+// would let a retry across a deploy execute a command twice.
+var namespace = uuid.MustParse("9d3c1f7e-5b8a-4c1e-9f61-2a7d0b4e8c53")
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate creates or updates the idempotency table in pool's database.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("idempotency migrations: %w", err)
+	}
+	return pgdb.Migrate(ctx, pool, "idempotency", sub)
+}
+
+// Config tunes a Store. Service is required; the rest defaults.
+type Config struct {
+	// Service names the service; it is part of every derived command id.
+	Service string
+	// TTL is how long an answer is remembered. Default 24h.
+	TTL time.Duration
+	// Lease is how long an in-flight claim blocks repeats. A claim older
+	// than this is taken to belong to a crashed request, and a repeat takes
+	// it over (safe, see the package comment). It must exceed the longest
+	// request. Default 1m.
+	Lease time.Duration
+	// PurgeInterval is how often RunPurger deletes expired keys.
+	// Default 10m.
+	PurgeInterval time.Duration
+	// Logger reports failures to store answers. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports missing or out-of-range settings.
+func (c Config) Validate() error {
+	switch {
+	case c.Service == "":
+		return errors.New("idempotency: Service is required")
+	case c.TTL < 0, c.Lease < 0, c.PurgeInterval < 0:
+		return errors.New("idempotency: durations must not be negative")
+	case c.TTL != 0 && c.TTL < time.Minute:
+		return fmt.Errorf("idempotency: TTL %s is shorter than a minute", c.TTL)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.TTL == 0 {
+		c.TTL = 24 * time.Hour
+	}
+	if c.Lease == 0 {
+		c.Lease = time.Minute
+	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Store keeps idempotency keys and answers in a service's database.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  Config
+}
+
+// New returns a Store on pool, whose database must have been migrated with
+// Migrate.
+func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &Store{pool: pool, cfg: cfg}, nil
+}
+
+// DeriveCommandID is the command id of a request with key to scope
+// ("<METHOD> <path>") on service: a UUID v5, the same on every retry. The
+// scope is included so one key used on two resources names two commands.
+func DeriveCommandID(service, scope, key string) string {
+	return uuid.NewSHA1(namespace, []byte(service+"\n"+scope+"\n"+key)).String()
+}
+
+// ValidKey reports whether key is acceptable: 1-200 printable ASCII
+// characters.
+func ValidKey(key string) bool {
+	if len(key) == 0 || len(key) > MaxKeyLength {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// Middleware applies idempotency to POST requests that carry the header;
+// other requests pass through untouched. The handler finds the derived
+// command id with httpx.CommandID (httpx.CommandMeta uses it). Place it inside httpx.RequestID
+// and httpx.Recover.
+func (s *Store) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		values, sent := r.Header[http.CanonicalHeaderKey(Header)]
+		if r.Method != http.MethodPost || !sent {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if len(values) != 1 || !ValidKey(values[0]) {
+			httpx.WriteProblem(w, httpx.ValidationProblem("invalid Idempotency-Key header",
+				httpx.FieldError{Field: Header, Message: "must be sent once, with 1 to 200 printable ASCII characters"}))
+			return
+		}
+		key := values[0]
+		body, err := httpx.ReadBody(r)
+		if err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+		scope := r.Method + " " + r.URL.Path
+		sum := sha256.Sum256(body)
+		fingerprint := sum[:]
+
+		c, err := s.claim(r.Context(), scope, key, fingerprint)
+		if err != nil {
+			httpx.WriteError(w, r, fmt.Errorf("idempotency claim: %w", err))
+			return
+		}
+		switch c.outcome {
+		case outcomeReplay:
+			replay(w, c.answer)
+			return
+		case outcomeReused:
+			httpx.WriteProblem(w, httpx.NewProblem(http.StatusConflict, httpx.SlugIdempotencyKeyReused,
+				"this Idempotency-Key was already used with a different request body"))
+			return
+		case outcomeInFlight:
+			p := httpx.NewProblem(http.StatusConflict, httpx.SlugIdempotencyInFlight,
+				"a request with this Idempotency-Key is still being processed; retry later")
+			p.RetryAfter = 1
+			httpx.WriteProblem(w, p)
+			return
+		}
+
+		// Claimed: execute, capturing the answer so it can be stored before
+		// the client sees it.
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		ctx := httpx.WithCommandID(r.Context(), DeriveCommandID(s.cfg.Service, scope, key))
+		rec := &capture{header: make(http.Header)}
+		finished := false
+		defer func() {
+			if !finished { // the handler panicked: give the key back
+				s.release(r.Context(), scope, key, c.token)
+			}
+		}()
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		finished = true
+
+		a := rec.answer()
+		if a.Status >= 500 {
+			s.release(r.Context(), scope, key, c.token)
+		} else if err := s.complete(r.Context(), scope, key, c.token, a); err != nil {
+			// The effect happened; a retry re-executes the same command id,
+			// which changes nothing, and stores the answer then.
+			httpx.Logger(r.Context()).LogAttrs(r.Context(), slog.LevelError, "storing idempotent answer failed",
+				slog.String("scope", scope), slog.String("error", err.Error()))
+		}
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(a.Status)
+		_, _ = w.Write(a.Body)
+	})
+}
+
+type answer struct {
+	Status  int
+	Headers map[string]string
+	Body    []byte
+}
+
+func replay(w http.ResponseWriter, a answer) {
+	for k, v := range a.Headers {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set(ReplayedHeader, "true")
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
+}
+
+type outcome int
+
+const (
+	outcomeClaimed outcome = iota
+	outcomeReplay
+	outcomeReused
+	outcomeInFlight
+)
+
+type claimResult struct {
+	outcome outcome
+	token   uuid.UUID
+	answer  answer
+}
+
+func millis(d time.Duration) int64 { return d.Milliseconds() }
+
+// claim decides what to do with a request: claim the key (insert, or take
+// over an expired claim), or replay, or refuse. Times come from the
+// database clock so that replicas agree.
+func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte) (claimResult, error) {
+	token := uuid.New()
+	// A few rounds cover the races: a row deleted or expired between our
+	// INSERT and SELECT.
+	for range 5 {
+		tag, err := s.pool.Exec(ctx, `
+			INSERT INTO idempotency_keys (scope, key, fingerprint, state, claim_token, locked_until, expires_at)
+			VALUES ($1, $2, $3, 'in_flight', $4,
+			        now() + $5 * interval '1 millisecond', now() + $6 * interval '1 millisecond')
+			ON CONFLICT (scope, key) DO NOTHING`,
+			scope, key, fingerprint, token, millis(s.cfg.Lease), millis(s.cfg.TTL))
+		if err != nil {
+			return claimResult{}, err
+		}
+		if tag.RowsAffected() == 1 {
+			return claimResult{outcome: outcomeClaimed, token: token}, nil
+		}
+
+		var (
+			storedFP       []byte
+			state          string
+			status         *int32
+			headers        map[string]string
+			body           []byte
+			expired, stale bool
+		)
+		err = s.pool.QueryRow(ctx, `
+			SELECT fingerprint, state, status, headers, body,
+			       expires_at <= now(), coalesce(locked_until <= now(), false)
+			FROM idempotency_keys WHERE scope = $1 AND key = $2`, scope, key).
+			Scan(&storedFP, &state, &status, &headers, &body, &expired, &stale)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // released or purged meanwhile: try to claim again
+		}
+		if err != nil {
+			return claimResult{}, err
+		}
+		if expired {
+			if _, err := s.pool.Exec(ctx,
+				"DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND expires_at <= now()", scope, key); err != nil {
+				return claimResult{}, err
+			}
+			continue
+		}
+		if !bytes.Equal(storedFP, fingerprint) {
+			return claimResult{outcome: outcomeReused}, nil
+		}
+		if state == "done" && status != nil {
+			return claimResult{outcome: outcomeReplay, answer: answer{Status: int(*status), Headers: headers, Body: body}}, nil
+		}
+		if !stale {
+			return claimResult{outcome: outcomeInFlight}, nil
+		}
+		tag, err = s.pool.Exec(ctx, `
+			UPDATE idempotency_keys
+			SET claim_token = $3, locked_until = now() + $4 * interval '1 millisecond'
+			WHERE scope = $1 AND key = $2 AND state = 'in_flight' AND locked_until <= now()`,
+			scope, key, token, millis(s.cfg.Lease))
+		if err != nil {
+			return claimResult{}, err
+		}
+		if tag.RowsAffected() == 1 {
+			return claimResult{outcome: outcomeClaimed, token: token}, nil
+		}
+		// Someone else took it over or finished it: look again.
+	}
+	return claimResult{outcome: outcomeInFlight}, nil
+}
+
+// complete stores the answer under a claim we still hold.
+func (s *Store) complete(ctx context.Context, scope, key string, token uuid.UUID, a answer) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	headers, err := json.Marshal(a.Headers)
+	if err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE idempotency_keys
+		SET state = 'done', status = $4, headers = $5, body = $6, claim_token = NULL, locked_until = NULL,
+		    expires_at = now() + $7 * interval '1 millisecond'
+		WHERE scope = $1 AND key = $2 AND claim_token = $3`,
+		scope, key, token, a.Status, headers, a.Body, millis(s.cfg.TTL))
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return errors.New("claim lost (lease expired and taken over)")
+	}
+	return nil
+}
+
+// release gives up a claim so that a retry executes afresh.
+func (s *Store) release(ctx context.Context, scope, key string, token uuid.UUID) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.pool.Exec(ctx,
+		"DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND claim_token = $3 AND state = 'in_flight'",
+		scope, key, token); err != nil {
+		// The lease expires on its own; until then repeats get 409 in-flight.
+		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "releasing idempotency claim failed",
+			slog.String("scope", scope), slog.String("error", err.Error()))
+	}
+}
+
+// Purge deletes expired keys and reports how many.
+func (s *Store) Purge(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		// Bounded batches keep each delete's locks short.
+		tag, err := s.pool.Exec(ctx, `
+			DELETE FROM idempotency_keys WHERE ctid IN (
+				SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT 5000)`)
+		if err != nil {
+			return total, fmt.Errorf("purge idempotency keys: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 5000 {
+			return total, nil
+		}
+	}
+}
+
+// RunPurger purges expired keys every PurgeInterval until ctx is done.
+func (s *Store) RunPurger(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.Purge(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "purging idempotency keys failed", slog.String("error", err.Error()))
+			case n > 0:
+				s.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "purged idempotency keys", slog.Int64("count", n))
+			}
+		}
+	}
+}
+
+// capture buffers a handler's answer.
+type capture struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (c *capture) Header() http.Header { return c.header }
+
+func (c *capture) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+}
+
+func (c *capture) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	return c.body.Write(b)
+}
+
+func (c *capture) answer() answer {
+	status := c.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	h := make(map[string]string)
+	for _, name := range storedHeaders {
+		if v := c.header.Get(name); v != "" {
+			h[name] = v
+		}
+	}
+	return answer{Status: status, Headers: h, Body: c.body.Bytes()}
+}

@@ -1,0 +1,139 @@
+// Package natsembed runs a NATS server with JetStream inside the calling
+// process. The dev stack and the tests use it so that they talk to a real
+// nats-server, not a fake, without anything installed on the machine;
+// production points at a NATS cluster by URL instead.
+package natsembed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ErrInvalidConfig is wrapped by Config.Validate errors.
+var ErrInvalidConfig = errors.New("natsembed: invalid config")
+
+// Config tells Start how to run the server. The zero value is usable.
+type Config struct {
+	// Host to listen on; default 127.0.0.1.
+	Host string
+	// Port for clients; 0 or -1 picks a free port.
+	Port int
+	// StoreDir holds JetStream's files. Empty means a new temporary
+	// directory that Shutdown removes; a given directory is kept.
+	StoreDir string
+	// Log sends the server's log to stderr.
+	Log bool
+	// ReadyTimeout bounds the wait for the server to accept clients;
+	// default 10s.
+	ReadyTimeout time.Duration
+}
+
+// Validate reports a configuration Start cannot use.
+func (c Config) Validate() error {
+	if c.Port < -1 || c.Port > 65535 {
+		return fmt.Errorf("%w: port %d out of range -1..65535", ErrInvalidConfig, c.Port)
+	}
+	if c.ReadyTimeout < 0 {
+		return fmt.Errorf("%w: negative ready timeout", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	ns       *server.Server
+	storeDir string
+	ownStore bool
+	once     sync.Once
+}
+
+// Start starts the server with JetStream enabled and waits until it accepts
+// clients, ctx's deadline or ReadyTimeout, whichever comes first.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Port == 0 {
+		// The server reads 0 as its default port 4222 and -1 as "any".
+		cfg.Port = server.RANDOM_PORT
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 10 * time.Second
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	s := &Server{storeDir: cfg.StoreDir}
+	if s.storeDir == "" {
+		d, err := os.MkdirTemp("", "natsembed-")
+		if err != nil {
+			return nil, fmt.Errorf("natsembed: create store dir: %w", err)
+		}
+		s.storeDir, s.ownStore = d, true
+	}
+
+	ns, err := server.NewServer(&server.Options{
+		Host:      cfg.Host,
+		Port:      cfg.Port,
+		JetStream: true,
+		StoreDir:  s.storeDir,
+		NoLog:     !cfg.Log,
+		// The embedding process owns signal handling.
+		NoSigs: true,
+	})
+	if err != nil {
+		s.removeStore()
+		return nil, fmt.Errorf("natsembed: %w", err)
+	}
+	if cfg.Log {
+		ns.ConfigureLogger()
+	}
+	s.ns = ns
+	ns.Start()
+
+	wait := cfg.ReadyTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait = time.Until(dl)
+	}
+	if !ns.ReadyForConnections(wait) {
+		s.Shutdown()
+		return nil, fmt.Errorf("natsembed: server on %s:%d not ready after %s", cfg.Host, cfg.Port, wait)
+	}
+	if !ns.JetStreamEnabled() {
+		s.Shutdown()
+		return nil, errors.New("natsembed: JetStream failed to start (see the server log; Config.Log shows it)")
+	}
+	return s, nil
+}
+
+// URL is the client URL, e.g. nats://127.0.0.1:39123.
+func (s *Server) URL() string { return s.ns.ClientURL() }
+
+// StoreDir is the directory holding JetStream's files.
+func (s *Server) StoreDir() string { return s.storeDir }
+
+// Shutdown stops the server, waits until it has stopped and removes a
+// temporary store directory. It is safe to call more than once.
+func (s *Server) Shutdown() {
+	s.once.Do(func() {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.removeStore()
+	})
+}
+
+func (s *Server) removeStore() {
+	if s.ownStore {
+		_ = os.RemoveAll(s.storeDir)
+	}
+}

@@ -1,0 +1,226 @@
+package pgserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func startTest(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	return s
+}
+
+func queryString(t *testing.T, url, sql string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, sql).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return v
+}
+
+func processGone(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return errors.Is(err, syscall.ESRCH)
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func TestStartQueryStop(t *testing.T) {
+	s := startTest(t, Config{NoFsync: true, Settings: map[string]string{"work_mem": "8MB"}})
+
+	checks := []struct{ sql, want string }{
+		{"SELECT current_user", Superuser},
+		{"SHOW fsync", "off"},
+		{"SHOW synchronous_commit", "off"},
+		{"SHOW max_connections", "300"},
+		{"SHOW work_mem", "8MB"},
+		{"SHOW server_encoding", "UTF8"},
+		{"SELECT split_part(current_setting('server_version'), '.', 1)", "15"},
+	}
+	for _, c := range checks {
+		if got := queryString(t, s.URL("postgres"), c.sql); got != c.want {
+			t.Errorf("%s = %q, want %q", c.sql, got, c.want)
+		}
+	}
+
+	// The password in the URL is what authenticates: a wrong one must fail.
+	bad := strings.Replace(s.URL("postgres"), s.password, "wrong", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if conn, err := pgx.Connect(ctx, bad); err == nil {
+		conn.Close(ctx)
+		t.Error("connecting with a wrong password succeeded")
+	}
+
+	if os.Geteuid() == 0 {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.PID()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(st), "\n") {
+			if strings.HasPrefix(line, "Uid:") && strings.Fields(line)[1] == "0" {
+				t.Errorf("postgres runs as root: %s", line)
+			}
+		}
+	}
+
+	pid, port, dir := s.PID(), s.Port(), s.Dir()
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Error("Done not closed after Stop")
+	}
+	if !processGone(pid) {
+		t.Errorf("postmaster %d still running after Stop", pid)
+	}
+	if !portFree(port) {
+		t.Errorf("port %d still bound after Stop", port)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temp dir %s not removed: %v", dir, err)
+	}
+	if err := s.Stop(context.Background()); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// A caller-chosen Dir is kept and reused: data written before Stop is there
+// after the next Start, with the same password.
+func TestDirIsReused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cluster")
+	if os.Geteuid() == 0 {
+		// t.TempDir's parents are private to root; the cluster's OS user must
+		// be able to reach the directory.
+		d, err := os.MkdirTemp("", "pgserver-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(d, "cluster")
+	}
+
+	s := startTest(t, Config{Dir: dir, NoFsync: true})
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives')"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); err != nil {
+		t.Fatalf("cluster not kept in Dir: %v", err)
+	}
+
+	s2 := startTest(t, Config{Dir: dir, NoFsync: true})
+	if got := queryString(t, s2.URL("postgres"), "SELECT v FROM kept"); got != "survives" {
+		t.Errorf("after restart got %q", got)
+	}
+}
+
+func TestPortInUseFailsWithLog(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Start(ctx, Config{Port: port, NoFsync: true})
+	if err == nil {
+		s.Stop(ctx)
+		t.Fatal("Start on a bound port succeeded")
+	}
+	t.Log(err)
+	if !strings.Contains(err.Error(), "server log") || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Errorf("error lacks the server log or port: %v", err)
+	}
+}
+
+func TestUnreachableDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root hands the cluster to another OS user")
+	}
+	parent := t.TempDir()
+	if err := os.Chmod(parent, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(context.Background(), Config{Dir: filepath.Join(parent, "c"), NoFsync: true})
+	if err == nil || !strings.Contains(err.Error(), "not searchable") {
+		t.Fatalf("want a not searchable error, got %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"zero", Config{}, true},
+		{"port", Config{Port: 5432}, true},
+		{"negative port", Config{Port: -1}, false},
+		{"large port", Config{Port: 70000}, false},
+		{"setting", Config{Settings: map[string]string{"work_mem": "4MB"}}, true},
+		{"reserved setting", Config{Settings: map[string]string{"Port": "1"}}, false},
+		{"listen", Config{Settings: map[string]string{"listen_addresses": "*"}}, false},
+		{"malformed", Config{Settings: map[string]string{"a=b": "1"}}, false},
+		{"negative timeout", Config{StopTimeout: -time.Second}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("error %v does not wrap ErrInvalidConfig", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,297 @@
+// Package serve runs one orderflow service process: it connects to the
+// service's database (and NATS when configured), applies the migrations,
+// wires the command handlers to the HTTP routes together with the shared
+// middleware, operations endpoints and idempotency, and serves until its
+// context ends, then shuts down gracefully.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/commands"
+	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/idempotency"
+	"github.com/orderflow/orderflow/services/inventory"
+	"github.com/orderflow/orderflow/services/orders"
+	"github.com/orderflow/orderflow/services/shipping"
+)
+
+// Services lists the services Run can run, with their default ports.
+var Services = map[string]int{
+	"orders":    8081,
+	"inventory": 8082,
+	"shipping":  8083,
+}
+
+// Config configures one service process. Service and DatabaseURL are
+// required; the rest defaults.
+type Config struct {
+	// Service is one of the keys of Services.
+	Service string
+	// Addr is the listen address; default ":<the service's port>".
+	Addr string
+	// DatabaseURL is the service's own PostgreSQL database.
+	DatabaseURL string
+	// NATSURL, when set, is connected at start and checked by /readyz.
+	NATSURL string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Commands tunes the command handlers (retries, served countries).
+	Commands commands.Config
+	// RequestTimeout bounds the work of one request; default 20s.
+	RequestTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown; default 10s.
+	ShutdownTimeout time.Duration
+}
+
+// Validate reports a config Run cannot use.
+func (c Config) Validate() error {
+	var errs []error
+	if _, ok := Services[c.Service]; !ok {
+		names := make([]string, 0, len(Services))
+		for n := range Services {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		errs = append(errs, fmt.Errorf("service %q: want one of %v", c.Service, names))
+	}
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("database URL is required"))
+	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		// pgx's message can quote the URL; keep passwords out of logs.
+		errs = append(errs, errors.New("database URL cannot be parsed"))
+	}
+	if c.RequestTimeout < 0 || c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	if err := c.Commands.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("serve config: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = ":" + strconv.Itoa(Services[c.Service])
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 20 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+}
+
+// Run serves cfg.Service on cfg.Addr until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Server is a started service: connected, migrated, routes built.
+type Server struct {
+	cfg     Config
+	pool    *pgxpool.Pool
+	nc      *nats.Conn
+	store   *postgres.Store
+	handler http.Handler
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New connects and migrates the service's database, connects NATS when
+// configured and builds the HTTP handler. Its background work (purging old
+// idempotency keys) runs until Close.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	log := cfg.Logger
+	s := &Server{cfg: cfg}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	s.pool, err = pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: database: %w", cfg.Service, err)
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("serve %s: database: %w", cfg.Service, err)
+	}
+	if err := postgres.Migrate(ctx, s.pool); err != nil {
+		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
+	if err := idempotency.Migrate(ctx, s.pool); err != nil {
+		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
+	s.store, err = postgres.New(ctx, s.pool, postgres.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
+	idem, err := idempotency.New(s.pool, idempotency.Config{Service: cfg.Service, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
+	if cfg.NATSURL != "" {
+		s.nc, err = nats.Connect(cfg.NATSURL,
+			nats.Name("orderflow-"+cfg.Service),
+			nats.MaxReconnects(-1),
+			nats.RetryOnFailedConnect(true),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					log.Warn("nats disconnected", "error", err)
+				}
+			}),
+			nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }))
+		if err != nil {
+			return nil, fmt.Errorf("serve %s: nats: %w", cfg.Service, err)
+		}
+	}
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.wg.Go(func() { idem.RunPurger(bg) })
+
+	s.handler = s.routes(idem)
+	log.Info("service ready", "service", cfg.Service)
+	return s, nil
+}
+
+// Handler is the service's HTTP handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve answers HTTP on ln until ctx ends, then stops accepting, lets the
+// requests in progress finish (within ShutdownTimeout) and returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.cfg.RequestTimeout + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.cfg.Logger.Info("listening", "service", s.cfg.Service, "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", s.cfg.Service, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("serve %s: shutdown: %w", s.cfg.Service, err)
+	}
+	s.cfg.Logger.Info("stopped", "service", s.cfg.Service)
+	return nil
+}
+
+// Close stops the background work and releases the connections.
+func (s *Server) Close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.store != nil {
+		_ = s.store.Close()
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.pool != nil {
+		s.pool.Close()
+	}
+}
+
+func (s *Server) routes(idem *idempotency.Store) http.Handler {
+	metrics := httpx.NewMetrics()
+	metrics.GaugeFunc("orderflow_db_pool_acquired_connections",
+		"Database connections in use.", func() float64 { return float64(s.pool.Stat().AcquiredConns()) })
+
+	r := chi.NewRouter()
+	r.Use(httpx.RequestID, httpx.AccessLog(s.cfg.Logger), metrics.Middleware, httpx.Recover)
+	r.NotFound(httpx.NotFound)
+	r.MethodNotAllowed(httpx.MethodNotAllowed)
+
+	r.Get("/healthz", httpx.Healthz)
+	r.Get("/readyz", httpx.Readyz(2*time.Second, s.readinessChecks()...))
+	r.Method(http.MethodGet, "/metrics", metrics)
+
+	r.Group(func(r chi.Router) {
+		r.Use(timeout(s.cfg.RequestTimeout), idem.Middleware)
+		switch s.cfg.Service {
+		case "orders":
+			orders.Routes(r, commands.NewOrders(s.store, s.cfg.Commands))
+		case "inventory":
+			inventory.Routes(r, commands.NewInventory(s.store, s.cfg.Commands))
+		case "shipping":
+			shipping.Routes(r, commands.NewShipping(s.store, s.cfg.Commands))
+		}
+	})
+	return r
+}
+
+func (s *Server) readinessChecks() []httpx.Check {
+	checks := []httpx.Check{{Name: "database", Probe: s.pool.Ping}}
+	if s.nc != nil {
+		checks = append(checks, httpx.Check{Name: "nats", Probe: func(context.Context) error {
+			if st := s.nc.Status(); st != nats.CONNECTED {
+				return fmt.Errorf("nats connection is %s", st)
+			}
+			return nil
+		}})
+	}
+	return checks
+}
+
+// timeout bounds the context of each request, so that a stuck dependency
+// ends in a 503 problem rather than a hung client.
+func timeout(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}

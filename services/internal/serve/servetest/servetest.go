@@ -1,0 +1,192 @@
+// Package servetest starts a real service (real PostgreSQL database, real
+// event store, the full middleware stack) for the HTTP tests of the
+// services, and gives them short helpers to send requests, read problems
+// and inspect the events that landed in the store.
+package servetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/serve"
+	"github.com/orderflow/orderflow/services/internal/testenv"
+)
+
+// Env is a running service and a handle on its event store.
+type Env struct {
+	// URL is the base URL of the service, e.g. "http://127.0.0.1:41234".
+	URL string
+	// Store reads (and, to set up state, writes) the service's events.
+	Store *postgres.Store
+	// Pool is a connection pool to the service's database.
+	Pool   *pgxpool.Pool
+	client *http.Client
+}
+
+// Start runs service on a fresh database; configure, when given, adjusts
+// the config first. Everything stops when the test ends.
+func Start(t testing.TB, service string, configure ...func(*serve.Config)) *Env {
+	t.Helper()
+	ctx := context.Background()
+	cfg := serve.Config{
+		Service:     service,
+		DatabaseURL: testenv.Postgres(t),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	srv, err := serve.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start %s: %v", service, err)
+	}
+	t.Cleanup(srv.Close)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	store, err := postgres.New(ctx, pool, postgres.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return &Env{URL: hs.URL, Store: store, Pool: pool, client: hs.Client()}
+}
+
+// Response is an answer read in full.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends a request; header holds name/value pairs. A non-empty body is
+// sent as application/json unless header sets Content-Type.
+func (e *Env) Do(t testing.TB, method, path, body string, header ...string) Response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if len(header)%2 != 0 {
+		t.Fatalf("header %q: want name/value pairs", header)
+	}
+	for i := 0; i < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Response{Status: res.StatusCode, Header: res.Header, Body: b}
+}
+
+// Post sends a POST request (see Do).
+func (e *Env) Post(t testing.TB, path, body string, header ...string) Response {
+	t.Helper()
+	return e.Do(t, http.MethodPost, path, body, header...)
+}
+
+// JSON decodes the body into v, failing the test unless it is
+// application/json.
+func (r Response) JSON(t testing.TB, v any) {
+	t.Helper()
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q, want application/json (status %d, body %s)", ct, r.Status, r.Body)
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+// Problem decodes an application/problem+json body and checks that its
+// status matches the response's.
+func (r Response) Problem(t testing.TB) httpx.Problem {
+	t.Helper()
+	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q, want application/problem+json (status %d, body %s)", ct, r.Status, r.Body)
+	}
+	var p httpx.Problem
+	if err := json.Unmarshal(r.Body, &p); err != nil {
+		t.Fatalf("decode problem %s: %v", r.Body, err)
+	}
+	if p.Status != r.Status || p.Type == "" || p.Title == "" {
+		t.Fatalf("malformed problem for status %d: %s", r.Status, r.Body)
+	}
+	return p
+}
+
+// WantProblem checks that r is a problem with the given status and slug
+// and, when fields are given, that exactly those fields are named.
+func (r Response) WantProblem(t testing.TB, status int, slug string, fields ...string) httpx.Problem {
+	t.Helper()
+	p := r.Problem(t)
+	if p.Status != status || p.Type != httpx.ProblemTypeBase+slug {
+		t.Fatalf("got %d %s, want %d %s: %s", p.Status, p.Type, status, httpx.ProblemTypeBase+slug, r.Body)
+	}
+	if len(fields) > 0 {
+		got := make([]string, len(p.Errors))
+		for i, f := range p.Errors {
+			got[i] = f.Field
+			if f.Message == "" {
+				t.Fatalf("field %s has no message: %s", f.Field, r.Body)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(fields, ",") {
+			t.Fatalf("problem names fields %q, want %q: %s", got, fields, r.Body)
+		}
+	}
+	return p
+}
+
+// Events returns the events of stream.
+func (e *Env) Events(t testing.TB, stream string) []domain.Envelope {
+	t.Helper()
+	evs, err := e.Store.ReadStream(context.Background(), stream, 1, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// Head is the position of the newest event in the store (0 when empty);
+// comparing it before and after a request shows whether anything was
+// appended.
+func (e *Env) Head(t testing.TB) uint64 {
+	t.Helper()
+	h, err := e.Store.Head(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
