@@ -15,7 +15,8 @@ const DefaultMaxRetries = 5
 // and means the defaults.
 type Config struct {
 	// MaxRetries bounds the retries of a command after a version conflict
-	// (default DefaultMaxRetries); the command is tried MaxRetries+1 times.
+	// (0 means DefaultMaxRetries); a command is tried at most MaxRetries+1
+	// times.
 	MaxRetries int
 	// ServedCountries are the ISO 3166-1 alpha-2 codes shipping delivers to
 	// (default shipping.DefaultCountries()).

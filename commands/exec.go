@@ -17,8 +17,9 @@ import (
 // readPage is how many events one ReadStream call asks for.
 const readPage = 512
 
-// Backoff between retries after a version conflict: a random wait up to
-// baseBackoff doubled per retry, at most maxBackoff.
+// Backoff between retries after a version conflict: baseBackoff doubled per
+// retry up to maxBackoff, of which a random half to all is waited, so that
+// writers that collided do not collide again in step.
 const (
 	baseBackoff = time.Millisecond
 	maxBackoff  = 50 * time.Millisecond
@@ -93,7 +94,7 @@ func execute[S any, P interface {
 		if err != nil {
 			return outcome{}, err
 		}
-		res, err := x.store.Append(ctx, stream, domain.AnyVersion, envs)
+		res, err := x.store.Append(ctx, stream, domain.ExactVersion(version), envs)
 		if err == nil {
 			out.Version = res.NextVersion
 			out.appended = true

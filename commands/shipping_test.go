@@ -77,7 +77,9 @@ func TestShipmentTransitions(t *testing.T) {
 	const reason = order.ReasonStepTimeout
 	type step func(h *commands.Shipping, id string) (commands.Result, error)
 	dispatch := func(h *commands.Shipping, id string) (commands.Result, error) { return h.Dispatch(ctx, meta(), id) }
-	cancel := func(h *commands.Shipping, id string) (commands.Result, error) { return h.Cancel(ctx, meta(), id, reason) }
+	cancel := func(h *commands.Shipping, id string) (commands.Result, error) {
+		return h.Cancel(ctx, meta(), id, reason)
+	}
 	tests := []struct {
 		name       string
 		country    string

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +28,16 @@ const (
 	// readyMarker starts the banner line that says everything answers.
 	readyMarker = "orderflow dev stack is ready"
 )
+
+// services are the services the dev stack runs, in start order; their
+// ports follow the API contract's layout (orders base+1, ...).
+var services = []string{"orders", "inventory", "shipping"}
+
+const defaultPortBase = 8080
+
+func servicePort(base int, service string) int {
+	return base + 1 + slices.Index(services, service)
+}
 
 type devOptions struct {
 	portBase int

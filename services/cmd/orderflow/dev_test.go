@@ -204,6 +204,9 @@ func (r *devRun) assertAllGone(t *testing.T) {
 	if pids := processesMatching(r.dir); len(pids) > 0 {
 		t.Errorf("processes still running on %s: %v", r.dir, pids)
 	}
+	if pids := processesIn(r.dir); len(pids) > 0 {
+		t.Errorf("PostgreSQL processes still running in %s: %v", r.dir, pids)
+	}
 	for i := 1; i <= 3; i++ {
 		addr := "127.0.0.1:" + strconv.Itoa(r.base+i)
 		if pids := processesMatching(addr); len(pids) > 0 {
@@ -240,6 +243,25 @@ func processesMatching(s string) []int {
 	return pids
 }
 
+// processesIn lists the live processes whose working directory is under
+// dir. Every PostgreSQL process works in its data directory, backends
+// included, whose command lines do not name it.
+func processesIn(dir string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err == nil && strings.HasPrefix(cwd, dir+"/") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 func TestDevServesAndStopsCleanly(t *testing.T) {
 	r := startDev(t)
 
@@ -265,6 +287,9 @@ func TestDevServesAndStopsCleanly(t *testing.T) {
 	}
 	if pids := processesMatching(r.dir); len(pids) == 0 {
 		t.Fatalf("no postgres process on %s while the stack runs; the checks below would prove nothing", r.dir)
+	}
+	if n := len(processesIn(r.dir)); n < 2 {
+		t.Fatalf("%d processes work in %s, want the postmaster and its workers; the checks below would prove nothing", n, r.dir)
 	}
 
 	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {

@@ -7,30 +7,19 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/orderflow/orderflow/services/internal/serve"
 )
 
-// services are the services serve runs, in dev's start order; their
-// default ports follow the dev stack's layout (orders 8081, ...).
-var services = []string{"orders", "inventory", "shipping"}
-
-const defaultPortBase = 8080
-
-func servicePort(base int, service string) int {
-	return base + 1 + slices.Index(services, service)
-}
-
 func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	addr := fs.String("addr", os.Getenv("ADDR"), "listen address (env ADDR; default :8081 orders, :8082 inventory, :8083 shipping)")
+	addr := fs.String("addr", os.Getenv("ADDR"), "listen address (env ADDR; default the service's port: :8081 orders, :8082 inventory, :8083 shipping)")
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "the service's PostgreSQL URL (env DATABASE_URL)")
 	natsURL := fs.String("nats-url", os.Getenv("NATS_URL"), "NATS URL (env NATS_URL)")
 	logFormat := fs.String("log-format", envOr("LOG_FORMAT", "text"), "log format on stderr: text or json (env LOG_FORMAT)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: orderflow serve SERVICE [flags]\n\nRuns one service; SERVICE is one of %s.\n\nFlags:\n", strings.Join(services, ", "))
+		fmt.Fprintf(fs.Output(), "Usage: orderflow serve SERVICE [flags]\n\nRuns one service; SERVICE is one of %s.\n\nFlags:\n", strings.Join(serveNames(), ", "))
 		fs.PrintDefaults()
 	}
 
@@ -50,17 +39,14 @@ func runServe(ctx context.Context, args []string) error {
 	case service == "":
 		fs.Usage()
 		return usagef("serve: no service given")
-	case !slices.Contains(services, service):
+	case !slices.Contains(serveNames(), service):
 		fs.Usage()
 		return usagef("serve: unknown service %q", service)
 	case len(rest) > 0:
 		fs.Usage()
 		return usagef("serve: unexpected arguments %q", rest)
 	}
-	if *addr == "" {
-		*addr = ":" + strconv.Itoa(servicePort(defaultPortBase, service))
-	}
-	logger, err := newLogger(*logFormat, service)
+	logger, err := newLogger(*logFormat)
 	if err != nil {
 		return err
 	}
@@ -73,7 +59,18 @@ func runServe(ctx context.Context, args []string) error {
 	})
 }
 
-func newLogger(format, service string) (*slog.Logger, error) {
+// serveNames lists what serve.Run can run, sorted.
+func serveNames() []string {
+	names := make([]string, 0, len(serve.Services))
+	for n := range serve.Services {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// newLogger logs to stderr; serve.Run adds the service name to every line.
+func newLogger(format string) (*slog.Logger, error) {
 	var h slog.Handler
 	switch format {
 	case "text":
@@ -83,7 +80,7 @@ func newLogger(format, service string) (*slog.Logger, error) {
 	default:
 		return nil, usagef("log format %q: want text or json", format)
 	}
-	return slog.New(h).With("service", service), nil
+	return slog.New(h), nil
 }
 
 func envOr(key, def string) string {

@@ -30,10 +30,11 @@ func TestContract(t *testing.T) {
 	}, eventstoretest.Options{Writers: 8, EventsPerWriter: 250})
 }
 
-// TestContractFake runs the contract suite over the fake server, shared by
-// every subtest as a real one would be. It checks the adapter's own logic
-// (version mapping, replays, paging, position handling, the subscription
-// pump) where no KurrentDB runs; TestContract checks it against the server.
+// TestContractFake runs the contract suite, at its full size, over the fake
+// server, shared by every subtest as a real one would be. It checks the
+// adapter's own logic (version mapping, replays, paging, positions, the
+// subscription pump) where no KurrentDB runs; TestContract checks the same
+// against the server.
 func TestContractFake(t *testing.T) {
 	srv := newFakeServer()
 	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
