@@ -132,11 +132,18 @@ func startDev(t *testing.T) *devRun {
 		close(r.done)
 	}()
 	t.Cleanup(func() {
+		// A test that failed midway still stops the stack the way a user
+		// would, so that it removes its data dir; SIGKILL is the fallback.
 		select {
 		case <-r.done:
 		default:
-			_ = r.cmd.Process.Kill()
-			<-r.done
+			_ = r.cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-r.done:
+			case <-time.After(30 * time.Second):
+				_ = r.cmd.Process.Kill()
+				<-r.done
+			}
 		}
 		if t.Failed() {
 			t.Logf("dev output:\n%s", r.out.String())

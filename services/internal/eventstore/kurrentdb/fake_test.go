@@ -226,7 +226,7 @@ func (b *fakeBackend) subscribeAll(ctx context.Context, from kurrentdb.AllPositi
 	if err := b.check(); err != nil {
 		return nil, err
 	}
-	if filter != nil && len(filter.Prefixes) > 0 == (filter.Regex != "") {
+	if filter != nil && (len(filter.Prefixes) > 0) == (filter.Regex != "") {
 		return nil, errors.New("fake: a filter needs prefixes or a regex, not both")
 	}
 	f := b.srv

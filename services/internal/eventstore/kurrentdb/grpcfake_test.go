@@ -1,11 +1,11 @@
 package kurrentdb
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -30,7 +30,15 @@ type grpcFake struct {
 // connection string for it.
 func startGRPCFake(t *testing.T, srv *fakeServer) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stop := serveGRPCFake(t, srv, "127.0.0.1:0")
+	t.Cleanup(stop)
+	return "kurrentdb://" + addr + "?tls=false"
+}
+
+// serveGRPCFake serves srv on addr until stop is called.
+func serveGRPCFake(t *testing.T, srv *fakeServer, addr string) (string, func()) {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,11 +49,13 @@ func startGRPCFake(t *testing.T, srv *fakeServer) string {
 		defer close(done)
 		_ = g.Serve(lis)
 	}()
-	t.Cleanup(func() {
-		g.Stop()
-		<-done
-	})
-	return "kurrentdb://" + lis.Addr().String() + "?tls=false"
+	var once sync.Once
+	return lis.Addr().String(), func() {
+		once.Do(func() {
+			g.Stop()
+			<-done
+		})
+	}
 }
 
 func (g *grpcFake) backend() *fakeBackend { return &fakeBackend{srv: g.srv} }

@@ -68,6 +68,9 @@ func (c Config) Validate() error {
 	if c.ReadBatch < 0 || c.ReadBatch > maxReadBatch {
 		errs = append(errs, fmt.Errorf("ReadBatch %d: want 1..%d (0 for the default)", c.ReadBatch, maxReadBatch))
 	}
+	if c.AnyVersionScan > maxReadBatch {
+		errs = append(errs, fmt.Errorf("AnyVersionScan %d: want at most %d", c.AnyVersionScan, maxReadBatch))
+	}
 	if c.SubscriptionBuffer < 0 {
 		errs = append(errs, fmt.Errorf("SubscriptionBuffer %d: want >= 0", c.SubscriptionBuffer))
 	}

@@ -46,3 +46,46 @@ func TestContractFake(t *testing.T) {
 		return s
 	})
 }
+
+// TestContractOverGRPC runs the contract suite through the real client
+// against the fake server behind the KurrentDB gRPC protocol, which checks
+// the adapter's use of the client (options, reads to EOF, error codes,
+// subscriptions) where no KurrentDB runs.
+func TestContractOverGRPC(t *testing.T) {
+	url := startGRPCFake(t, newFakeServer())
+	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := New(ctx, url, Config{})
+		if err != nil {
+			t.Fatalf("connect to the gRPC fake: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}, eventstoretest.Options{Writers: 8, EventsPerWriter: 250})
+}
+
+func TestNewFails(t *testing.T) {
+	tests := []struct {
+		name string
+		conn string
+		cfg  Config
+	}{
+		{"invalid connection string", "http://localhost:2113", Config{}},
+		{"invalid config", "kurrentdb://localhost:2113?tls=false", Config{ReadBatch: -1}},
+		// Port 1 on loopback refuses connections; discovery gives up
+		// after its bounded attempts.
+		{"no server", "kurrentdb://127.0.0.1:1?tls=false&maxDiscoverAttempts=2&discoveryInterval=10", Config{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := New(ctx, tc.conn, tc.cfg)
+			if err == nil {
+				s.Close()
+				t.Fatal("New succeeded, want an error")
+			}
+		})
+	}
+}

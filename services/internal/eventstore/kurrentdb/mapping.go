@@ -177,13 +177,20 @@ func decodeMetadata(b []byte) (domain.Metadata, int, error) {
 
 // toEventData converts the envelopes of one append. It expects arguments
 // that passed eventstore.CheckAppend and adds the checks this backend needs:
-// the nil UUID is refused (the client would silently replace it with a random
-// id, breaking idempotent retries) and Data must be JSON, since it is stored
-// with the JSON content type.
+// names starting with $ are KurrentDB's own (its readers would hide such
+// events), the nil UUID is refused (the client would silently replace it with
+// a random id, breaking idempotent retries) and Data must be JSON, since it
+// is stored with the JSON content type.
 func toEventData(stream string, events []domain.Envelope) ([]kurrentdb.EventData, []uuid.UUID, error) {
+	if strings.HasPrefix(stream, "$") {
+		return nil, nil, fmt.Errorf("append %s: stream names starting with $ are reserved for KurrentDB: %w", stream, eventstore.ErrInvalidAppend)
+	}
 	out := make([]kurrentdb.EventData, len(events))
 	ids := make([]uuid.UUID, len(events))
 	for i, e := range events {
+		if strings.HasPrefix(e.Type, "$") {
+			return nil, nil, fmt.Errorf("append %s: event %d: types starting with $ are reserved for KurrentDB: %w", stream, i, eventstore.ErrInvalidAppend)
+		}
 		id, err := uuid.Parse(e.ID)
 		if err != nil || id == uuid.Nil {
 			return nil, nil, fmt.Errorf("append %s: event %d: id %q is not a usable UUID: %w", stream, i, e.ID, eventstore.ErrInvalidAppend)
@@ -212,6 +219,11 @@ func toEventData(stream string, events []domain.Envelope) ([]kurrentdb.EventData
 // empty Metadata and SchemaVersion 0, and the payload passes through as is.
 func toEnvelope(rec kurrentdb.RecordedEvent) domain.Envelope {
 	md, schema, _ := decodeMetadata(rec.UserMetadata)
+	var data json.RawMessage
+	if len(rec.Data) > 0 {
+		// An empty RawMessage would not marshal; nil marshals as null.
+		data = rec.Data
+	}
 	return domain.Envelope{
 		ID:            rec.EventID.String(),
 		Stream:        rec.StreamID,
@@ -219,7 +231,7 @@ func toEnvelope(rec kurrentdb.RecordedEvent) domain.Envelope {
 		Position:      positionOf(rec),
 		Type:          rec.EventType,
 		SchemaVersion: schema,
-		Data:          json.RawMessage(rec.Data),
+		Data:          data,
 		Metadata:      md,
 		RecordedAt:    rec.CreatedDate.UTC(),
 	}

@@ -221,10 +221,18 @@ func TestToEventData(t *testing.T) {
 	nilID.ID = uuid.Nil.String()
 	notJSON := good
 	notJSON.Data = json.RawMessage(`{"n":`)
-	for name, e := range map[string]domain.Envelope{"nil uuid": nilID, "data not JSON": notJSON} {
+	systemType := good
+	systemType.Type = "$metadata"
+	for name, e := range map[string]domain.Envelope{"nil uuid": nilID, "data not JSON": notJSON, "system type": systemType} {
 		if _, _, err := toEventData("s", []domain.Envelope{good, e}); !errors.Is(err, eventstore.ErrInvalidAppend) {
 			t.Errorf("%s: err = %v, want ErrInvalidAppend", name, err)
 		}
+	}
+	if _, _, err := toEventData("$ce-order", []domain.Envelope{good}); !errors.Is(err, eventstore.ErrInvalidAppend) {
+		t.Errorf("system stream: err = %v, want ErrInvalidAppend", err)
+	}
+	if data, _, err := toEventData("s", []domain.Envelope{{ID: id.String(), Type: "Empty"}}); err != nil || len(data[0].Data) != 0 {
+		t.Errorf("event without data: %v, %v", data, err)
 	}
 }
 
@@ -252,6 +260,14 @@ func TestToEnvelope(t *testing.T) {
 	}
 	if got.RecordedAt.Location() != time.UTC {
 		t.Fatalf("RecordedAt in %v, want UTC", got.RecordedAt.Location())
+	}
+
+	rec.Data = []byte{}
+	if got := toEnvelope(rec); got.Data != nil {
+		t.Fatalf("empty data became %q, want nil (which marshals as null)", got.Data)
+	}
+	if _, err := json.Marshal(toEnvelope(rec)); err != nil {
+		t.Fatalf("envelope without data does not marshal: %v", err)
 	}
 
 	rec.UserMetadata = []byte{0xff, 0x00}
@@ -333,7 +349,9 @@ func TestConfig(t *testing.T) {
 		{"negative batch", Config{ReadBatch: -1}, false},
 		{"huge batch", Config{ReadBatch: maxReadBatch + 1}, false},
 		{"negative buffer", Config{SubscriptionBuffer: -3}, false},
-		{"unbuffered subscription", Config{SubscriptionBuffer: 0}, true},
+		{"huge scan", Config{AnyVersionScan: maxReadBatch + 1}, false},
+		{"scan off", Config{AnyVersionScan: -1}, true},
+		{"zero buffer takes the default", Config{SubscriptionBuffer: 0}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -402,3 +402,39 @@ type failingReads struct{ backend }
 func (f *failingReads) readStream(context.Context, string, kurrentdb.StreamPosition, bool, uint64) ([]kurrentdb.RecordedEvent, error) {
 	return nil, errors.New("read failed")
 }
+
+// The real client gives up for good once a discovery fails while the server
+// is down; after the server is back the Store must work again, which it
+// does by replacing that client.
+func TestReconnectsAfterServerRestart(t *testing.T) {
+	srv := newFakeServer()
+	addr, stop := serveGRPCFake(t, srv, "127.0.0.1:0")
+	defer stop()
+	s, err := New(testCtx(t), "kurrentdb://"+addr+"?tls=false&maxDiscoverAttempts=1&discoveryInterval=10", Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustAppendT(t, s, "r-1", domain.NoStream, newEvents(1))
+
+	stop()
+	for i := range 3 {
+		if _, err := s.Append(testCtx(t), "r-1", domain.AnyVersion, newEvents(1)); err == nil {
+			t.Fatalf("append %d succeeded with the server down", i)
+		}
+	}
+	_, stop2 := serveGRPCFake(t, srv, addr)
+	defer stop2()
+	var lastErr error
+	for range 5 {
+		if _, lastErr = s.Append(testCtx(t), "r-1", domain.ExactVersion(1), newEvents(1)); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("appends still fail after the server came back: %v", lastErr)
+	}
+	if n := streamLen(t, s, "r-1"); n != 2 {
+		t.Fatalf("stream has %d events, want 2", n)
+	}
+}

@@ -24,7 +24,8 @@ import (
 	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
-// Env is a running service and a handle on its event store.
+// Env is a running service and a handle on its event store. Every response
+// its helpers receive is checked against services/api/openapi.yaml.
 type Env struct {
 	// URL is the base URL of the service, e.g. "http://127.0.0.1:41234".
 	URL string
@@ -105,6 +106,14 @@ func (e *Env) Do(t testing.TB, method, path, body string, header ...string) Resp
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every answer must match the published contract.
+	c, err := LoadContract()
+	if err != nil {
+		t.Fatalf("load OpenAPI contract: %v", err)
+	}
+	for _, msg := range c.CheckResponse(method, path, res.StatusCode, res.Header, b) {
+		t.Errorf("contract: %s", msg)
 	}
 	return Response{Status: res.StatusCode, Header: res.Header, Body: b}
 }

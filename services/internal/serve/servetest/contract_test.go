@@ -1,0 +1,191 @@
+package servetest
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func load(t *testing.T) *Contract {
+	t.Helper()
+	c, err := LoadContract()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestContractCoversAPI pins the operations of the HTTP contract (API.md):
+// dropping or renaming one in openapi.yaml fails here.
+func TestContractCoversAPI(t *testing.T) {
+	c := load(t)
+	want := []string{
+		"POST /api/orders",
+		"GET /api/orders",
+		"GET /api/orders/{order_id}",
+		"POST /api/orders/{order_id}/cancel",
+		"POST /api/inventory/{sku}/restock",
+		"GET /api/inventory/{sku}",
+		"GET /api/inventory",
+		"GET /api/shipments/{shipment_id}",
+		"GET /api/shipments",
+		"POST /api/shipments/{shipment_id}/dispatch",
+		"GET /api/sagas/{saga_id}",
+		"GET /api/sagas",
+		"POST /api/sagas/{saga_id}/retry",
+		"GET /healthz",
+		"GET /readyz",
+		"GET /metrics",
+		"GET /admin/projections",
+		"POST /admin/projections/{name}/replay",
+	}
+	got := c.Operations()
+	for _, op := range want {
+		if !slices.Contains(got, op) {
+			t.Errorf("openapi.yaml lacks %s", op)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("openapi.yaml has %d operations, want %d: %v", len(got), len(want), got)
+	}
+	if broken := c.BrokenRefs(); len(broken) > 0 {
+		t.Errorf("unresolved $refs: %v", broken)
+	}
+	if v, _ := c.doc["openapi"].(string); !strings.HasPrefix(v, "3.1.") {
+		t.Errorf("openapi version %q, want 3.1.x", v)
+	}
+}
+
+func TestContractOperationIDsUnique(t *testing.T) {
+	c := load(t)
+	seen := map[string]string{}
+	for path, item := range asMap(c.doc["paths"]) {
+		for method, op := range asMap(item) {
+			id, _ := asMap(op)["operationId"].(string)
+			if method == "parameters" {
+				continue
+			}
+			if id == "" {
+				t.Errorf("%s %s has no operationId", method, path)
+				continue
+			}
+			if other, dup := seen[id]; dup {
+				t.Errorf("operationId %s used by %s and %s %s", id, other, method, path)
+			}
+			seen[id] = method + " " + path
+		}
+	}
+}
+
+func TestContractExampleMatchesSchema(t *testing.T) {
+	c := load(t)
+	s, ok := c.Schema("PlaceOrderRequest")
+	if !ok {
+		t.Fatal("no PlaceOrderRequest schema")
+	}
+	var errs []string
+	c.validate(s, jsonValue(t, asMap(s)["example"]), "$", func(p, m string) { errs = append(errs, p+" "+m) })
+	if len(errs) > 0 {
+		t.Fatalf("example does not match its schema: %v", errs)
+	}
+}
+
+// jsonValue converts a YAML-decoded value to the shapes the validator
+// gets from JSON (numbers as json.Number).
+func jsonValue(t *testing.T, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var out any
+	if err := dec.Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestCheckResponse(t *testing.T) {
+	c := load(t)
+	h := func(kv ...string) map[string][]string {
+		m := map[string][]string{"X-Request-Id": {"r-1"}}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = []string{kv[i+1]}
+		}
+		return m
+	}
+	const orderID = "1b4e28ba-2d11-4a0e-9d4b-6d1b2e3c4f50"
+	const sagaID = "2b4e28ba-2d11-4a0e-9d4b-6d1b2e3c4f50"
+	problem := `{"type":"https://orderflow.dev/problems/validation","title":"Bad Request","status":400,"errors":[{"field":"items[0].quantity","message":"must be > 0"}]}`
+	tests := []struct {
+		name         string
+		method, path string
+		status       int
+		header       map[string][]string
+		body         string
+		wantErr      string // "" when the response conforms
+	}{
+		{"accepted", "POST", "/api/orders", 202, h("Content-Type", "application/json", "Location", "/api/orders/"+orderID),
+			`{"order_id":"` + orderID + `","saga_id":"` + sagaID + `","status":"pending"}`, ""},
+		{"wrong const", "POST", "/api/orders", 202, h("Content-Type", "application/json", "Location", "/x"),
+			`{"order_id":"` + orderID + `","saga_id":"` + sagaID + `","status":"confirmed"}`, "want pending"},
+		{"not a uuid", "POST", "/api/orders", 202, h("Content-Type", "application/json", "Location", "/x"),
+			`{"order_id":"42","saga_id":"` + sagaID + `","status":"pending"}`, "is not a uuid"},
+		{"missing property", "POST", "/api/orders", 202, h("Content-Type", "application/json", "Location", "/x"),
+			`{"order_id":"` + orderID + `","status":"pending"}`, `lacks required property "saga_id"`},
+		{"missing Location", "POST", "/api/orders", 202, h("Content-Type", "application/json"),
+			`{"order_id":"` + orderID + `","saga_id":"` + sagaID + `","status":"pending"}`, "required header Location"},
+		{"missing request id", "POST", "/api/orders", 400, map[string][]string{"Content-Type": {"application/problem+json"}}, problem, "required header X-Request-Id"},
+		{"problem", "POST", "/api/orders", 400, h("Content-Type", "application/problem+json"), problem, ""},
+		{"problem as json", "POST", "/api/orders", 400, h("Content-Type", "application/json"), problem, "content type"},
+		{"undocumented status", "POST", "/api/orders", 418, h("Content-Type", "application/problem+json"), problem, "status not documented"},
+		{"bad problem type", "POST", "/api/orders", 400, h("Content-Type", "application/problem+json"),
+			`{"type":"about:blank","title":"x","status":400}`, "does not match"},
+		{"extra field error property", "POST", "/api/orders", 400, h("Content-Type", "application/problem+json"),
+			`{"type":"https://orderflow.dev/problems/validation","title":"x","status":400,"errors":[{"field":"a","message":"b","code":1}]}`, `undocumented property "code"`},
+		{"integer", "POST", "/api/inventory/SKU-1/restock", 202, h("Content-Type", "application/json", "Location", "/api/inventory/SKU-1"),
+			`{"sku":"SKU-1","version":1.5}`, "want type [integer]"},
+		{"bad sku", "POST", "/api/inventory/SKU-1/restock", 202, h("Content-Type", "application/json", "Location", "/api/inventory/SKU-1"),
+			`{"sku":"no spaces","version":1}`, "does not match"},
+		{"enum", "GET", "/api/orders/" + orderID, 200, h("Content-Type", "application/json"),
+			`{"order_id":"` + orderID + `","customer_id":"c","status":"lost","items":[],"total_cents":0,` +
+				`"shipping_address":{"name":"a","line1":"b","city":"c","postal_code":"d","country":"US"},"saga_id":"` + sagaID +
+				`","shipment_id":"","reason":"","created_at":"2024-01-02T03:04:05Z","updated_at":"2024-01-02T03:04:05Z","version":1}`, "not one of"},
+		{"order ok", "GET", "/api/orders/" + orderID, 200, h("Content-Type", "application/json"),
+			`{"order_id":"` + orderID + `","customer_id":"c","status":"shipped","items":[{"sku":"A","quantity":1,"unit_price_cents":5}],"total_cents":5,` +
+				`"shipping_address":{"name":"a","line1":"b","city":"c","postal_code":"d","country":"US"},"saga_id":"` + sagaID +
+				`","shipment_id":"` + orderID + `","reason":"","created_at":"2024-01-02T03:04:05Z","updated_at":"2024-01-02T03:04:05.123Z","version":4}`, ""},
+		{"bad timestamp", "GET", "/api/inventory/SKU-1", 200, h("Content-Type", "application/json"),
+			`{"sku":"SKU-1","on_hand":1,"reserved":0,"available":1,"version":1,"updated_at":"yesterday"}`, "not a date-time"},
+		{"saga allOf", "GET", "/api/sagas/" + sagaID, 200, h("Content-Type", "application/json"),
+			`{"saga_id":"` + sagaID + `","type":"order_fulfillment","definition_version":1,"order_id":"` + orderID +
+				`","status":"running","current_step":"reserve_inventory","steps":[{"name":"reserve_inventory","status":"running","attempts":1,"started_at":"2024-01-02T03:04:05Z","ended_at":"","error":""}],"started_at":"2024-01-02T03:04:05Z","ended_at":""}`,
+			`lacks required property "history"`},
+		{"optional timestamp", "GET", "/api/sagas/" + sagaID, 200, h("Content-Type", "application/json"),
+			`{"saga_id":"` + sagaID + `","type":"order_fulfillment","definition_version":1,"order_id":"` + orderID +
+				`","status":"running","current_step":"x","steps":[],"started_at":"2024-01-02T03:04:05Z","ended_at":"soon","history":[]}`,
+			"matches none of anyOf"},
+		{"metrics", "GET", "/metrics", 200, h("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), "a_total 1\n", ""},
+		{"undocumented route", "PUT", "/api/orders/" + orderID + "/cancel", 405, h("Content-Type", "application/problem+json"),
+			`{"type":"https://orderflow.dev/problems/method-not-allowed","title":"Method Not Allowed","status":405}`, ""},
+		{"undocumented route without problem", "GET", "/nope", 404, h("Content-Type", "text/plain"), "404 page not found", "not a problem"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := c.CheckResponse(tt.method, tt.path, tt.status, tt.header, []byte(tt.body))
+			if tt.wantErr == "" {
+				if len(errs) > 0 {
+					t.Fatalf("conforming response refused: %v", errs)
+				}
+				return
+			}
+			if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, tt.wantErr) }) {
+				t.Fatalf("errors %v, want one containing %q", errs, tt.wantErr)
+			}
+		})
+	}
+}
