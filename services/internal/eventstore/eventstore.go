@@ -103,7 +103,7 @@ func CheckAppend(stream string, expected domain.ExpectedVersion, events []domain
 	}
 	seen := make(map[string]struct{}, len(events))
 	for i, e := range events {
-		if !validUUID(e.ID) {
+		if !domain.ValidUUID(e.ID) {
 			return fmt.Errorf("append %s: event %d: id %q is not a UUID: %w", stream, i, e.ID, ErrInvalidAppend)
 		}
 		if _, dup := seen[e.ID]; dup {
@@ -118,26 +118,4 @@ func CheckAppend(stream string, expected domain.ExpectedVersion, events []domain
 		}
 	}
 	return nil
-}
-
-// validUUID accepts the canonical 8-4-4-4-12 hex form, which every adapter
-// can store natively.
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }

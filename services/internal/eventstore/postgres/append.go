@@ -227,7 +227,7 @@ func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool)
 	b.Queue(`SELECT s, coalesce((SELECT version FROM es_events WHERE stream = s ORDER BY version DESC LIMIT 1), 0)
 		FROM unnest($1::text[]) AS s`, streams)
 	if lookIDs {
-		b.Queue("SELECT event_id::text, stream, version, position FROM es_events WHERE event_id = ANY($1::uuid[])", ids)
+		b.Queue(knownIDsQuery, ids)
 	}
 	var (
 		head       int64
@@ -301,22 +301,12 @@ func (s *Store) recheckConflicts(ctx context.Context, conn *pgx.Conn, reqs []*ap
 			ids = append(ids, e.ID)
 		}
 	}
-	rows, err := conn.Query(ctx, "SELECT event_id::text, stream, version, position FROM es_events WHERE event_id = ANY($1::uuid[])", ids)
+	rows, err := conn.Query(ctx, knownIDsQuery, ids)
 	if err != nil {
 		return err
 	}
 	known := make(map[string]stored)
-	for rows.Next() {
-		var id string
-		var k stored
-		if err := rows.Scan(&id, &k.stream, &k.version, &k.position); err != nil {
-			rows.Close()
-			return err
-		}
-		known[id] = k
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err := scanKnown(rows, known); err != nil {
 		return err
 	}
 	for _, i := range conflicted {
@@ -373,20 +363,27 @@ func readDecisionInputs(br pgx.BatchResults, lookIDs bool, head *int64, recorded
 	if rows, err = br.Query(); err != nil {
 		return err
 	}
+	if err := scanKnown(rows, known); err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+// knownIDsQuery finds where event ids are already stored.
+const knownIDsQuery = "SELECT event_id::text, stream, version, position FROM es_events WHERE event_id = ANY($1::uuid[])"
+
+// scanKnown reads the rows of knownIDsQuery into known.
+func scanKnown(rows pgx.Rows, known map[string]stored) error {
+	defer rows.Close()
 	for rows.Next() {
 		var id string
 		var k stored
 		if err := rows.Scan(&id, &k.stream, &k.version, &k.position); err != nil {
-			rows.Close()
 			return err
 		}
 		known[id] = k
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	return br.Close()
+	return rows.Err()
 }
 
 // replayed reports whether r's events are already stored (or planned earlier
