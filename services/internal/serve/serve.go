@@ -30,7 +30,8 @@ import (
 	"github.com/orderflow/orderflow/services/shipping"
 )
 
-// Services lists the services Run can run, with their default ports.
+// Services lists the services Run can run, with their default ports (the
+// dev stack's layout). Treat it as read-only.
 var Services = map[string]int{
 	"orders":    8081,
 	"inventory": 8082,
@@ -48,7 +49,8 @@ type Config struct {
 	DatabaseURL string
 	// NATSURL, when set, is connected at start and checked by /readyz.
 	NATSURL string
-	// Logger defaults to slog.Default().
+	// Logger defaults to slog.Default(); Run adds the attribute
+	// service=<Service> to every line.
 	Logger *slog.Logger
 	// Commands tunes the command handlers (retries, served countries).
 	Commands commands.Config
@@ -94,6 +96,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Logger = c.Logger.With("service", c.Service)
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 20 * time.Second
 	}
@@ -185,7 +188,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.wg.Go(func() { idem.RunPurger(bg) })
 
 	s.handler = s.routes(idem)
-	log.Info("service ready", "service", cfg.Service)
+	log.Info("service ready")
 	return s, nil
 }
 
@@ -206,7 +209,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.cfg.Logger.Info("listening", "service", s.cfg.Service, "addr", ln.Addr().String())
+	s.cfg.Logger.Info("listening", "addr", ln.Addr().String())
 
 	select {
 	case err := <-errc:
@@ -222,7 +225,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("serve %s: shutdown: %w", s.cfg.Service, err)
 	}
-	s.cfg.Logger.Info("stopped", "service", s.cfg.Service)
+	s.cfg.Logger.Info("stopped")
 	return nil
 }
 

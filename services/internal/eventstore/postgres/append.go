@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,19 +81,26 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 }
 
 // commitLoop gathers whatever appends are queued and commits them together.
+//
+// Committers take turns: one holds the turn while it gathers a batch and
+// until its transaction holds the append lock, then hands the turn on. The
+// next committer gathers and sends its first round trip while the previous
+// transaction writes and commits, so that round trip waits at the lock on
+// the server instead of adding a network round trip between commits.
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
-	lastSize := 0
 	for {
+		s.turn.Lock()
 		var first *appendReq
 		select {
 		case first = <-s.queue:
 		case <-s.stop:
+			s.turn.Unlock()
 			return
 		}
-		batch := s.gather(first, lastSize)
-		lastSize = len(batch)
-		s.commitBatch(batch)
+		batch := s.gather(first, int(s.lastSize.Load()))
+		s.lastSize.Store(int64(len(batch)))
+		s.commitBatch(batch, sync.OnceFunc(s.turn.Unlock))
 	}
 }
 
@@ -156,7 +164,10 @@ type stored struct {
 }
 
 // commitBatch writes one group commit and answers every append in it.
-func (s *Store) commitBatch(batch []*appendReq) {
+// locked is called once the batch's transaction holds the append lock, or
+// when the batch ends without it.
+func (s *Store) commitBatch(batch []*appendReq, locked func()) {
+	defer locked()
 	live := batch[:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -170,11 +181,11 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	resps, wrote, err := s.writeBatch(ctx, live, false)
+	resps, wrote, err := s.writeBatch(ctx, live, false, locked)
 	if errors.Is(err, errKnownIDs) {
 		// Some event id is already stored: a retry of an append that
 		// landed. Decide again, this time looking the ids up first.
-		resps, wrote, err = s.writeBatch(ctx, live, true)
+		resps, wrote, err = s.writeBatch(ctx, live, true, locked)
 	}
 	for i, r := range live {
 		if err != nil && resps[i].err == nil {
@@ -197,7 +208,7 @@ func (s *Store) commitBatch(batch []*appendReq) {
 // first attempt skips the lookup and lets the unique index on event_id
 // report a stored id as errKnownIDs, so the common case pays no index probes
 // for it.
-func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool) ([]appendResp, bool, error) {
+func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool, locked func()) ([]appendResp, bool, error) {
 	resps := make([]appendResp, len(reqs))
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -235,7 +246,9 @@ func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool)
 		versions   = make(map[string]int64, len(streams))
 		known      = make(map[string]stored)
 	)
-	if err := readDecisionInputs(conn.SendBatch(ctx, b), lookIDs, &head, &recordedAt, versions, known); err != nil {
+	err = readDecisionInputs(conn.SendBatch(ctx, b), lookIDs, &head, &recordedAt, versions, known)
+	locked()
+	if err != nil {
 		return resps, false, err
 	}
 

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,7 +61,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Committers == 0 {
-		c.Committers = 1
+		c.Committers = 2
 	}
 	if c.MaxBatchEvents == 0 {
 		c.MaxBatchEvents = 4096
@@ -93,9 +94,11 @@ type Store struct {
 	pool *pgxpool.Pool
 	cfg  Config
 
-	queue chan *appendReq
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	queue    chan *appendReq
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	turn     sync.Mutex   // held by the committer gathering the next batch
+	lastSize atomic.Int64 // requests in the last batch, for lingering
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced whenever new events may exist

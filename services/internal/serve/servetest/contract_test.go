@@ -189,3 +189,44 @@ func TestCheckResponse(t *testing.T) {
 		})
 	}
 }
+
+// TestContractPathParameters checks an OpenAPI rule tools enforce: every
+// {name} in a path template is declared as a required path parameter of
+// each of its operations, and nothing else is.
+func TestContractPathParameters(t *testing.T) {
+	c := load(t)
+	for path, item := range asMap(c.doc["paths"]) {
+		want := map[string]bool{}
+		for _, seg := range strings.Split(path, "/") {
+			if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+				want[seg[1:len(seg)-1]] = true
+			}
+		}
+		for method, op := range asMap(item) {
+			if method == "parameters" {
+				continue
+			}
+			got := map[string]bool{}
+			params := append(slices.Clone(asSlice(asMap(item)["parameters"])), asSlice(asMap(op)["parameters"])...)
+			for _, p := range params {
+				pm := c.deref(p)
+				if pm["in"] != "path" {
+					continue
+				}
+				if req, _ := pm["required"].(bool); !req {
+					t.Errorf("%s %s: path parameter %v is not required", method, path, pm["name"])
+				}
+				got[pm["name"].(string)] = true
+			}
+			if len(got) != len(want) {
+				t.Errorf("%s %s: path parameters %v, want %v", method, path, got, want)
+				continue
+			}
+			for n := range want {
+				if !got[n] {
+					t.Errorf("%s %s: path parameter %s not declared", method, path, n)
+				}
+			}
+		}
+	}
+}

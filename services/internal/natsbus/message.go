@@ -1,0 +1,223 @@
+package natsbus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/domain"
+)
+
+// Header names of every message the relays publish. The body is the whole
+// envelope; the headers repeat what a consumer may want to filter or trace
+// on without decoding it.
+const (
+	HeaderMsgID       = jetstream.MsgIDHeader // the event id; JetStream drops repeats within the duplicate window
+	HeaderType        = "Orderflow-Type"
+	HeaderStream      = "Orderflow-Stream"
+	HeaderPosition    = "Orderflow-Position"
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
+)
+
+// Errors of the encoding. A relay parks an event whose encoding fails
+// (retrying cannot help: the encoding depends on the event alone); a
+// consumer parks a message that does not decode.
+var (
+	ErrUnroutable  = errors.New("natsbus: event has no subject")
+	ErrUnencodable = errors.New("natsbus: event cannot be encoded")
+	ErrMalformed   = errors.New("natsbus: malformed message")
+)
+
+// ContextRoute ties the streams of one bounded context, recognised by their
+// prefix, to the context's name in subjects.
+type ContextRoute struct {
+	Prefix  string
+	Context string
+}
+
+// Context names used in subjects.
+const (
+	ContextOrders    = "orders"
+	ContextInventory = "inventory"
+	ContextShipping  = "shipping"
+	ContextSagas     = "sagas"
+)
+
+// Contexts is the routing table from stream prefix to context. It is read
+// only; a new aggregate kind adds its row here.
+var Contexts = []ContextRoute{
+	{Prefix: "order-", Context: ContextOrders},
+	{Prefix: "stock-", Context: ContextInventory},
+	{Prefix: "shipment-", Context: ContextShipping},
+	{Prefix: "saga-", Context: ContextSagas},
+}
+
+// ContextOf returns the context owning stream.
+func ContextOf(stream string) (string, bool) {
+	for _, r := range Contexts {
+		if strings.HasPrefix(stream, r.Prefix) && len(stream) > len(r.Prefix) {
+			return r.Context, true
+		}
+	}
+	return "", false
+}
+
+func knownContext(name string) bool {
+	for _, r := range Contexts {
+		if r.Context == name {
+			return true
+		}
+	}
+	return false
+}
+
+// CommandIssued is the type of the saga event that records a decision to
+// send a command; the relay publishes it on the commands subjects.
+const CommandIssued = "CommandIssued"
+
+// Command is the data of a CommandIssued event.
+type Command struct {
+	// Context is the receiving context, e.g. "inventory".
+	Context string `json:"context"`
+	// Name is the command, e.g. "reserve".
+	Name string `json:"name"`
+	// CommandID identifies the command for the receiver's idempotency.
+	CommandID string `json:"command_id"`
+	// Payload is the command's JSON arguments.
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// ParseCommand reads the command recorded by a CommandIssued event. Errors
+// wrap ErrUnroutable.
+func ParseCommand(e domain.Envelope) (Command, error) {
+	var c Command
+	if e.Type != CommandIssued {
+		return c, fmt.Errorf("event %s: type %q is not %s: %w", e.ID, e.Type, CommandIssued, ErrUnroutable)
+	}
+	if err := json.Unmarshal(e.Data, &c); err != nil {
+		return c, fmt.Errorf("event %s: command: %v: %w", e.ID, err, ErrUnroutable)
+	}
+	switch {
+	case !knownContext(c.Context):
+		return c, fmt.Errorf("event %s: command context %q is not one of the routing table's: %w", e.ID, c.Context, ErrUnroutable)
+	case !validToken(c.Name):
+		return c, fmt.Errorf("event %s: command name %q is not a subject token: %w", e.ID, c.Name, ErrUnroutable)
+	case c.CommandID == "":
+		return c, fmt.Errorf("event %s: command without command_id: %w", e.ID, ErrUnroutable)
+	}
+	return c, nil
+}
+
+// Route returns the subject of e: commands.<context>.<name> for a
+// CommandIssued event of a saga stream, events.<context>.<Type> otherwise.
+// Errors wrap ErrUnroutable.
+func Route(e domain.Envelope) (string, error) {
+	ctx, ok := ContextOf(e.Stream)
+	if !ok {
+		return "", fmt.Errorf("event %s: stream %q has no context in the routing table: %w", e.ID, e.Stream, ErrUnroutable)
+	}
+	if ctx == ContextSagas && e.Type == CommandIssued {
+		c, err := ParseCommand(e)
+		if err != nil {
+			return "", err
+		}
+		return "commands." + c.Context + "." + c.Name, nil
+	}
+	if !validToken(e.Type) {
+		return "", fmt.Errorf("event %s: type %q is not a subject token: %w", e.ID, e.Type, ErrUnroutable)
+	}
+	return "events." + ctx + "." + e.Type, nil
+}
+
+// validToken accepts the characters we allow in a subject token; NATS
+// itself forbids only separators, wildcards and whitespace, but names in
+// subjects should stay readable and portable.
+func validToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Encode builds the message for e: its subject (Route), the JSON envelope
+// as body and the headers. It also names the JetStream stream the message
+// must land in, so that a misconfigured server rejects it rather than
+// storing it elsewhere.
+func Encode(e domain.Envelope) (*nats.Msg, error) {
+	subject, err := Route(e)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: %v: %w", e.ID, err, ErrUnencodable)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = body
+	m.Header.Set(HeaderMsgID, e.ID)
+	m.Header.Set(HeaderType, e.Type)
+	m.Header.Set(HeaderStream, e.Stream)
+	m.Header.Set(HeaderPosition, strconv.FormatUint(e.Position, 10))
+	if e.Metadata.TraceParent != "" {
+		m.Header.Set(HeaderTraceParent, e.Metadata.TraceParent)
+		if e.Metadata.TraceState != "" {
+			m.Header.Set(HeaderTraceState, e.Metadata.TraceState)
+		}
+	}
+	stream := EventsStream
+	if strings.HasPrefix(subject, "commands.") {
+		stream = CommandsStream
+	}
+	m.Header.Set(jetstream.ExpectedStreamHeader, stream)
+	return m, nil
+}
+
+// Message is what Decode needs of a received message; jetstream.Msg has it.
+type Message interface {
+	Data() []byte
+	Headers() nats.Header
+}
+
+// Decode returns the envelope carried by m. A body that is not an envelope,
+// or headers that contradict it, wrap ErrMalformed. Headers that are
+// missing are not an error: the body is authoritative.
+func Decode(m Message) (domain.Envelope, error) {
+	var e domain.Envelope
+	if err := json.Unmarshal(m.Data(), &e); err != nil {
+		return domain.Envelope{}, fmt.Errorf("decode: %v: %w", err, ErrMalformed)
+	}
+	switch {
+	case e.ID == "":
+		return domain.Envelope{}, fmt.Errorf("decode: envelope without id: %w", ErrMalformed)
+	case e.Type == "":
+		return domain.Envelope{}, fmt.Errorf("decode %s: envelope without type: %w", e.ID, ErrMalformed)
+	case e.Stream == "":
+		return domain.Envelope{}, fmt.Errorf("decode %s: envelope without stream: %w", e.ID, ErrMalformed)
+	case e.Position == 0:
+		return domain.Envelope{}, fmt.Errorf("decode %s: envelope without position: %w", e.ID, ErrMalformed)
+	}
+	h := m.Headers()
+	for _, c := range []struct{ name, want string }{
+		{HeaderMsgID, e.ID},
+		{HeaderType, e.Type},
+		{HeaderStream, e.Stream},
+		{HeaderPosition, strconv.FormatUint(e.Position, 10)},
+	} {
+		if got := h.Get(c.name); got != "" && got != c.want {
+			return domain.Envelope{}, fmt.Errorf("decode %s: header %s is %q, body says %q: %w", e.ID, c.name, got, c.want, ErrMalformed)
+		}
+	}
+	return e, nil
+}
