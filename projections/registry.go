@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/domain"
 )
 
 // schemaLockKey serialises the creation of the runtime tables by services
@@ -122,7 +124,7 @@ func readRegistry(ctx context.Context, q Querier, name string) (registryRow, err
 	err := q.QueryRow(ctx, "SELECT active_version, checkpoint, rebuilding_version FROM projection_versions WHERE name = $1", name).
 		Scan(&r.active, &cp, &rebuilding)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return r, fmt.Errorf("projection %s is not installed", name)
+		return r, fmt.Errorf("projection %s is not installed: %w", name, domain.ErrNotFound)
 	}
 	r.checkpoint = uint64(cp)
 	r.rebuilding = rebuilding != nil

@@ -85,7 +85,8 @@ func TestRestockBadRequests(t *testing.T) {
 		{"sku too long", "/api/inventory/" + strings.Repeat("s", 65) + "/restock", `{"quantity":5}`, "", 400, httpx.SlugValidation, []string{"sku"}},
 		{"bad sku and quantity", "/api/inventory/bad!/restock", `{"quantity":0}`, "", 400, httpx.SlugValidation, []string{"sku", "quantity"}},
 		{"too large", "/api/inventory/SKU-1/restock", `{"quantity":5,"pad":"` + strings.Repeat("p", httpx.MaxBodyBytes) + `"}`, "", 413, httpx.SlugPayloadTooLarge, nil},
-		{"form body", "/api/inventory/SKU-1/restock", `quantity=5`, "application/x-www-form-urlencoded", 415, httpx.SlugUnsupportedMediaType, nil},
+		{"form body", "/api/inventory/SKU-1/restock", `quantity=5`, "application/x-www-form-urlencoded", 400, httpx.SlugMalformedJSON, nil},
+		{"xml body", "/api/inventory/SKU-1/restock", `<quantity>5</quantity>`, "application/xml", 415, httpx.SlugUnsupportedMediaType, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,5 +127,18 @@ func TestRestockIdempotency(t *testing.T) {
 	}
 	if n := len(env.Events(t, inventory.Stream("SKU-10"))); n != 1 {
 		t.Fatalf("%d events on SKU-10, want 1", n)
+	}
+}
+
+// TestRestockAsCurlSendsIt: `curl -d '{"quantity":5}'` declares the body as
+// a form; a JSON body typed at a shell must still be accepted.
+func TestRestockAsCurlSendsIt(t *testing.T) {
+	env := servetest.Start(t, "inventory")
+	res := env.Post(t, "/api/inventory/SKU-9/restock", `{"quantity":5}`, "Content-Type", "application/x-www-form-urlencoded")
+	if res.Status != http.StatusAccepted {
+		t.Fatalf("restock as curl -d sends it: %d %s", res.Status, res.Body)
+	}
+	if evs := env.Events(t, inventory.Stream("SKU-9")); len(evs) != 1 {
+		t.Fatalf("%d events, want 1", len(evs))
 	}
 }

@@ -138,7 +138,7 @@ func TestPlaceOrderBadRequests(t *testing.T) {
 		{"empty object", `{}`, "", 400, httpx.SlugValidation, nil},
 		{"empty body", ``, "", 400, httpx.SlugValidation, nil},
 		{"too large", big, "", 413, httpx.SlugPayloadTooLarge, nil},
-		{"text plain", validOrder, "text/plain", 415, httpx.SlugUnsupportedMediaType, nil},
+		{"xml", validOrder, "application/xml", 415, httpx.SlugUnsupportedMediaType, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

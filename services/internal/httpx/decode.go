@@ -54,7 +54,8 @@ func BadRequest(slug, format string, args ...any) *Problem {
 }
 
 // DecodeJSON reads r's body into dst, which must point to a struct. It is
-// strict: a non-empty body must be declared as JSON (else 415), be at most
+// strict: a non-empty body must not be declared as another format (else
+// 415; see isJSONMediaType), be at most
 // MaxBodyBytes (else 413), hold exactly one JSON object (else 400) whose
 // fields all exist in dst with exactly their JSON names and have the right
 // JSON types (else 400 naming the field, e.g. "items[1].quantity"). An empty
@@ -126,15 +127,25 @@ func malformed(err error) *Problem {
 	return BadRequest(SlugMalformedJSON, "the request body is not valid JSON")
 }
 
+// isJSONMediaType reports whether a body declared as contentType is read
+// as JSON. Besides JSON types it accepts no declaration, text/plain and
+// application/x-www-form-urlencoded, which is what `curl -d` sends unless
+// told otherwise: the body is still parsed strictly as JSON, so a real form
+// body gets a 400, while a JSON body typed at a shell just works. Types that
+// are clearly something else (XML, multipart, HTML, ...) get a 415.
 func isJSONMediaType(contentType string) bool {
 	if contentType == "" {
-		return false
+		return true
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return false
 	}
-	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+	switch mt {
+	case "application/json", "application/x-www-form-urlencoded", "text/plain":
+		return true
+	}
+	return strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
 }
 
 var (

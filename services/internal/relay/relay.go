@@ -457,14 +457,14 @@ func (s *session) loop(ctx context.Context) error {
 			in := *head
 			head = nil
 			if !errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
-				return s.finish(ctx, nil, fmt.Errorf("publish event %s (position %d): %w", in.id, in.pos, err))
+				return s.abort(ctx, fmt.Errorf("publish event %s (position %d): %w", in.id, in.pos, err))
 			}
 			in.perm = err
 			if err := s.park(ctx, in); err != nil {
 				return s.finish(ctx, nil, err)
 			}
 		case <-expired:
-			return s.finish(ctx, nil, fmt.Errorf("publish event %s (position %d): no ack within %s", head.id, head.pos, cfg.AckTimeout))
+			return s.abort(ctx, fmt.Errorf("publish event %s (position %d): no ack within %s", head.id, head.pos, cfg.AckTimeout))
 		case <-ticker.C:
 			if err := s.flush(ctx); err != nil {
 				return s.finish(ctx, head, err)
@@ -516,6 +516,20 @@ func (s *session) flush(ctx context.Context) error {
 	s.saved = s.acked
 	s.r.checkpoint.Store(s.saved)
 	return nil
+}
+
+// abort ends the session after the oldest publish failed: the acks of the
+// publishes after it must not count, or the checkpoint would pass an event
+// that is not in JetStream. It saves what was acknowledged before.
+func (s *session) abort(ctx context.Context, cause error) error {
+	s.stopReader()
+	<-s.readerDone
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if ctx.Err() != nil {
+		return s.flush(bg) // being stopped anyway
+	}
+	return errors.Join(cause, s.flush(bg))
 }
 
 // finish ends the session: it stops the reader, takes the acks that are
