@@ -25,7 +25,8 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	adminURL := fs.String("database-url", "", "superuser URL of the server to measure (default: a private cluster started from the local PostgreSQL binaries, fsync on)")
 	var cfg bench.Config
-	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each timed phase")
+	fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "length of each timed phase")
+	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of every phase, interleaved; medians are reported")
 	fs.IntVar(&cfg.Writers, "writers", 64, "concurrent writers for single-event appends")
 	fs.IntVar(&cfg.BatchWriters, "batch-writers", 8, "concurrent writers for 100-event appends")
 	fs.IntVar(&cfg.CopyRows, "copy-rows", 300_000, "rows written by the CopyFrom reference")

@@ -28,8 +28,12 @@ import (
 
 // Config sizes the benchmark. Zero values take the defaults.
 type Config struct {
-	// Duration of each timed phase. Default 5s.
+	// Duration of each timed phase. Default 3s.
 	Duration time.Duration
+	// Rounds repeats every phase, interleaved, and reports medians, so a
+	// slow spell of a noisy machine weighs on the references and the
+	// measured figures alike. Default 3.
+	Rounds int
 	// Writers for the concurrent single-event appends. Default 64.
 	Writers int
 	// BatchWriters for the 100-event appends. Default 8.
@@ -40,7 +44,10 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Duration == 0 {
-		c.Duration = 5 * time.Second
+		c.Duration = 3 * time.Second
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 3
 	}
 	if c.Writers == 0 {
 		c.Writers = 64
@@ -55,7 +62,7 @@ func (c *Config) setDefaults() {
 
 // Validate reports settings out of range.
 func (c Config) Validate() error {
-	if c.Duration < 0 || c.Writers < 0 || c.BatchWriters < 0 || c.CopyRows < 0 {
+	if c.Duration < 0 || c.Rounds < 0 || c.Writers < 0 || c.BatchWriters < 0 || c.CopyRows < 0 {
 		return errors.New("bench: negative setting")
 	}
 	return nil
@@ -79,7 +86,7 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 		return nil, err
 	}
 	cfg.setDefaults()
-	r := &runner{w: w, newDB: newDB, cfg: cfg}
+	r := &runner{w: w, newDB: newDB, cfg: cfg, vals: make(map[string][]float64)}
 	steps := []struct {
 		title string
 		fn    func(context.Context) error
@@ -89,11 +96,20 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 		{fmt.Sprintf("event store: single-event appends, %d writers, distinct streams", cfg.Writers), r.appendSingle},
 		{fmt.Sprintf("event store: 100-event appends, %d writers, distinct streams", cfg.BatchWriters), r.appendBatch},
 	}
-	for i, s := range steps {
-		fmt.Fprintf(w, "[%d/%d] %s ...\n", i+1, len(steps), s.title)
-		if err := s.fn(ctx); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.title, err)
+	for round := 1; round <= cfg.Rounds; round++ {
+		for i, s := range steps {
+			fmt.Fprintf(w, "round %d/%d [%d/%d] %s ...", round, cfg.Rounds, i+1, len(steps), s.title)
+			start := time.Now()
+			if err := s.fn(ctx); err != nil {
+				fmt.Fprintln(w)
+				return nil, fmt.Errorf("%s: %w", s.title, err)
+			}
+			fmt.Fprintf(w, " %s\n", time.Since(start).Round(100*time.Millisecond))
 		}
+		fmt.Fprintf(w, "round %d: single/insert %.2fx, batch/copy %.2fx, p99 %.1f ms\n", round,
+			r.last("append_single_64w_eps")/r.last("ref_insert_autocommit_rps"),
+			r.last("append_batch100_eps")/r.last("ref_copyfrom_rps"),
+			r.last("append_single_64w_p99_ms"))
 	}
 	r.report()
 	return r.figs, nil
@@ -103,20 +119,39 @@ type runner struct {
 	w     io.Writer
 	newDB NewDatabase
 	cfg   Config
-	figs  []Figure
+	names []string             // figure names in the order first measured
+	units map[string]string    // unit of each figure
+	vals  map[string][]float64 // every round's value of each figure
+	figs  []Figure             // medians, filled by report
 }
 
 func (r *runner) add(name string, v float64, unit string) {
-	r.figs = append(r.figs, Figure{name, v, unit})
+	if _, ok := r.vals[name]; !ok {
+		r.names = append(r.names, name)
+		if r.units == nil {
+			r.units = make(map[string]string)
+		}
+		r.units[name] = unit
+	}
+	r.vals[name] = append(r.vals[name], v)
 }
 
-func (r *runner) get(name string) float64 {
-	for _, f := range r.figs {
-		if f.Name == name {
-			return f.Value
-		}
+func (r *runner) last(name string) float64 {
+	v := r.vals[name]
+	if len(v) == 0 {
+		return 0
 	}
-	return 0
+	return v[len(v)-1]
+}
+
+// get returns the median of a figure's rounds.
+func (r *runner) get(name string) float64 {
+	v := slices.Clone(r.vals[name])
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // payload is a typical event body (an order line change, ~200 bytes).
@@ -294,7 +329,11 @@ func (r *runner) report() {
 	ins, cp := r.get("ref_insert_autocommit_rps"), r.get("ref_copyfrom_rps")
 	single, batch := r.get("append_single_64w_eps"), r.get("append_batch100_eps")
 	p99 := r.get("append_single_64w_p99_ms")
-	fmt.Fprintf(r.w, "\n%-44s %14s %12s %10s %s\n", "figure", "value", "reference", "ratio", "target")
+	for _, name := range r.names {
+		r.figs = append(r.figs, Figure{name, r.get(name), r.units[name]})
+	}
+	fmt.Fprintf(r.w, "\nmedians of %d rounds of %s per phase\n", r.cfg.Rounds, r.cfg.Duration)
+	fmt.Fprintf(r.w, "%-44s %14s %12s %10s %s\n", "figure", "value", "reference", "ratio", "target")
 	row := func(name string, v float64, unit string, ref float64, target string, ok bool) {
 		ratio, refs := "", ""
 		if ref > 0 {

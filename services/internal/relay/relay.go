@@ -6,6 +6,10 @@
 // resumes from the checkpoint; what it publishes twice is dropped by
 // JetStream's duplicate window or, beyond it, by the consumers' dedup by
 // event id. So a relay killed or cut off at any moment loses nothing.
+//
+// JetStream receives the events in the store's order, except that an
+// event JetStream refused while accepting later ones arrives after them
+// when it is republished (see docs/adr/0050-relay.md).
 package relay
 
 import (
@@ -248,7 +252,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			backoff, failures = r.cfg.MinBackoff, 0
 		}
 		failures++
-		// Full jitter in [backoff/2, backoff] keeps relays of several
+		// A random wait in [backoff/2, backoff] keeps the relays of several
 		// services from hammering a recovering server in step.
 		wait := backoff/2 + rand.N(backoff/2+1)
 		r.log.Warn("relay interrupted, resuming from its checkpoint",

@@ -340,6 +340,8 @@ func TestPublishesEveryEventInGlobalOrder(t *testing.T) {
 	run := start(t, d, js, relay.Config{})
 	appendEvents(t, d.store, 200, 4) // and 800 more while it runs
 	h := waitCaughtUp(t, run.r, d.store, 30*time.Second)
+	// The rate over the first second, when nearly everything was sent.
+	waitFor(t, 3*time.Second, "a publish rate", func() bool { return run.r.Stats().EventsPerSecond > 100 })
 
 	want := storeIDs(t, d.store)
 	if len(want) != 3200 {

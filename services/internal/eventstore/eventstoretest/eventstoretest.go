@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Options) {
 		{"EmptyAndMissingStreams", testEmptyAndMissing},
 		{"InvalidAppends", testInvalidAppends},
 		{"LargeEvent1MiB", testLargeEvent},
+		{"ManyEventsInOneAppend", testManyEvents},
 		{"Unicode", testUnicode},
 		{"ReadAllOrderAndFilter", testReadAll},
 		{"Head", testHead},
@@ -371,6 +372,32 @@ func testLargeEvent(t *testing.T, s eventstore.Store, p string) {
 	got := mustRead(t, s, stream)
 	if len(got) != 1 || string(got[0].Data) != string(data) {
 		t.Fatalf("1 MiB event did not round-trip (got %d events)", len(got))
+	}
+}
+
+func testManyEvents(t *testing.T, s eventstore.Store, p string) {
+	stream := p + "many-ünï"
+	in := events(600, "Many")
+	for i := range in {
+		in[i].Metadata.TraceParent = fmt.Sprintf("00-%032x-%016x-01", i, i)
+	}
+	mustAppend(t, s, stream, domain.NoStream, in[:1])
+	res := mustAppend(t, s, stream, domain.ExactVersion(1), in[1:])
+	if res.NextVersion != 600 {
+		t.Fatalf("NextVersion = %d, want 600", res.NextVersion)
+	}
+	got := mustRead(t, s, stream)
+	if len(got) != len(in) {
+		t.Fatalf("read %d events, want %d", len(got), len(in))
+	}
+	for i, e := range got {
+		if e.ID != in[i].ID || e.Version != int64(i+1) || e.Type != "Many" || e.SchemaVersion != 1 ||
+			string(e.Data) != string(in[i].Data) || e.Metadata != in[i].Metadata || e.Stream != stream {
+			t.Fatalf("event %d = %+v, want %+v", i, e, in[i])
+		}
+		if i > 0 && e.Position <= got[i-1].Position {
+			t.Fatalf("event %d: position %d after %d", i, e.Position, got[i-1].Position)
+		}
 	}
 }
 
