@@ -86,8 +86,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Host:      cfg.Host,
 		Port:      cfg.Port,
 		JetStream: true,
-		StoreDir:  s.storeDir,
-		NoLog:     !cfg.Log,
+		// The event store accepts events up to eventstore.MaxEventSize;
+		// the relay publishes each as one message, so the server must
+		// take messages that large (NATS's default is 1 MiB).
+		MaxPayload: MaxPayload,
+		StoreDir:   s.storeDir,
+		NoLog:      !cfg.Log,
 		// The embedding process owns signal handling.
 		NoSigs: true,
 	})
@@ -137,3 +141,7 @@ func (s *Server) removeStore() {
 		_ = os.RemoveAll(s.storeDir)
 	}
 }
+
+// MaxPayload is the largest message the embedded server accepts: room for
+// an event of eventstore.MaxEventSize plus its envelope.
+const MaxPayload = 8 << 20
