@@ -20,11 +20,14 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/idempotency"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
+	"github.com/orderflow/orderflow/services/internal/relay"
 	"github.com/orderflow/orderflow/services/inventory"
 	"github.com/orderflow/orderflow/services/orders"
 	"github.com/orderflow/orderflow/services/shipping"
@@ -125,6 +128,7 @@ type Server struct {
 	pool    *pgxpool.Pool
 	nc      *nats.Conn
 	store   *postgres.Store
+	relay   *relay.Relay
 	handler http.Handler
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -159,6 +163,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := idempotency.Migrate(ctx, s.pool); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
+	if err := relay.Migrate(ctx, s.pool); err != nil {
+		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
 	s.store, err = postgres.New(ctx, s.pool, postgres.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
@@ -186,10 +193,45 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Go(func() { idem.RunPurger(bg) })
+	if s.nc != nil {
+		js, err := jetstream.New(s.nc)
+		if err != nil {
+			return nil, fmt.Errorf("serve %s: jetstream: %w", cfg.Service, err)
+		}
+		s.relay, err = relay.New(s.store, js, relay.NewCheckpoints(s.pool), relay.Config{Name: cfg.Service, Logger: log.With("component", "relay")})
+		if err != nil {
+			return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+		}
+		s.wg.Go(func() { s.runRelay(bg, js) })
+	}
 
 	s.handler = s.routes(idem)
 	log.Info("service ready")
 	return s, nil
+}
+
+// runRelay makes sure the JetStream streams exist, retrying while NATS is
+// unreachable, then publishes the service's events until ctx ends.
+func (s *Server) runRelay(ctx context.Context, js jetstream.JetStream) {
+	log := s.cfg.Logger.With("component", "relay")
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := natsbus.EnsureTopology(ctx, js, natsbus.TopologyConfig{})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("jetstream topology not ready; retrying", "error", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+	}
+	if err := s.relay.Run(ctx); err != nil {
+		log.Error("relay stopped", "error", err)
+	}
 }
 
 // Handler is the service's HTTP handler (for tests and embedding).

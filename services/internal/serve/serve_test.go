@@ -2,6 +2,9 @@ package serve_test
 
 import (
 	"context"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"io"
 	"log/slog"
 	"net"
@@ -232,5 +235,47 @@ func TestRunStopsOnCancel(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// TestCommandsReachJetStream: a command's events are published by the
+// service's relay to EVENTS, with the event id as message id.
+func TestCommandsReachJetStream(t *testing.T) {
+	natsURL := testenv.NATS(t)
+	env := servetest.Start(t, "inventory", func(c *serve.Config) { c.NATSURL = natsURL })
+	if res := env.Post(t, "/api/inventory/SKU-7/restock", `{"quantity": 3}`); res.Status != http.StatusAccepted {
+		t.Fatalf("restock: %d %s", res.Status, res.Body)
+	}
+	evs := env.Events(t, "stock-SKU-7")
+	if len(evs) != 1 {
+		t.Fatalf("%d events in the store, want 1", len(evs))
+	}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var msg *jetstream.RawStreamMsg
+	for msg == nil {
+		s, err := js.Stream(ctx, natsbus.EventsStream)
+		if err == nil {
+			msg, err = s.GetLastMsgForSubject(ctx, "events.inventory.StockRestocked")
+		}
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("event not published to JetStream: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	if got := msg.Header.Get(natsbus.HeaderMsgID); got != evs[0].ID {
+		t.Fatalf("message id %q, want event id %s", got, evs[0].ID)
 	}
 }

@@ -254,12 +254,3 @@ func (e *Env) AppendStepsConcurrently(t testing.TB, steps []Step, writers int) i
 	}
 	return n
 }
-
-// BulkHistory appends the steps in appends of up to per events, grouped
-// per stream run, for tests that need many events fast.
-func (e *Env) BulkHistory(t testing.TB, steps []Step) int {
-	t.Helper()
-	// Group consecutive steps of one stream into single appends is not
-	// enough for speed; append concurrently instead.
-	return e.AppendStepsConcurrently(t, steps, 32)
-}
