@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -46,6 +47,10 @@ type devOptions struct {
 }
 
 func runDev(ctx context.Context, args []string) error {
+	// Whoever reads our output (a pager, tee) may be gone by the time we
+	// shut down; a write to a closed pipe must then fail quietly instead
+	// of killing us before the cluster and temp dirs are cleaned up.
+	signal.Ignore(syscall.SIGPIPE)
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	var opts devOptions
 	fs.IntVar(&opts.portBase, "port-base", defaultPortBase, "first port: gateway N, orders N+1, inventory N+2, shipping N+3, sagas N+4")

@@ -193,7 +193,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func waitCheckpoint(t *testing.T, q projections.Querier, name string, pos uint64) {
 	t.Helper()
 	waitFor(t, 30*time.Second, fmt.Sprintf("%s to reach %d", name, pos), func() bool {
-		return readRegistry(t, q, name).checkpoint >= pos
+		var cp int64
+		err := q.QueryRow(context.Background(), "SELECT checkpoint FROM projection_versions WHERE name = $1", name).Scan(&cp)
+		return err == nil && uint64(cp) >= pos
 	})
 }
 

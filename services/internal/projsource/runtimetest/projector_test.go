@@ -51,7 +51,7 @@ func TestBatchAndCheckpointCommitAtomically(t *testing.T) {
 		select {
 		case <-blocked:
 		case <-time.After(20 * time.Second):
-			t.Fatal("the projector never reached the batch to kill")
+			t.Fatalf("the projector never reached the batch to kill: %+v, %d calls", p.Stats(), calls.Load())
 		}
 		check := func(when string) {
 			reg := readRegistry(t, env.Pool, c.name)
@@ -158,21 +158,9 @@ func TestPoisonEventsAreParkedAndSkipped(t *testing.T) {
 	if len(got) != 1 || !strings.Contains(got[poison.ID].Error, "cannot cope") {
 		t.Fatalf("counter parked %+v, want only the poison event", got)
 	}
-	want := storeCounts(t, env.Pool, "", head)
-	delete(want, poison.Stream)
-	for s := range want {
-		if strings.HasSuffix(s, strings.TrimPrefix(poison.Stream, "order-")) {
-			delete(want, s)
-		}
-	}
-	gotCounts := counts(t, env.Pool, c)
-	delete(gotCounts, poison.Stream)
-	for s, n := range storeCounts(t, env.Pool, "", head) {
-		if _, ok := want[s]; !ok && s != poisonStream(t, env, poison.ID) {
-			want[s] = n
-		}
-	}
-	equalCounts(t, gotCounts, withoutStream(want, poisonStream(t, env, poison.ID)))
+	// The poison event is alone in its stream, which is therefore never
+	// counted; every other event is counted once, the flaky one included.
+	equalCounts(t, counts(t, env.Pool, c), withoutStream(storeCounts(t, env.Pool, "", head), poisonStream(t, env, poison.ID)))
 	if flakyFailures.Load() < 2 {
 		t.Errorf("the flaky event failed %d times; the test meant it to fail before succeeding", flakyFailures.Load())
 	}
