@@ -62,7 +62,31 @@ const (
 // active. progress, when not nil, is called after every batch. While another
 // rebuild of p runs, Rebuild fails with ErrRebuildRunning.
 func Rebuild(ctx context.Context, db *pgxpool.Pool, src Source, p Projection, progress func(Progress)) error {
-	r := &rebuilder{db: db, src: src, proj: p, batch: rebuildBatch, progress: progress, log: slog.Default()}
+	return RebuildWith(ctx, db, src, p, RebuildConfig{Progress: progress})
+}
+
+// RebuildConfig tunes RebuildWith. The zero value gives Rebuild's defaults.
+type RebuildConfig struct {
+	// BatchSize is the events per replay transaction. Default 10,000.
+	BatchSize int
+	// Progress, when not nil, is called after every batch.
+	Progress func(Progress)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// RebuildWith is Rebuild with settings.
+func RebuildWith(ctx context.Context, db *pgxpool.Pool, src Source, p Projection, cfg RebuildConfig) error {
+	if cfg.BatchSize < 0 || cfg.BatchSize > 100_000 {
+		return fmt.Errorf("rebuild %s: BatchSize %d out of range 1..100000", p.Name(), cfg.BatchSize)
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = rebuildBatch
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &rebuilder{db: db, src: src, proj: p, batch: cfg.BatchSize, progress: cfg.Progress, log: cfg.Logger}
 	if err := r.run(ctx); err != nil {
 		return fmt.Errorf("rebuild %s: %w", p.Name(), err)
 	}
@@ -318,7 +342,7 @@ func (r *rebuilder) catchUp(ctx context.Context) error {
 		if err := r.apply(ctx, events, head); err != nil {
 			return err
 		}
-		if len(events) < caughtUp {
+		if len(events) < min(caughtUp, r.batch) {
 			return nil
 		}
 	}
