@@ -30,6 +30,8 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Writers, "writers", 64, "concurrent writers for single-event appends")
 	fs.IntVar(&cfg.BatchWriters, "batch-writers", 8, "concurrent writers for 100-event appends")
 	fs.IntVar(&cfg.CopyRows, "copy-rows", 300_000, "rows written by the CopyFrom reference")
+	fs.IntVar(&cfg.ReplayEvents, "replay-events", 1_000_000, "events seeded and replayed into the orders read model (-1 skips)")
+	fs.IntVar(&cfg.LagRate, "lag-rate", 5_000, "append rate in events/s while measuring projection lag (-1 skips)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

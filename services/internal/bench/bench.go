@@ -40,6 +40,12 @@ type Config struct {
 	BatchWriters int
 	// CopyRows is how many rows the COPY reference writes. Default 300,000.
 	CopyRows int
+	// ReplayEvents is the size of the store replayed into the orders read
+	// model. Default 1,000,000; negative skips the replay.
+	ReplayEvents int
+	// LagRate is the append rate, in events/s, at which projection lag is
+	// measured for Duration. Default 5,000; negative skips it.
+	LagRate int
 }
 
 func (c *Config) setDefaults() {
@@ -57,6 +63,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.CopyRows == 0 {
 		c.CopyRows = 300_000
+	}
+	if c.ReplayEvents == 0 {
+		c.ReplayEvents = 1_000_000
+	}
+	if c.LagRate == 0 {
+		c.LagRate = 5_000
 	}
 }
 
@@ -110,6 +122,18 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 			r.last("append_single_64w_eps")/r.last("ref_insert_autocommit_rps"),
 			r.last("append_batch100_eps")/r.last("ref_copyfrom_rps"),
 			r.last("append_single_64w_p99_ms"))
+	}
+	if cfg.ReplayEvents > 0 {
+		fmt.Fprintf(w, "replay: %d order events into the orders read model ...\n", cfg.ReplayEvents)
+		if err := r.replay(ctx); err != nil {
+			return nil, fmt.Errorf("replay: %w", err)
+		}
+	}
+	if cfg.LagRate > 0 {
+		fmt.Fprintf(w, "projection lag: appending %d events/s for %s with the orders projector live ...\n", cfg.LagRate, cfg.Duration)
+		if err := r.lag(ctx); err != nil {
+			return nil, fmt.Errorf("projection lag: %w", err)
+		}
 	}
 	r.report()
 	return r.figs, nil
@@ -350,6 +374,14 @@ func (r *runner) report() {
 	row("  p50 latency", r.get("append_single_64w_p50_ms"), "ms", 0, "-", true)
 	row("  p99 latency", p99, "ms", 0, "< 25 ms", p99 < 25)
 	row(fmt.Sprintf("100-event appends, %d writers", r.cfg.BatchWriters), batch, "e/s", cp, ">= 0.5x CopyFrom", batch >= 0.5*cp)
+	if rp := r.get("replay_1m_eps"); rp > 0 {
+		row(fmt.Sprintf("replay of %d events", r.cfg.ReplayEvents), rp, "e/s", cp, ">= 0.5x CopyFrom", rp >= 0.5*cp)
+	}
+	if _, ok := r.vals["projection_lag_p99_ms"]; ok {
+		row(fmt.Sprintf("projection lag at %.0f e/s, p50", r.get("projection_lag_rate_eps")), r.get("projection_lag_p50_ms"), "ms", 0, "-", true)
+		lp99 := r.get("projection_lag_p99_ms")
+		row("  p99", lp99, "ms", 0, "< 100 ms", lp99 < 100)
+	}
 	row("reference: autocommit INSERT", ins, "r/s", 0, "-", true)
 	row("reference: CopyFrom", cp, "r/s", 0, "-", true)
 	fmt.Fprintln(r.w)
