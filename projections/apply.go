@@ -22,7 +22,7 @@ func transient(err error) bool {
 	if errors.Is(err, ErrUndecodable) {
 		return false
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrOutOfOrder) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -72,10 +72,15 @@ type retryPolicy struct {
 // the caller retries from its checkpoint after a backoff.
 func commitIsolating(ctx context.Context, c committer, rp retryPolicy, events []domain.Envelope, through uint64) error {
 	err := c.commit(ctx, events, through)
-	if err == nil || transient(err) || ctx.Err() != nil || errors.Is(err, errCheckpointMoved) {
+	if err == nil || abortive(err) || ctx.Err() != nil {
 		return err
 	}
 	return isolate(ctx, c, rp, events, through, err)
+}
+
+// abortive reports errors that end an attempt without blaming any event.
+func abortive(err error) bool {
+	return transient(err) || errors.Is(err, errCheckpointMoved) || errors.Is(err, ErrSchemaChanged)
 }
 
 func isolate(ctx context.Context, c committer, rp retryPolicy, events []domain.Envelope, through uint64, cause error) error {
@@ -97,7 +102,7 @@ func isolate(ctx context.Context, c committer, rp retryPolicy, events []domain.E
 				return err
 			}
 			err := c.commit(ctx, events, through)
-			if err == nil || transient(err) || errors.Is(err, errCheckpointMoved) {
+			if err == nil || abortive(err) {
 				return err
 			}
 			cause = err

@@ -111,6 +111,7 @@ type JetStreamProjector struct {
 	db   *pgxpool.Pool
 	js   jetstream.JetStream
 	proj Projection
+	hash string
 	cfg  JetStreamConfig
 	rate rateMeter
 
@@ -120,6 +121,7 @@ type JetStreamProjector struct {
 	parked     atomic.Int64
 	lastPrune  time.Time
 	lastInfo   time.Time
+	lastBeat   time.Time
 	rebuilding atomic.Bool
 }
 
@@ -132,7 +134,7 @@ func NewJetStreamProjector(db *pgxpool.Pool, js jetstream.JetStream, p Projectio
 		return nil, errors.New("jetstream projector: nil database, JetStream or projection")
 	}
 	cfg.setDefaults(p.Name())
-	return &JetStreamProjector{db: db, js: js, proj: p, cfg: cfg, stats: Stats{Name: p.Name()}}, nil
+	return &JetStreamProjector{db: db, js: js, proj: p, hash: SchemaHash(p), cfg: cfg, stats: Stats{Name: p.Name()}}, nil
 }
 
 // Name is the projection's name.
@@ -186,6 +188,9 @@ func (j *JetStreamProjector) run(ctx context.Context, progress func()) error {
 	if err := Install(ctx, j.db, j.proj); err != nil {
 		return err
 	}
+	if _, err := j.db.Exec(ctx, "UPDATE projection_versions SET feed = 'jetstream' WHERE name = $1 AND feed <> 'jetstream'", j.Name()); err != nil {
+		return err
+	}
 	var parked int64
 	if err := j.db.QueryRow(ctx, "SELECT count(*) FROM projection_parked WHERE projection = $1", j.Name()).Scan(&parked); err != nil {
 		return err
@@ -214,6 +219,7 @@ func (j *JetStreamProjector) run(ctx context.Context, progress func()) error {
 		j.refreshInfo(ctx, cons)
 		j.prune(ctx)
 		if len(msgs) == 0 {
+			j.heartbeat(ctx)
 			continue
 		}
 		if err := j.process(ctx, msgs); err != nil {
@@ -300,8 +306,8 @@ func (j *JetStreamProjector) process(ctx context.Context, msgs []jetstream.Msg) 
 		}
 		var e domain.Envelope
 		err := json.Unmarshal(m.Data(), &e)
-		if err == nil && (e.ID == "" || e.Type == "") {
-			err = errors.New("envelope without id or type")
+		if err == nil && (e.ID == "" || e.Type == "" || e.Stream == "") {
+			err = errors.New("envelope without id, type or stream")
 		}
 		if err != nil {
 			id := m.Headers().Get("Nats-Msg-Id")
@@ -376,6 +382,16 @@ func (j *JetStreamProjector) refreshInfo(ctx context.Context, cons jetstream.Con
 	j.mu.Unlock()
 }
 
+// heartbeat tells ListStats that an idle projector is still running.
+func (j *JetStreamProjector) heartbeat(ctx context.Context) {
+	if time.Since(j.lastBeat) < heartbeatEvery {
+		return
+	}
+	if _, err := j.db.Exec(ctx, "UPDATE projection_versions SET heartbeat_at = now(), events_per_second = 0 WHERE name = $1", j.Name()); err == nil {
+		j.lastBeat = time.Now()
+	}
+}
+
 // prune forgets event ids older than SeenRetention, now and then.
 func (j *JetStreamProjector) prune(ctx context.Context) {
 	if time.Since(j.lastPrune) < 10*time.Minute {
@@ -416,6 +432,9 @@ func (c *jsCommitter) commit(ctx context.Context, events []domain.Envelope, _ ui
 		if reg, err = lockedRegistry(ctx, tx, j.Name()); err != nil {
 			return err
 		}
+		if reg.schemaHash != "" && reg.schemaHash != j.hash {
+			return ErrSchemaChanged
+		}
 		fresh, err := unseen(ctx, tx, j.Name(), events)
 		if err != nil {
 			return err
@@ -432,6 +451,7 @@ func (c *jsCommitter) commit(ctx context.Context, events []domain.Envelope, _ ui
 	})
 	if err == nil {
 		c.applied += applied
+		j.lastBeat = time.Now()
 		j.note(reg, through)
 	}
 	return err

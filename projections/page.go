@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/orderflow/orderflow/domain"
 )
@@ -26,6 +27,22 @@ func PageLimit(limit int) (int, error) {
 		return 0, v
 	}
 	return limit, nil
+}
+
+// ParseLimit reads a list's limit query parameter: empty means
+// DefaultLimit; anything but an integer within 1..MaxLimit is a
+// *domain.ValidationError on field "limit".
+func ParseLimit(raw string) (int, error) {
+	if raw == "" {
+		return DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > MaxLimit {
+		v := &domain.ValidationError{}
+		v.Add("limit", fmt.Sprintf("must be an integer between 1 and %d", MaxLimit))
+		return 0, v
+	}
+	return n, nil
 }
 
 // EncodeCursor returns the opaque cursor of a list's last key.

@@ -28,6 +28,17 @@ type Projection interface {
 	Apply(ctx context.Context, tx pgx.Tx, t Tables, events []domain.Envelope) error
 }
 
+// Decoder is implemented by projections whose Apply splits into a CPU-bound
+// part that needs no database (parsing payloads) and the rest. A rebuild
+// decodes the next batch while the current one is being written; Apply must
+// still work on its own and equal ApplyDecoded(Decode(events)).
+type Decoder interface {
+	// Decode parses events; an undecodable event makes it fail like Apply.
+	Decode(events []domain.Envelope) (any, error)
+	// ApplyDecoded applies what Decode returned for a batch.
+	ApplyDecoded(ctx context.Context, tx pgx.Tx, t Tables, decoded any) error
+}
+
 // Schema is the DDL of one version of a read model, written for the physical
 // table names given by a Tables.
 type Schema struct {
@@ -69,6 +80,13 @@ var ErrUndecodable = errors.New("undecodable event")
 func Undecodable(e domain.Envelope, err error) error {
 	return fmt.Errorf("event %s (%s at %d): %w: %w", e.ID, e.Type, e.Position, ErrUndecodable, err)
 }
+
+// ErrOutOfOrder may be wrapped by a projection fed by JetStream that sees an
+// event of a stream before an earlier one it needs (a version gap). The
+// runtime treats it like a database error: the batch is redelivered later,
+// by when the missing event has usually arrived. Events from the event
+// store always come in order.
+var ErrOutOfOrder = errors.New("event arrived before an earlier event of its stream")
 
 // ErrRebuildRunning is returned by Rebuild while another rebuild of the same
 // projection runs, in this process or another one.

@@ -84,6 +84,7 @@ type Projector struct {
 	db   *pgxpool.Pool
 	src  Source
 	proj Projection
+	hash string
 	cfg  Config
 	rate rateMeter
 
@@ -97,6 +98,7 @@ type Projector struct {
 	lastBeat   time.Time
 	parked     atomic.Int64
 	rebuilding atomic.Bool
+	waiting    atomic.Bool // for a rebuild to bring the schema in line
 }
 
 // NewProjector returns a projector of p fed by src, writing to db.
@@ -108,7 +110,7 @@ func NewProjector(db *pgxpool.Pool, src Source, p Projection, cfg Config) (*Proj
 		return nil, errors.New("projector: nil database, source or projection")
 	}
 	cfg.setDefaults()
-	return &Projector{db: db, src: src, proj: p, cfg: cfg, stats: Stats{Name: p.Name(), Status: StatusStopped}}, nil
+	return &Projector{db: db, src: src, proj: p, hash: SchemaHash(p), cfg: cfg, stats: Stats{Name: p.Name(), Status: StatusStopped}}, nil
 }
 
 // Name is the projection's name.
@@ -126,7 +128,7 @@ func (p *Projector) Stats() Stats {
 	switch {
 	case p.rebuilding.Load():
 		s.Status = StatusRebuilding
-	case running:
+	case running && !p.waiting.Load():
 		s.Status = StatusLive
 	default:
 		s.Status = StatusStopped
@@ -165,7 +167,7 @@ func (p *Projector) run(ctx context.Context, progress func()) error {
 	if err := Install(ctx, p.db, p.proj); err != nil {
 		return err
 	}
-	reg, err := readRegistry(ctx, p.db, p.Name())
+	reg, err := p.awaitSchema(ctx)
 	if err != nil {
 		return err
 	}
@@ -191,6 +193,40 @@ func (p *Projector) run(ctx context.Context, progress func()) error {
 		}
 		if moved {
 			progress()
+		}
+	}
+}
+
+// awaitSchema reads the registry, and while the active version was built
+// for another schema, waits for a rebuild to swap in one built by this code
+// (the Runner starts it; see SchemaHash). An empty fingerprint, from a
+// registry written before fingerprints existed, is adopted.
+func (p *Projector) awaitSchema(ctx context.Context) (registryRow, error) {
+	logged := false
+	defer p.waiting.Store(false)
+	for {
+		reg, err := readRegistry(ctx, p.db, p.Name())
+		if err != nil {
+			return reg, err
+		}
+		p.noteRegistry(reg)
+		if reg.schemaHash == "" {
+			if _, err := p.db.Exec(ctx, "UPDATE projection_versions SET schema_hash = $2 WHERE name = $1 AND schema_hash = ''", p.Name(), p.hash); err != nil {
+				return reg, err
+			}
+			continue
+		}
+		if reg.schemaHash == p.hash {
+			return reg, nil
+		}
+		p.waiting.Store(true)
+		if !logged {
+			p.cfg.Logger.Warn("projection schema changed; waiting for a rebuild before applying events", "projection", p.Name(),
+				"active_version", reg.active, "active_schema", reg.schemaHash, "code_schema", p.hash)
+			logged = true
+		}
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return reg, err
 		}
 	}
 }
@@ -299,6 +335,9 @@ func (p *Projector) inBatchTx(ctx context.Context, through uint64, fn func(pgx.T
 		var err error
 		if reg, err = lockedRegistry(ctx, tx, p.Name()); err != nil {
 			return err
+		}
+		if reg.schemaHash != p.hash {
+			return ErrSchemaChanged
 		}
 		if reg.checkpoint < p.after {
 			return errCheckpointMoved

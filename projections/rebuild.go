@@ -101,6 +101,12 @@ type rebuilder struct {
 	progress func(Progress)
 	log      *slog.Logger
 
+	// conn holds the rebuild's session lock, and every write of the
+	// rebuild runs on it, so that a rebuild needs one connection of the
+	// pool plus the source's reads. (The swap must not wait for a pooled
+	// connection while live projectors hold theirs waiting for its lock.)
+	conn *pgxpool.Conn
+
 	tables Tables // the version being built
 	after  uint64 // position the new version has reached
 	head   uint64
@@ -169,6 +175,7 @@ func (r *rebuilder) lock(ctx context.Context) (unlock func(), err error) {
 		conn.Release()
 		return nil, ErrRebuildRunning
 	}
+	r.conn = conn
 	return func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -193,7 +200,7 @@ func (r *rebuilder) prepare(ctx context.Context) error {
 		return err
 	}
 	r.tables = Tables{Version: reg.active + 1}
-	return inTx(ctx, r.db, func(tx pgx.Tx) error {
+	return inTx(ctx, r.conn, func(tx pgx.Tx) error {
 		if err := execAll(ctx, tx, r.proj.Schema(r.tables).Tables); err != nil {
 			return err
 		}
@@ -224,9 +231,10 @@ func (r *rebuilder) abandon(ctx context.Context) {
 }
 
 type readResult struct {
-	events []domain.Envelope
-	head   uint64
-	err    error
+	events  []domain.Envelope
+	head    uint64
+	err     error
+	decoded any // from Decoder.Decode, when the projection is one and it succeeded
 }
 
 // replay applies src from position zero until a read comes back short. A
@@ -245,6 +253,13 @@ func (r *rebuilder) replay(ctx context.Context) error {
 			res.head, res.err = r.src.Head(rctx)
 			if res.err == nil {
 				res.events, res.err = r.src.ReadAll(rctx, after, r.batch)
+			}
+			if d, ok := r.proj.(Decoder); ok && res.err == nil && len(res.events) > 0 {
+				// Decoding here overlaps with the writes of the batch
+				// before; a failure is left to apply, which isolates it.
+				if v, err := d.Decode(res.events); err == nil {
+					res.decoded = v
+				}
 			}
 			select {
 			case reads <- res:
@@ -265,11 +280,44 @@ func (r *rebuilder) replay(ctx context.Context) error {
 		if res.err != nil {
 			return res.err
 		}
+		if res.decoded != nil && res.events[0].Position > r.after {
+			err := retryTransient(ctx, func() error { return r.applyDecoded(ctx, res) })
+			if err == nil {
+				continue
+			}
+			if transient(err) || ctx.Err() != nil {
+				return err
+			}
+			// Fall back to the event-by-event isolation of apply.
+		}
 		if err := r.apply(ctx, res.events, res.head); err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// applyDecoded commits a batch the reader already decoded.
+func (r *rebuilder) applyDecoded(ctx context.Context, res readResult) error {
+	d := r.proj.(Decoder)
+	err := inTx(ctx, r.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			return err
+		}
+		return d.ApplyDecoded(ctx, tx, r.tables, res.decoded)
+	})
+	if err != nil {
+		return err
+	}
+	r.head = max(r.head, res.head)
+	through := res.events[len(res.events)-1].Position
+	if len(res.events) < r.batch {
+		through = max(through, res.head)
+	}
+	r.after = max(r.after, through)
+	r.events += uint64(len(res.events))
+	r.report()
+	return nil
 }
 
 // apply commits one batch of the replay or the catch-up.
@@ -313,14 +361,14 @@ func retryTransient(ctx context.Context, fn func() error) error {
 }
 
 func (r *rebuilder) index(ctx context.Context) error {
-	err := inTx(ctx, r.db, func(tx pgx.Tx) error {
+	err := inTx(ctx, r.conn, func(tx pgx.Tx) error {
 		return execAll(ctx, tx, r.proj.Schema(r.tables).Indexes)
 	})
 	if err != nil {
 		return err
 	}
 	for _, t := range r.proj.Tables() {
-		if _, err := r.db.Exec(ctx, "ANALYZE "+r.tables.Name(t)); err != nil {
+		if _, err := r.conn.Exec(ctx, "ANALYZE "+r.tables.Name(t)); err != nil {
 			return err
 		}
 	}
@@ -367,7 +415,7 @@ func (r *rebuilder) swap(ctx context.Context) error {
 
 func (r *rebuilder) trySwap(ctx context.Context) error {
 	after, events := r.after, r.events
-	err := inTx(ctx, r.db, func(tx pgx.Tx) error {
+	err := inTx(ctx, r.conn, func(tx pgx.Tx) error {
 		reg, err := lockedRegistry(ctx, tx, r.proj.Name())
 		if err != nil {
 			return err
@@ -410,9 +458,9 @@ func (r *rebuilder) trySwap(ctx context.Context) error {
 		if err := pointViews(ctx, tx, r.proj, r.tables); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE projection_versions SET active_version = $2, checkpoint = $3,
+		_, err = tx.Exec(ctx, `UPDATE projection_versions SET active_version = $2, checkpoint = $3, schema_hash = $4,
 			rebuilding_version = NULL, rebuild_started_at = NULL, swapped_at = now() WHERE name = $1`,
-			r.proj.Name(), r.tables.Version, int64(r.after))
+			r.proj.Name(), r.tables.Version, int64(r.after), SchemaHash(r.proj))
 		return err
 	})
 	if err != nil {
@@ -445,7 +493,7 @@ type replayCommitter rebuilder
 func (c *replayCommitter) commit(ctx context.Context, events []domain.Envelope, through uint64) error {
 	r := (*rebuilder)(c)
 	events = trim(events, r.after)
-	err := inTx(ctx, r.db, func(tx pgx.Tx) error {
+	err := inTx(ctx, r.conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
 			return err
 		}
@@ -463,7 +511,7 @@ func (c *replayCommitter) commit(ctx context.Context, events []domain.Envelope, 
 
 func (c *replayCommitter) park(ctx context.Context, e domain.Envelope, cause error, through uint64) error {
 	r := (*rebuilder)(c)
-	err := inTx(ctx, r.db, func(tx pgx.Tx) error {
+	err := inTx(ctx, r.conn, func(tx pgx.Tx) error {
 		ok, err := insertParked(ctx, tx, r.proj.Name(), e.ID, e.Position, e.Stream, e.Type, cause)
 		if ok {
 			logParked(r.log, r.proj.Name(), e.ID, e.Position, e.Type, cause)
@@ -476,7 +524,7 @@ func (c *replayCommitter) park(ctx context.Context, e domain.Envelope, cause err
 	return err
 }
 
-func (c *replayCommitter) ping(ctx context.Context) error { return c.db.Ping(ctx) }
+func (c *replayCommitter) ping(ctx context.Context) error { return c.conn.Ping(ctx) }
 
 // swapCommitter applies the last events inside the swap transaction, each
 // attempt in a savepoint so that a failing event can be isolated there.
@@ -517,4 +565,4 @@ func (c *swapCommitter) park(ctx context.Context, e domain.Envelope, cause error
 	return nil
 }
 
-func (c *swapCommitter) ping(ctx context.Context) error { return c.r.db.Ping(ctx) }
+func (c *swapCommitter) ping(ctx context.Context) error { return c.r.conn.Ping(ctx) }

@@ -2,6 +2,8 @@ package projections
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -32,6 +34,12 @@ var runtimeSchema = []string{
 		heartbeat_at       timestamptz,
 		events_per_second  double precision NOT NULL DEFAULT 0,
 		swapped_at         timestamptz,
+		-- feed is "store" (checkpoint = global position of the event
+		-- store) or "jetstream" (checkpoint = stream sequence).
+		feed               text             NOT NULL DEFAULT 'store',
+		-- schema_hash fingerprints the DDL of the active version; code
+		-- with another schema must not write to it (see SchemaHash).
+		schema_hash        text             NOT NULL DEFAULT '',
 		created_at         timestamptz      NOT NULL DEFAULT now()
 	)`,
 	`CREATE TABLE IF NOT EXISTS projection_parked (
@@ -99,7 +107,7 @@ func Install(ctx context.Context, db *pgxpool.Pool, p Projection) error {
 		if err := pointViews(ctx, tx, p, t); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, "INSERT INTO projection_versions (name, active_version) VALUES ($1, 1)", p.Name())
+		_, err = tx.Exec(ctx, "INSERT INTO projection_versions (name, active_version, schema_hash) VALUES ($1, 1, $2)", p.Name(), SchemaHash(p))
 		return err
 	})
 	if err != nil {
@@ -108,11 +116,32 @@ func Install(ctx context.Context, db *pgxpool.Pool, p Projection) error {
 	return nil
 }
 
+// SchemaHash fingerprints the DDL of p's tables. A projector only writes to
+// a version built for the same fingerprint: when the code's schema changes,
+// the version in the database must be rebuilt by the new code first (the
+// Runner starts that rebuild by itself). A change in how Apply folds events
+// that leaves the DDL alone is not detected; such a change should come with
+// a rebuild requested through the operations API.
+func SchemaHash(p Projection) string {
+	s := p.Schema(Tables{Version: 0})
+	h := sha256.New()
+	for _, stmt := range append(append([]string{p.Name()}, s.Tables...), s.Indexes...) {
+		h.Write([]byte(stmt))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// ErrSchemaChanged is returned by a projector whose projection's schema is
+// not the one of the active version: it waits for a rebuild.
+var ErrSchemaChanged = errors.New("projection schema differs from the active version's")
+
 // registryRow is a projection's row of projection_versions.
 type registryRow struct {
 	active     int
 	checkpoint uint64
 	rebuilding bool
+	schemaHash string
 }
 
 func readRegistry(ctx context.Context, q Querier, name string) (registryRow, error) {
@@ -121,8 +150,8 @@ func readRegistry(ctx context.Context, q Querier, name string) (registryRow, err
 		cp         int64
 		rebuilding *int32
 	)
-	err := q.QueryRow(ctx, "SELECT active_version, checkpoint, rebuilding_version FROM projection_versions WHERE name = $1", name).
-		Scan(&r.active, &cp, &rebuilding)
+	err := q.QueryRow(ctx, "SELECT active_version, checkpoint, rebuilding_version, schema_hash FROM projection_versions WHERE name = $1", name).
+		Scan(&r.active, &cp, &rebuilding, &r.schemaHash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("projection %s is not installed: %w", name, domain.ErrNotFound)
 	}
@@ -251,8 +280,13 @@ func execAll(ctx context.Context, tx pgx.Tx, stmts []string) error {
 	return nil
 }
 
+// beginner starts transactions: a *pgxpool.Pool or a *pgxpool.Conn.
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
 // inTx runs fn in a transaction and commits when fn succeeds.
-func inTx(ctx context.Context, db *pgxpool.Pool, fn func(pgx.Tx) error) error {
+func inTx(ctx context.Context, db beginner, fn func(pgx.Tx) error) error {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return err

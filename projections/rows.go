@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +24,9 @@ type Columns struct {
 	Types []string
 	// Key is how many leading columns form the primary key.
 	Key int
+	// Mutable names the columns an update may change; empty means every
+	// column but the key. Writing back only these keeps updates narrow.
+	Mutable []string
 }
 
 // Insert writes rows that are not in the table yet (the batch's new keys,
@@ -45,24 +49,36 @@ func (c Columns) Insert(ctx context.Context, tx pgx.Tx, t Tables, rows [][]any) 
 	return nil
 }
 
-// Update overwrites the non-key columns of rows that exist, matched by key.
+// Update writes rows that exist, matched by key: every row is given in
+// full, as for Insert, and only the key and the Mutable columns are sent.
 func (c Columns) Update(ctx context.Context, tx pgx.Tx, t Tables, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	set := make([]string, 0, len(c.Names)-c.Key)
-	for _, n := range c.Names[c.Key:] {
-		q := pgx.Identifier{n}.Sanitize()
-		set = append(set, q+" = u."+q)
+	idx := c.updated()
+	names := make([]string, len(idx))
+	params := make([]string, len(idx))
+	cols := make([]any, len(idx))
+	for k, j := range idx {
+		names[k] = pgx.Identifier{c.Names[j]}.Sanitize()
+		params[k] = fmt.Sprintf("$%d::%s[]", k+1, c.Types[j])
+		col := make([]any, len(rows))
+		for i, r := range rows {
+			col[i] = r[j]
+		}
+		cols[k] = col
+	}
+	set := make([]string, 0, len(idx)-c.Key)
+	for _, n := range names[c.Key:] {
+		set = append(set, n+" = u."+n)
 	}
 	match := make([]string, 0, c.Key)
-	for _, n := range c.Names[:c.Key] {
-		q := pgx.Identifier{n}.Sanitize()
-		match = append(match, "d."+q+" = u."+q)
+	for _, n := range names[:c.Key] {
+		match = append(match, "d."+n+" = u."+n)
 	}
 	sql := fmt.Sprintf("UPDATE %s AS d SET %s FROM unnest(%s) AS u(%s) WHERE %s",
-		t.Name(c.Table), strings.Join(set, ", "), c.arrayParams(), c.columnList(""), strings.Join(match, " AND "))
-	tag, err := tx.Exec(ctx, sql, c.transpose(rows)...)
+		t.Name(c.Table), strings.Join(set, ", "), strings.Join(params, ", "), strings.Join(names, ", "), strings.Join(match, " AND "))
+	tag, err := tx.Exec(ctx, sql, cols...)
 	if err != nil {
 		return fmt.Errorf("update %d rows of %s: %w", len(rows), t.physical(c.Table), err)
 	}
@@ -70,6 +86,20 @@ func (c Columns) Update(ctx context.Context, tx pgx.Tx, t Tables, rows [][]any) 
 		return fmt.Errorf("update %d rows of %s: %d matched", len(rows), t.physical(c.Table), tag.RowsAffected())
 	}
 	return nil
+}
+
+// updated returns the indexes of the key and mutable columns.
+func (c Columns) updated() []int {
+	idx := make([]int, 0, len(c.Names))
+	for j := range c.Key {
+		idx = append(idx, j)
+	}
+	for j := c.Key; j < len(c.Names); j++ {
+		if len(c.Mutable) == 0 || slices.Contains(c.Mutable, c.Names[j]) {
+			idx = append(idx, j)
+		}
+	}
+	return idx
 }
 
 // Select returns "SELECT <columns> FROM <table of t>".

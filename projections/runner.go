@@ -131,10 +131,44 @@ func (r *Runner) Run(ctx context.Context) error {
 			defer wg.Done()
 			_ = e.runner.Run(ctx) // returns nil when ctx is done
 		}()
+		if e.src != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.rebuildIfSchemaChanged(ctx, e)
+			}()
+		}
 	}
 	wg.Wait()
 	r.wg.Wait()
 	return nil
+}
+
+// rebuildIfSchemaChanged starts a rebuild of e when its active version was
+// built for another schema than the code's (see SchemaHash); its projector
+// waits for that rebuild instead of writing to tables of the wrong shape.
+func (r *Runner) rebuildIfSchemaChanged(ctx context.Context, e *entry) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := Install(ctx, r.db, e.proj)
+		if err == nil {
+			var reg registryRow
+			if reg, err = readRegistry(ctx, r.db, e.proj.Name()); err == nil {
+				if reg.schemaHash == "" || reg.schemaHash == SchemaHash(e.proj) {
+					return
+				}
+				r.log.Info("projection schema changed; rebuilding it", "projection", e.proj.Name())
+				if err := r.StartRebuild(e.proj.Name()); err != nil && !errors.Is(err, ErrRebuildRunning) {
+					r.log.Error("could not start the rebuild of a changed projection", "projection", e.proj.Name(), "error", err)
+				}
+				return
+			}
+		}
+		if sleep(ctx, backoff) != nil {
+			return
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
 }
 
 // Names lists the registered projections in the order they were added.

@@ -93,9 +93,11 @@ type Header interface {
 
 // ListStats reads the progress of every installed projection from the
 // database, for tools that do not run the projectors themselves (the CLI).
-// head gives the source's head (nil: reported as the checkpoint). A
-// projection is live when a projector wrote its heartbeat in the last
-// staleAfter, rebuilding while a rebuild is registered, else stopped.
+// head gives the event store's head (nil: reported as the checkpoint, as it
+// is for projections fed by JetStream, whose checkpoint is a stream
+// sequence). A projection is live when a projector wrote its heartbeat in
+// the last 30 seconds, rebuilding while a rebuild holds its lock, else
+// stopped.
 func ListStats(ctx context.Context, q Querier, head Header) ([]Stats, error) {
 	var h uint64
 	if head != nil {
@@ -106,7 +108,7 @@ func ListStats(ctx context.Context, q Querier, head Header) ([]Stats, error) {
 	}
 	rows, err := q.Query(ctx, `SELECT v.name, v.active_version, v.checkpoint, v.rebuilding_version IS NOT NULL,
 			coalesce(v.heartbeat_at > now() - $1::interval, false), v.events_per_second,
-			(SELECT count(*) FROM projection_parked p WHERE p.projection = v.name)
+			(SELECT count(*) FROM projection_parked p WHERE p.projection = v.name), v.feed = 'jetstream'
 		FROM projection_versions v ORDER BY v.name`, staleAfter)
 	if err != nil {
 		return nil, err
@@ -117,14 +119,15 @@ func ListStats(ctx context.Context, q Querier, head Header) ([]Stats, error) {
 			s                     Stats
 			cp                    int64
 			rebuilding, heartbeat bool
+			jetstream             bool
 		)
-		if err := rows.Scan(&s.Name, &s.ActiveVersion, &cp, &rebuilding, &heartbeat, &s.EventsPerSecond, &s.Parked); err != nil {
+		if err := rows.Scan(&s.Name, &s.ActiveVersion, &cp, &rebuilding, &heartbeat, &s.EventsPerSecond, &s.Parked, &jetstream); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		s.Checkpoint = uint64(cp)
 		s.Head = h
-		if head == nil {
+		if head == nil || jetstream {
 			s.Head = s.Checkpoint
 		}
 		s.Lag = lag(s.Head, s.Checkpoint)

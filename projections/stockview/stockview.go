@@ -93,45 +93,68 @@ func (r *row) values() []any {
 	return []any{r.sku, r.onHand, r.reserved, max(r.onHand-r.reserved, 0), r.version, r.updatedAt}
 }
 
+type change struct {
+	e       domain.Envelope
+	payload any
+}
+
+// batch is a decoded batch: the changes per sku, skus in first-seen order.
+type batch struct {
+	keys  []string
+	byKey map[string][]change
+}
+
+var _ projections.Decoder = (*Projection)(nil)
+
 // Apply implements projections.Projection: decode, load the touched skus in
 // one query, fold in memory, write new and changed rows with one statement
 // each.
 func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, t projections.Tables, events []domain.Envelope) error {
-	type change struct {
-		e       domain.Envelope
-		payload any
+	b, err := p.Decode(events)
+	if err != nil {
+		return err
 	}
-	var keys []string
-	byKey := make(map[string][]change)
+	return p.ApplyDecoded(ctx, tx, t, b)
+}
+
+// Decode implements projections.Decoder.
+func (p *Projection) Decode(events []domain.Envelope) (any, error) {
+	b := &batch{byKey: make(map[string][]change)}
 	for _, e := range events {
 		if !strings.HasPrefix(e.Stream, inventory.StreamPrefix) {
 			continue
 		}
 		payload, err := p.reg.Decode(e)
 		if err != nil {
-			return projections.Undecodable(e, err)
+			return nil, projections.Undecodable(e, err)
 		}
 		sku := strings.TrimPrefix(e.Stream, inventory.StreamPrefix)
-		if _, ok := byKey[sku]; !ok {
-			keys = append(keys, sku)
+		if _, ok := b.byKey[sku]; !ok {
+			b.keys = append(b.keys, sku)
 		}
-		byKey[sku] = append(byKey[sku], change{e, payload})
+		b.byKey[sku] = append(b.byKey[sku], change{e, payload})
 	}
-	if len(keys) == 0 {
+	return b, nil
+}
+
+// ApplyDecoded implements projections.Decoder.
+func (p *Projection) ApplyDecoded(ctx context.Context, tx pgx.Tx, t projections.Tables, decoded any) error {
+	b := decoded.(*batch)
+	if len(b.keys) == 0 {
 		return nil
 	}
-	stored, err := load(ctx, tx, t, keys)
+	stored, err := load(ctx, tx, t, b.keys)
 	if err != nil {
 		return err
 	}
 	var inserts, updates [][]any
-	for _, sku := range keys {
+	for _, sku := range b.keys {
 		r, exists := stored[sku]
 		if !exists {
 			r = &row{sku: sku}
 		}
 		changed := false
-		for _, c := range byKey[sku] {
+		for _, c := range b.byKey[sku] {
 			if c.e.Version <= r.version {
 				continue // already reflected
 			}

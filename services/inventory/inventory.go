@@ -1,6 +1,7 @@
-// Package inventory serves the HTTP API of the inventory context: restocking
-// a sku. Reservations are not an HTTP concern; the saga coordinator sends
-// them as commands over NATS.
+// Package inventory serves the HTTP API of the inventory context:
+// restocking a sku (a command) and reading stock from the stock read model
+// (queries). Reservations are not an HTTP concern; the saga coordinator
+// sends them as commands over NATS.
 package inventory
 
 import (

@@ -1,7 +1,8 @@
 // Package orders serves the HTTP API of the orders context: placing an
-// order and cancelling it. Requests are decoded strictly, turned into
-// commands and handed to the order command handlers; every error becomes a
-// problem response through httpx.
+// order and cancelling it (commands), and reading orders from the orders
+// read model (queries). Requests are decoded strictly, turned into commands
+// and handed to the order command handlers; every error becomes a problem
+// response through httpx.
 package orders
 
 import (

@@ -1,5 +1,6 @@
 // Package shipping serves the HTTP API of the shipping context: dispatching
-// a scheduled shipment. Scheduling, refusing and cancelling shipments are
+// a scheduled shipment (a command) and reading shipments from the shipments
+// read model (queries). Scheduling, refusing and cancelling shipments are
 // saga commands that arrive over NATS, not HTTP.
 package shipping
 

@@ -366,6 +366,7 @@ func (d *devStack) banner(took time.Duration) {
 	fmt.Fprintf(&w, "  %-10s port %d: not in the dev stack yet (a later issue)\n", "gateway", b)
 	fmt.Fprintf(&w, "  %-10s port %d: not in the dev stack yet (a later issue)\n", "sagas", b+4)
 	fmt.Fprintf(&w, "  %-10s %s\n", "NATS", d.natsURL)
+	fmt.Fprintf(&w, "  %-10s %s\n", "projection", projectionsHint(d.adminURL, d.pg != nil))
 	if d.pg != nil {
 		fmt.Fprintf(&w, "  %-10s %s\n", "PostgreSQL", d.adminURL)
 	} else {

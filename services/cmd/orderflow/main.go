@@ -1,6 +1,7 @@
 // Command orderflow is the project's one binary. Its subcommands run a
 // service (serve), the whole stack on one machine for development (dev) and
-// the event store benchmark (bench).
+// the event store benchmark (bench), and list or rebuild the projections in
+// a service's database (projections).
 package main
 
 import (
@@ -39,6 +40,7 @@ func commands() []command {
 		{"serve", "run one service (orders, inventory, shipping)", runServe},
 		{"dev", "run the whole stack locally with embedded NATS and PostgreSQL", runDev},
 		{"bench", "benchmark the event store", runBench},
+		{"projections", "list a service's projections, or replay one with zero downtime", runProjections},
 	}
 }
 
@@ -76,7 +78,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, `Run "orderflow COMMAND -h" for a command's flags.`)

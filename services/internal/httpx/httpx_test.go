@@ -333,3 +333,67 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricFuncs(t *testing.T) {
+	m := NewMetrics()
+	m.GaugeVecFunc("orderflow_test_lag", "Lag.", []string{"projection"}, func() []Sample {
+		return []Sample{{Labels: []string{"orders"}, Value: 3}, {Labels: []string{"stock"}, Value: 0}}
+	})
+	// A sample with the wrong number of labels is skipped, not written half.
+	m.GaugeVecFunc("orderflow_test_bad", "Bad.", []string{"a", "b"}, func() []Sample {
+		return []Sample{{Labels: []string{"only-one"}, Value: 1}}
+	})
+	m.CounterVecFunc("orderflow_test_published_total", "Published.", nil, func() []Sample {
+		return []Sample{{Value: 42}}
+	})
+	rr := httptest.NewRecorder()
+	m.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	out := rr.Body.String()
+	for _, want := range []string{
+		"# TYPE orderflow_test_lag gauge\n",
+		`orderflow_test_lag{projection="orders"} 3` + "\n",
+		`orderflow_test_lag{projection="stock"} 0` + "\n",
+		"# TYPE orderflow_test_bad gauge\n",
+		"# TYPE orderflow_test_published_total counter\norderflow_test_published_total 42\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "only-one") {
+		t.Errorf("a malformed sample was written:\n%s", out)
+	}
+}
+
+func TestPageParams(t *testing.T) {
+	tests := []struct {
+		query     string
+		limit     int
+		after     string
+		badFields int
+	}{
+		{"", 0, "", 0},
+		{"limit=1&after=abc", 1, "abc", 0},
+		{"limit=500", 500, "", 0},
+		{"limit=0", 0, "", 1},
+		{"limit=501", 0, "", 1},
+		{"limit=-3", 0, "", 1},
+		{"limit=ten", 0, "", 1},
+		{"limit=", 0, "", 1},
+		{"limit=2.5", 0, "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			var v domain.ValidationError
+			limit, after := PageParams(httptest.NewRequest(http.MethodGet, "/api/orders?"+tt.query, nil), &v)
+			if limit != tt.limit || after != tt.after || len(v.Fields) != tt.badFields {
+				t.Fatalf("got limit %d after %q errors %v, want %d %q and %d errors", limit, after, v.Fields, tt.limit, tt.after, tt.badFields)
+			}
+			for _, f := range v.Fields {
+				if f.Field != "limit" || f.Message == "" {
+					t.Fatalf("field error %+v", f)
+				}
+			}
+		})
+	}
+}

@@ -15,19 +15,29 @@ import (
 
 // Metrics is a small registry of counters and gauges served in the
 // Prometheus text exposition format. It is deliberately minimal: counters
-// with labels, gauges read at scrape time, and the HTTP request metrics.
+// with labels, gauges (and counters kept elsewhere) read at scrape time,
+// and the HTTP request metrics.
 type Metrics struct {
 	mu       sync.Mutex
 	counters []*CounterVec
-	gauges   []gaugeFunc
+	funcs    []funcMetric
 
 	requests *CounterVec
 	seconds  *CounterVec
 }
 
-type gaugeFunc struct {
-	name, help string
-	read       func() float64
+// funcMetric is a metric whose samples are read at every scrape.
+type funcMetric struct {
+	name, help, kind string
+	labels           []string
+	read             func() []Sample
+}
+
+// Sample is one value of a metric read at scrape time; Labels holds the
+// label values in the order of the metric's label names.
+type Sample struct {
+	Labels []string
+	Value  float64
 }
 
 // NewMetrics returns a registry holding the HTTP request counters
@@ -62,8 +72,28 @@ func (m *Metrics) Counter(name, help string, labels ...string) *CounterVec {
 
 // GaugeFunc registers a gauge whose value is read at every scrape.
 func (m *Metrics) GaugeFunc(name, help string, read func() float64) {
+	m.addFunc(funcMetric{name: name, help: help, kind: "gauge", read: func() []Sample {
+		return []Sample{{Value: read()}}
+	}})
+}
+
+// GaugeVecFunc registers a gauge with labels whose samples are read at
+// every scrape, for figures owned by another component (one sample per
+// projection, say).
+func (m *Metrics) GaugeVecFunc(name, help string, labels []string, read func() []Sample) {
+	m.addFunc(funcMetric{name: name, help: help, kind: "gauge", labels: labels, read: read})
+}
+
+// CounterVecFunc registers a counter with labels whose samples are read at
+// every scrape: a monotonic count another component keeps. labels may be
+// empty.
+func (m *Metrics) CounterVecFunc(name, help string, labels []string, read func() []Sample) {
+	m.addFunc(funcMetric{name: name, help: help, kind: "counter", labels: labels, read: read})
+}
+
+func (m *Metrics) addFunc(f funcMetric) {
 	m.mu.Lock()
-	m.gauges = append(m.gauges, gaugeFunc{name: name, help: help, read: read})
+	m.funcs = append(m.funcs, f)
 	m.mu.Unlock()
 }
 
@@ -104,25 +134,44 @@ func (c *CounterVec) write(b *bytes.Buffer) {
 
 	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s counter\n", c.name, escapeHelp(c.help), c.name)
 	for _, k := range keys {
-		b.WriteString(c.name)
+		var vals []string
 		if len(c.labels) > 0 {
-			vals := strings.Split(k, "\xff")
-			b.WriteByte('{')
-			for i, l := range c.labels {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString(l)
-				b.WriteString(`="`)
-				b.WriteString(escapeLabel(vals[i]))
-				b.WriteByte('"')
-			}
-			b.WriteByte('}')
+			vals = strings.Split(k, "\xff")
 		}
-		b.WriteByte(' ')
-		b.WriteString(strconv.FormatFloat(values[k], 'g', -1, 64))
-		b.WriteByte('\n')
+		writeSample(b, c.name, c.labels, vals, values[k])
 	}
+}
+
+func (f funcMetric) write(b *bytes.Buffer) {
+	samples := f.read()
+	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", f.name, escapeHelp(f.help), f.name, f.kind)
+	for _, s := range samples {
+		if len(s.Labels) != len(f.labels) {
+			// A reader bug must not break the whole scrape.
+			continue
+		}
+		writeSample(b, f.name, f.labels, s.Labels, s.Value)
+	}
+}
+
+func writeSample(b *bytes.Buffer, name string, labels, values []string, v float64) {
+	b.WriteString(name)
+	if len(labels) > 0 {
+		b.WriteByte('{')
+		for i, l := range labels {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(l)
+			b.WriteString(`="`)
+			b.WriteString(escapeLabel(values[i]))
+			b.WriteByte('"')
+		}
+		b.WriteByte('}')
+	}
+	b.WriteByte(' ')
+	b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+	b.WriteByte('\n')
 }
 
 // Middleware counts every request by method, route pattern and status.
@@ -142,16 +191,15 @@ func (m *Metrics) Middleware(next http.Handler) http.Handler {
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	m.mu.Lock()
 	counters := slices.Clone(m.counters)
-	gauges := slices.Clone(m.gauges)
+	funcs := slices.Clone(m.funcs)
 	m.mu.Unlock()
 
 	var b bytes.Buffer
 	for _, c := range counters {
 		c.write(&b)
 	}
-	for _, g := range gauges {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %s\n", g.name, escapeHelp(g.help), g.name,
-			g.name, strconv.FormatFloat(g.read(), 'g', -1, 64))
+	for _, f := range funcs {
+		f.write(&b)
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write(b.Bytes())

@@ -1,8 +1,10 @@
 // Package serve runs one orderflow service process: it connects to the
 // service's database (and NATS when configured), applies the migrations,
-// wires the command handlers to the HTTP routes together with the shared
-// middleware, operations endpoints and idempotency, and serves until its
-// context ends, then shuts down gracefully.
+// wires the command handlers and the read-model queries to the HTTP routes
+// together with the shared middleware, operations endpoints and
+// idempotency, runs the service's projections and its relay in the
+// background, and serves until its context ends, then shuts down
+// gracefully.
 package serve
 
 import (
@@ -23,10 +25,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/commands"
+	"github.com/orderflow/orderflow/projections"
+	"github.com/orderflow/orderflow/projections/orderview"
+	"github.com/orderflow/orderflow/projections/shipmentview"
+	"github.com/orderflow/orderflow/projections/stockview"
+	"github.com/orderflow/orderflow/services/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/idempotency"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
+	"github.com/orderflow/orderflow/services/internal/projsource"
 	"github.com/orderflow/orderflow/services/internal/relay"
 	"github.com/orderflow/orderflow/services/inventory"
 	"github.com/orderflow/orderflow/services/orders"
@@ -57,6 +65,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Commands tunes the command handlers (retries, served countries).
 	Commands commands.Config
+	// Projector tunes the projector of the service's read model.
+	Projector projections.Config
 	// RequestTimeout bounds the work of one request; default 20s.
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown; default 10s.
@@ -84,6 +94,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
 	if err := c.Commands.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Projector.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -129,14 +142,17 @@ type Server struct {
 	nc      *nats.Conn
 	store   *postgres.Store
 	relay   *relay.Relay
+	runner  *projections.Runner
 	handler http.Handler
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 }
 
-// New connects and migrates the service's database, connects NATS when
-// configured and builds the HTTP handler. Its background work (purging old
-// idempotency keys) runs until Close.
+// New connects and migrates the service's database, installs its read
+// model, connects NATS when configured and builds the HTTP handler. Its
+// background work (the projector, rebuilds requested through the
+// operations API, the relay, purging old idempotency keys) runs until
+// Close.
 func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -174,6 +190,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
+	if s.runner, err = s.newRunner(ctx); err != nil {
+		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
 	if cfg.NATSURL != "" {
 		s.nc, err = nats.Connect(cfg.NATSURL,
 			nats.Name("orderflow-"+cfg.Service),
@@ -193,6 +212,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Go(func() { idem.RunPurger(bg) })
+	s.wg.Go(func() { _ = s.runner.Run(bg) }) // returns when bg ends
 	if s.nc != nil {
 		js, err := jetstream.New(s.nc)
 		if err != nil {
@@ -208,6 +228,38 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.handler = s.routes(idem)
 	log.Info("service ready")
 	return s, nil
+}
+
+// newRunner builds the runner of the service's read model, fed from the
+// service's own store, and installs the model's tables and views so that
+// queries answer (empty) from the first request on.
+func (s *Server) newRunner(ctx context.Context) (*projections.Runner, error) {
+	var (
+		proj     projections.Projection
+		prefixes []string
+	)
+	switch s.cfg.Service {
+	case "orders":
+		proj, prefixes = orderview.New(), orderview.StreamPrefixes
+	case "inventory":
+		proj, prefixes = stockview.New(), stockview.StreamPrefixes
+	case "shipping":
+		proj, prefixes = shipmentview.New(), shipmentview.StreamPrefixes
+	default:
+		return nil, fmt.Errorf("no read model for service %q", s.cfg.Service)
+	}
+	src, err := projsource.New(s.store, eventstore.Filter{StreamPrefixes: prefixes}, projsource.Config{})
+	if err != nil {
+		return nil, err
+	}
+	runner := projections.NewRunner(s.pool, s.cfg.Logger.With("component", "projections"))
+	if err := runner.Add(proj, src, s.cfg.Projector); err != nil {
+		return nil, err
+	}
+	if err := runner.Install(ctx); err != nil {
+		return nil, err
+	}
+	return runner, nil
 }
 
 // runRelay makes sure the JetStream streams exist, retrying while NATS is
@@ -292,6 +344,7 @@ func (s *Server) routes(idem *idempotency.Store) http.Handler {
 	metrics := httpx.NewMetrics()
 	metrics.GaugeFunc("orderflow_db_pool_acquired_connections",
 		"Database connections in use.", func() float64 { return float64(s.pool.Stat().AcquiredConns()) })
+	s.registerMetrics(metrics)
 
 	r := chi.NewRouter()
 	r.Use(httpx.RequestID, httpx.AccessLog(s.cfg.Logger), metrics.Middleware, httpx.Recover)
@@ -307,11 +360,17 @@ func (s *Server) routes(idem *idempotency.Store) http.Handler {
 		switch s.cfg.Service {
 		case "orders":
 			orders.Routes(r, commands.NewOrders(s.store, s.cfg.Commands))
+			orders.QueryRoutes(r, s.pool)
 		case "inventory":
 			inventory.Routes(r, commands.NewInventory(s.store, s.cfg.Commands))
+			inventory.QueryRoutes(r, s.pool)
 		case "shipping":
 			shipping.Routes(r, commands.NewShipping(s.store, s.cfg.Commands))
+			shipping.QueryRoutes(r, s.pool)
 		}
+		// The operations API is open here; the gateway, the only entry
+		// point exposed to clients, restricts /admin to the admin role.
+		adminRoutes(r, s.runner, s.pool, s.store)
 	})
 	return r
 }

@@ -121,8 +121,13 @@ type Step struct {
 // History generates the events of n orders going through the fulfilment
 // saga, with the orders' steps interleaved at random: stock restocks,
 // reservations, scheduled or refused shipments, confirmations, dispatches,
-// cancellations and rejections. skus is the size of the sku pool.
-func History(rng *rand.Rand, n, skus int) []Step {
+// cancellations and rejections. skus is the size of the sku pool. About 64
+// orders are in flight at a time.
+func History(rng *rand.Rand, n, skus int) []Step { return HistoryWindow(rng, n, skus, 64) }
+
+// HistoryWindow is History with window orders in flight at a time (1: each
+// order's life is contiguous).
+func HistoryWindow(rng *rand.Rand, n, skus, window int) []Step {
 	var steps []Step
 	skuName := func(i int) string { return fmt.Sprintf("SKU-%03d", i) }
 	for i := range skus {
@@ -159,11 +164,15 @@ func History(rng *rand.Rand, n, skus int) []Step {
 				life = append(life, Step{Stream: inventory.Stream(it.SKU), Payloads: []any{mk(it)}})
 			}
 		}
-		stock(func(it order.Item) any { return inventory.StockReserved{SKU: it.SKU, OrderID: oid, Quantity: it.Quantity} })
+		stock(func(it order.Item) any {
+			return inventory.StockReserved{SKU: it.SKU, OrderID: oid, Quantity: it.Quantity}
+		})
 		if country == "ZZ" {
 			life = append(life,
 				Step{Stream: shipping.Stream(sid), Payloads: []any{shipping.ShipmentRefused{ShipmentID: sid, OrderID: oid, Reason: shipping.ReasonDestinationNotServed}}})
-			stock(func(it order.Item) any { return inventory.StockReleased{SKU: it.SKU, OrderID: oid, Quantity: it.Quantity} })
+			stock(func(it order.Item) any {
+				return inventory.StockReleased{SKU: it.SKU, OrderID: oid, Quantity: it.Quantity}
+			})
 			life = append(life, Step{Stream: order.Stream(oid), Payloads: []any{order.OrderRejected{OrderID: oid, Reason: order.ReasonDestinationNotServed}}})
 			lives[i] = life
 			continue
@@ -175,22 +184,31 @@ func History(rng *rand.Rand, n, skus int) []Step {
 		case 0: // still confirmed
 		case 1:
 			life = append(life, Step{Stream: shipping.Stream(sid), Payloads: []any{shipping.ShipmentCancelled{ShipmentID: sid, OrderID: oid, Reason: order.ReasonCancelledByCustomer}}})
-			stock(func(it order.Item) any { return inventory.StockReleased{SKU: it.SKU, OrderID: oid, Quantity: it.Quantity} })
+			stock(func(it order.Item) any {
+				return inventory.StockReleased{SKU: it.SKU, OrderID: oid, Quantity: it.Quantity}
+			})
 			life = append(life, Step{Stream: order.Stream(oid), Payloads: []any{order.OrderCancelled{OrderID: oid, Reason: order.ReasonCancelledByCustomer}}})
 		default:
 			life = append(life, Step{Stream: shipping.Stream(sid), Payloads: []any{shipping.ShipmentDispatched{ShipmentID: sid, OrderID: oid}}})
-			stock(func(it order.Item) any { return inventory.StockConsumed{SKU: it.SKU, OrderID: oid, Quantity: it.Quantity} })
+			stock(func(it order.Item) any {
+				return inventory.StockConsumed{SKU: it.SKU, OrderID: oid, Quantity: it.Quantity}
+			})
 			life = append(life, Step{Stream: order.Stream(oid), Payloads: []any{order.OrderShipped{OrderID: oid, ShipmentID: sid}}})
 		}
 		lives[i] = life
 	}
-	// Interleave: repeatedly take the next step of a random live order.
+	// Interleave the way a running system does: about window orders are
+	// in flight at once, each step taken from one of them at random.
+	active := 0
 	for len(lives) > 0 {
-		k := rng.IntN(len(lives))
+		active = min(max(active, window), len(lives))
+		k := rng.IntN(active)
 		steps = append(steps, lives[k][0])
 		lives[k] = lives[k][1:]
 		if len(lives[k]) == 0 {
-			lives[k] = lives[len(lives)-1]
+			// Keep the in-flight orders at the front: the finished one's
+			// slot takes the next order waiting.
+			copy(lives[k:], lives[k+1:])
 			lives = lives[:len(lives)-1]
 		}
 	}
@@ -210,9 +228,20 @@ func (e *Env) AppendSteps(t testing.TB, steps []Step) int {
 }
 
 // AppendStepsConcurrently appends the steps from several goroutines, each
-// owning the streams that hash to it so that every stream keeps its order.
+// owning the streams that hash to it so that every stream keeps its order,
+// and returns the number of events.
 func (e *Env) AppendStepsConcurrently(t testing.TB, steps []Step, writers int) int {
 	t.Helper()
+	n, err := e.AppendConcurrently(steps, writers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// AppendConcurrently is AppendStepsConcurrently for goroutines other than
+// the test's: it returns the error instead of failing the test.
+func (e *Env) AppendConcurrently(steps []Step, writers int) (int, error) {
 	parts := make([][]Step, writers)
 	for _, s := range steps {
 		h := 0
@@ -240,17 +269,18 @@ func (e *Env) AppendStepsConcurrently(t testing.TB, steps []Step, writers int) i
 					evs[i] = domain.Envelope{ID: uuid.NewString(), Type: name, SchemaVersion: v, Data: data}
 				}
 				if _, err := e.Store.Append(context.Background(), s.Stream, domain.AnyVersion, evs); err != nil {
-					errs <- err
+					errs <- fmt.Errorf("append %s: %w", s.Stream, err)
 					return
 				}
 			}
 			errs <- nil
 		}()
 	}
+	var first error
 	for range writers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	return n
+	return n, first
 }

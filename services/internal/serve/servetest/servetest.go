@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -122,6 +123,31 @@ func (e *Env) Do(t testing.TB, method, path, body string, header ...string) Resp
 func (e *Env) Post(t testing.TB, path, body string, header ...string) Response {
 	t.Helper()
 	return e.Do(t, http.MethodPost, path, body, header...)
+}
+
+// Get sends a GET request (see Do).
+func (e *Env) Get(t testing.TB, path string, header ...string) Response {
+	t.Helper()
+	return e.Do(t, http.MethodGet, path, "", header...)
+}
+
+// Eventually sends GET path every few milliseconds until done accepts the
+// answer, and returns that answer; it fails the test, showing the last
+// answer, when within does not suffice. Queries read read models, which
+// follow the commands with eventual consistency.
+func (e *Env) Eventually(t testing.TB, within time.Duration, path string, done func(Response) bool) Response {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		res := e.Get(t, path)
+		if done(res) {
+			return res
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: not as expected within %s; last answer %d %s", path, within, res.Status, res.Body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // JSON decodes the body into v, failing the test unless it is
