@@ -234,35 +234,41 @@ type readResult struct {
 	events  []domain.Envelope
 	head    uint64
 	err     error
-	decoded any // from Decoder.Decode, when the projection is one and it succeeded
+	decoded any           // from Decoder.Decode, when the projection is one and it succeeded
+	ready   chan struct{} // closed once decoded is set (or left nil)
 }
 
-// replay applies src from position zero until a read comes back short. A
-// reader goroutine keeps the next batch ready while this one is written.
+// decoders is how many batches are decoded at once during a replay.
+const decoders = 2
+
+// replay applies src from position zero until a read comes back short, as a
+// pipeline: a reader goroutine fetches batches ahead, decoder goroutines
+// parse them (for a Decoder projection) and this goroutine writes them, in
+// order, so that reading, parsing and writing overlap.
 func (r *rebuilder) replay(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(ctx)
-	reads := make(chan readResult, 2)
+	ordered := make(chan *readResult, decoders+1)
+	work := make(chan *readResult, decoders+1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer close(reads)
+		defer close(ordered)
+		defer close(work)
 		var after uint64
 		for {
-			res := readResult{}
+			res := &readResult{ready: make(chan struct{})}
 			res.head, res.err = r.src.Head(rctx)
 			if res.err == nil {
 				res.events, res.err = r.src.ReadAll(rctx, after, r.batch)
 			}
-			if d, ok := r.proj.(Decoder); ok && res.err == nil && len(res.events) > 0 {
-				// Decoding here overlaps with the writes of the batch
-				// before; a failure is left to apply, which isolates it.
-				if v, err := d.Decode(res.events); err == nil {
-					res.decoded = v
-				}
+			select {
+			case ordered <- res:
+			case <-rctx.Done():
+				return
 			}
 			select {
-			case reads <- res:
+			case work <- res:
 			case <-rctx.Done():
 				return
 			}
@@ -272,11 +278,32 @@ func (r *rebuilder) replay(ctx context.Context) error {
 			after = res.events[len(res.events)-1].Position
 		}
 	}()
+	d, isDecoder := r.proj.(Decoder)
+	for range decoders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for res := range work {
+				if isDecoder && res.err == nil && len(res.events) > 0 {
+					// A failure is left to apply, which isolates it.
+					if v, err := d.Decode(res.events); err == nil {
+						res.decoded = v
+					}
+				}
+				close(res.ready)
+			}
+		}()
+	}
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
-	for res := range reads {
+	for res := range ordered {
+		select {
+		case <-res.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		if res.err != nil {
 			return res.err
 		}
@@ -298,7 +325,7 @@ func (r *rebuilder) replay(ctx context.Context) error {
 }
 
 // applyDecoded commits a batch the reader already decoded.
-func (r *rebuilder) applyDecoded(ctx context.Context, res readResult) error {
+func (r *rebuilder) applyDecoded(ctx context.Context, res *readResult) error {
 	d := r.proj.(Decoder)
 	err := inTx(ctx, r.conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {

@@ -41,13 +41,13 @@ func (q queries) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q queries) list(w http.ResponseWriter, r *http.Request) {
-	var bad domain.ValidationError
-	limit, after := httpx.PageParams(r, &bad)
-	if err := bad.Err(); err != nil {
+	params := r.URL.Query()
+	limit, err := projections.ParseLimit(params.Get("limit"))
+	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	items, next, err := stockview.List(r.Context(), q.db, limit, after)
+	items, next, err := stockview.List(r.Context(), q.db, limit, params.Get("after"))
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

@@ -41,27 +41,16 @@ func (q queries) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q queries) list(w http.ResponseWriter, r *http.Request) {
-	var bad domain.ValidationError
-	limit, after := httpx.PageParams(r, &bad)
-	f := orderview.Filter{
-		CustomerID: r.URL.Query().Get("customer_id"),
-		Status:     r.URL.Query().Get("status"),
-	}
-	// Report every bad parameter at once; the cursor is checked by the
-	// query itself, once the others are fine.
-	if err := f.Validate(); err != nil {
-		var ve *domain.ValidationError
-		if !errors.As(err, &ve) {
-			httpx.WriteError(w, r, err)
-			return
-		}
-		bad.Fields = append(bad.Fields, ve.Fields...)
-	}
-	if err := bad.Err(); err != nil {
+	params := r.URL.Query()
+	limit, limitErr := projections.ParseLimit(params.Get("limit"))
+	f := orderview.Filter{CustomerID: params.Get("customer_id"), Status: params.Get("status")}
+	// Every bad parameter is reported at once; the cursor is checked by
+	// the query, once the others are fine.
+	if err := httpx.JoinFieldErrors(limitErr, f.Validate()); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	items, next, err := orderview.List(r.Context(), q.db, f, limit, after)
+	items, next, err := orderview.List(r.Context(), q.db, f, limit, params.Get("after"))
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

@@ -41,22 +41,14 @@ func (q queries) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (q queries) list(w http.ResponseWriter, r *http.Request) {
-	var bad domain.ValidationError
-	limit, after := httpx.PageParams(r, &bad)
-	f := shipmentview.Filter{OrderID: r.URL.Query().Get("order_id")}
-	if err := f.Validate(); err != nil {
-		var ve *domain.ValidationError
-		if !errors.As(err, &ve) {
-			httpx.WriteError(w, r, err)
-			return
-		}
-		bad.Fields = append(bad.Fields, ve.Fields...)
-	}
-	if err := bad.Err(); err != nil {
+	params := r.URL.Query()
+	limit, limitErr := projections.ParseLimit(params.Get("limit"))
+	f := shipmentview.Filter{OrderID: params.Get("order_id")}
+	if err := httpx.JoinFieldErrors(limitErr, f.Validate()); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	items, next, err := shipmentview.List(r.Context(), q.db, f, limit, after)
+	items, next, err := shipmentview.List(r.Context(), q.db, f, limit, params.Get("after"))
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return

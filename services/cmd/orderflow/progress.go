@@ -180,7 +180,10 @@ func tail(p projections.Progress, elapsed time.Duration) string {
 func renderBar(label string, p projections.Progress, elapsed time.Duration, cols, maxWidth int) (string, int) {
 	head := fmt.Sprintf("%s %-11s ", label, phaseLabel(p))
 	rest := "  " + tail(p, elapsed)
-	width := min(cols-utf8.RuneCountInString(head)-utf8.RuneCountInString(rest)-2, 40)
+	// Room is kept for the longest tail of this rebuild, so that the bar
+	// keeps its width as the numbers grow.
+	longest := "  " + tail(projections.Progress{Phase: "done", Done: p.Total, Total: p.Total, EventsPerSecond: 9_999_999}, time.Hour-time.Second)
+	width := min(cols-utf8.RuneCountInString(head)-max(utf8.RuneCountInString(rest), utf8.RuneCountInString(longest))-2, 40)
 	if maxWidth > 0 {
 		width = min(width, maxWidth)
 	}

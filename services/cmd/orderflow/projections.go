@@ -453,10 +453,10 @@ func replay(ctx context.Context, d *database, entry replayable, batch int) error
 	}
 	serving := "it is not installed yet"
 	if before > 0 {
-		serving = fmt.Sprintf("version %d keeps serving queries until the swap", before)
+		serving = fmt.Sprintf("version %d serves queries until the swap", before)
 	}
-	fmt.Printf("replaying %s from the event store of database %s (%s events); %s\n",
-		entry.name, d.name, groupDigits(head), serving)
+	fmt.Printf("replay %s: %s events in the store of database %s; %s\n",
+		entry.name, groupDigits(head), d.name, serving)
 
 	bar := newProgressBar(os.Stdout, entry.name)
 	var last projections.Progress

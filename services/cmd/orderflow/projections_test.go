@@ -496,7 +496,7 @@ func TestRenderProgress(t *testing.T) {
 		{"bar", bar(renderBar("orders", p, 3*time.Second, 140, 0)),
 			"orders replaying   [██████████░░░░░░░░░░░░░░░░░░░░░░░░░░░░░░]   25.0%  250,000/1,000,000 events  81,234 events/s  ETA 9.0s"},
 		{"short bar", bar(renderBar("orders", p, 3*time.Second, 100, 0)),
-			"orders replaying   [████░░░░░░░░░░░░░░]   25.0%  250,000/1,000,000 events  81,234 events/s  ETA 9.0s"},
+			"orders replaying   [██░░░░░░░░]   25.0%  250,000/1,000,000 events  81,234 events/s  ETA 9.0s"},
 		{"kept width", bar(renderBar("orders", p, 3*time.Second, 140, 20)),
 			"orders replaying   [█████░░░░░░░░░░░░░░░]   25.0%  250,000/1,000,000 events  81,234 events/s  ETA 9.0s"},
 		{"no room for a bar", bar(renderBar("orders", p, 3*time.Second, 60, 0)),

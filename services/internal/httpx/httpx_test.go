@@ -365,35 +365,62 @@ func TestMetricFuncs(t *testing.T) {
 	}
 }
 
-func TestPageParams(t *testing.T) {
+func TestJoinFieldErrors(t *testing.T) {
+	bad := func(fields ...string) error {
+		v := &domain.ValidationError{}
+		for _, f := range fields {
+			v.Add(f, "is bad")
+		}
+		return v.Err()
+	}
+	other := errors.New("database down")
 	tests := []struct {
-		query     string
-		limit     int
-		after     string
-		badFields int
+		name   string
+		errs   []error
+		fields []string // nil: want nil
+		want   error
 	}{
-		{"", 0, "", 0},
-		{"limit=1&after=abc", 1, "abc", 0},
-		{"limit=500", 500, "", 0},
-		{"limit=0", 0, "", 1},
-		{"limit=501", 0, "", 1},
-		{"limit=-3", 0, "", 1},
-		{"limit=ten", 0, "", 1},
-		{"limit=", 0, "", 1},
-		{"limit=2.5", 0, "", 1},
+		{"none", nil, nil, nil},
+		{"all nil", []error{nil, nil}, nil, nil},
+		{"one", []error{nil, bad("limit")}, []string{"limit"}, nil},
+		{"merged in order", []error{bad("limit"), nil, bad("customer_id", "status")}, []string{"limit", "customer_id", "status"}, nil},
+		{"wrapped", []error{fmt.Errorf("list: %w", bad("after"))}, []string{"after"}, nil},
+		{"not a validation error", []error{bad("limit"), other}, nil, other},
 	}
 	for _, tt := range tests {
-		t.Run(tt.query, func(t *testing.T) {
-			var v domain.ValidationError
-			limit, after := PageParams(httptest.NewRequest(http.MethodGet, "/api/orders?"+tt.query, nil), &v)
-			if limit != tt.limit || after != tt.after || len(v.Fields) != tt.badFields {
-				t.Fatalf("got limit %d after %q errors %v, want %d %q and %d errors", limit, after, v.Fields, tt.limit, tt.after, tt.badFields)
-			}
-			for _, f := range v.Fields {
-				if f.Field != "limit" || f.Message == "" {
-					t.Fatalf("field error %+v", f)
+		t.Run(tt.name, func(t *testing.T) {
+			err := JoinFieldErrors(tt.errs...)
+			if tt.want != nil {
+				if err != tt.want {
+					t.Fatalf("got %v, want %v", err, tt.want)
 				}
+				return
+			}
+			if tt.fields == nil {
+				if err != nil {
+					t.Fatalf("got %v, want nil", err)
+				}
+				return
+			}
+			var ve *domain.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("got %v, want a validation error", err)
+			}
+			got := make([]string, len(ve.Fields))
+			for i, f := range ve.Fields {
+				got[i] = f.Field
+			}
+			if strings.Join(got, ",") != strings.Join(tt.fields, ",") {
+				t.Fatalf("fields %v, want %v", got, tt.fields)
 			}
 		})
+	}
+}
+
+func TestNewPageNeverNull(t *testing.T) {
+	rr := httptest.NewRecorder()
+	WriteJSON(rr, httptest.NewRequest(http.MethodGet, "/api/inventory", nil), http.StatusOK, NewPage[int](nil, ""))
+	if got := strings.TrimSpace(rr.Body.String()); got != `{"items":[],"next":""}` {
+		t.Fatalf("empty page encodes as %s", got)
 	}
 }

@@ -5,6 +5,7 @@
 package natsembed
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,8 @@ type Config struct {
 	// ReadyTimeout bounds the wait for the server to accept clients;
 	// default 10s.
 	ReadyTimeout time.Duration
+	// MaxPayload is the largest message accepted; default MaxPayload.
+	MaxPayload int32
 }
 
 // Validate reports a configuration Start cannot use.
@@ -41,6 +44,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadyTimeout < 0 {
 		return fmt.Errorf("%w: negative ready timeout", ErrInvalidConfig)
+	}
+	if c.MaxPayload < 0 {
+		return fmt.Errorf("%w: negative max payload", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -89,7 +95,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		// The event store accepts events up to eventstore.MaxEventSize;
 		// the relay publishes each as one message, so the server must
 		// take messages that large (NATS's default is 1 MiB).
-		MaxPayload: MaxPayload,
+		MaxPayload: cmp.Or(cfg.MaxPayload, MaxPayload),
 		StoreDir:   s.storeDir,
 		NoLog:      !cfg.Log,
 		// The embedding process owns signal handling.

@@ -403,14 +403,21 @@ func TestSagaCommandsGoToCommandSubjects(t *testing.T) {
 // recorded and skipped; the events around them flow.
 func TestPoisonEventsAreParked(t *testing.T) {
 	d := newDB(t)
-	_, js := connect(t, natsbustest.Server(t))
+	// A server with NATS's stock 1 MB message limit, below the store's
+	// event size limit, so that an event can be too large to publish.
+	srv, err := natsembed.Start(ctxT(t), natsembed.Config{MaxPayload: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	_, js := connect(t, srv.URL())
 	ensureTopology(t, js)
 
 	var good, poison []domain.Envelope
 	good = append(good, appendOne(t, d.store, "order-1", "OrderPlaced", `{}`))
 	poison = append(poison, appendOne(t, d.store, "order-1", "OrderConfirmed", `{not json`))
 	poison = append(poison, appendOne(t, d.store, "customer-1", "CustomerCreated", `{}`))
-	// Larger than the server's max payload (1 MB by default), within the
+	// Larger than the server's max payload (1 MB here), within the
 	// store's limit.
 	poison = append(poison, appendOne(t, d.store, "order-2", "OrderPlaced", `"`+strings.Repeat("x", 1500_000)+`"`))
 	poison = append(poison, appendOne(t, d.store, "saga-1", natsbus.CommandIssued, `{"context":"billing","name":"charge","command_id":"c"}`))

@@ -11,9 +11,9 @@ import (
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
 
-// Projections is what the operations API needs from the service's
-// projection runner (*projections.Runner).
-type Projections interface {
+// runner is what the operations API needs from the service's projection
+// runner (*projections.Runner).
+type runner interface {
 	Stats() []projections.Stats
 	StartRebuild(name string) error
 }
@@ -26,14 +26,14 @@ type Projections interface {
 // db is the service's database, where the projections' registry says which
 // version serves queries and whether a rebuild runs in any process; store
 // gives the event store's head.
-func adminRoutes(r chi.Router, p Projections, db projections.Querier, store projections.Header) {
+func adminRoutes(r chi.Router, p runner, db projections.Querier, store projections.Header) {
 	a := admin{p: p, db: db, store: store}
 	r.Get("/admin/projections", a.list)
 	r.Post("/admin/projections/{name}/replay", a.replay)
 }
 
 type admin struct {
-	p     Projections
+	p     runner
 	db    projections.Querier
 	store projections.Header
 }

@@ -252,14 +252,14 @@ func (s *Server) newRunner(ctx context.Context) (*projections.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	runner := projections.NewRunner(s.pool, s.cfg.Logger.With("component", "projections"))
-	if err := runner.Add(proj, src, s.cfg.Projector); err != nil {
+	r := projections.NewRunner(s.pool, s.cfg.Logger.With("component", "projections"))
+	if err := r.Add(proj, src, s.cfg.Projector); err != nil {
 		return nil, err
 	}
-	if err := runner.Install(ctx); err != nil {
+	if err := r.Install(ctx); err != nil {
 		return nil, err
 	}
-	return runner, nil
+	return r, nil
 }
 
 // runRelay makes sure the JetStream streams exist, retrying while NATS is

@@ -2,9 +2,6 @@ package serve_test
 
 import (
 	"context"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"io"
 	"log/slog"
 	"net"
@@ -13,8 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/orderflow/orderflow/commands"
+	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/serve"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
 	"github.com/orderflow/orderflow/services/internal/testenv"
@@ -35,6 +37,8 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", serve.Config{Service: "orders", DatabaseURL: "postgres://u@localhost/db", RequestTimeout: -1}, "negative"},
 		{"bad countries", serve.Config{Service: "shipping", DatabaseURL: "postgres://u@localhost/db",
 			Commands: commands.Config{ServedCountries: []string{"XX"}}}, "commands config"},
+		{"bad projector", serve.Config{Service: "inventory", DatabaseURL: "postgres://u@localhost/db",
+			Projector: projections.Config{BatchSize: -1}}, "BatchSize"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

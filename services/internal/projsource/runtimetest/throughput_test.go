@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"strconv"
 	"testing"
 	"time"
@@ -21,7 +23,8 @@ import (
 // the same run. It only runs when the variable is set (it is a measurement,
 // not a check): PROJ_REPLAY_EVENTS=1000000 go test -run Throughput -v.
 // PROJ_REPLAY_WINDOW sets how many orders are in flight at a time (default
-// 64; 1 makes each order's events contiguous).
+// 64; 1 makes each order's events contiguous); PROJ_REPLAY_ORDERS_ONLY keeps
+// only the order streams.
 func TestReplayThroughput(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("PROJ_REPLAY_EVENTS"))
 	if n <= 0 {
@@ -33,12 +36,19 @@ func TestReplayThroughput(t *testing.T) {
 	if w, _ := strconv.Atoi(os.Getenv("PROJ_REPLAY_WINDOW")); w > 0 {
 		window = w
 	}
-	steps := projsourcetest.HistoryWindow(rand.New(rand.NewPCG(21, 22)), n/9, 50, window)
+	steps := projsourcetest.HistoryWindow(rand.New(rand.NewPCG(21, 22)), n/3, 50, window)
+	if os.Getenv("PROJ_REPLAY_ORDERS_ONLY") != "" {
+		// Like the benchmark's seed: a store of order events only.
+		steps = slices.DeleteFunc(steps, func(s projsourcetest.Step) bool { return !strings.HasPrefix(s.Stream, "order-") })
+	}
 	rows := make([][]any, 0, n)
 	versions := map[string]int64{}
 	meta, _ := json.Marshal(domain.Metadata{CorrelationID: "bench", CausationID: "bench", RequestID: "bench"})
 	now := time.Now().UTC()
 	for _, s := range steps {
+		if len(rows) >= n {
+			break
+		}
 		for _, p := range s.Payloads {
 			e := env.Envelope(t, p)
 			versions[s.Stream]++
