@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/orderflow/orderflow/services/internal/testenv"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -49,11 +50,12 @@ func binary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if build.path != "" {
-		os.RemoveAll(filepath.Dir(build.path))
-	}
-	os.Exit(code)
+	testenv.AtExit(func() {
+		if build.path != "" {
+			os.RemoveAll(filepath.Dir(build.path))
+		}
+	})
+	testenv.Main(m)
 }
 
 // syncBuffer collects a child's output while the test reads it.

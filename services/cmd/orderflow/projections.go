@@ -482,11 +482,18 @@ func replay(ctx context.Context, d *database, entry replayable, batch int) error
 
 	switch {
 	case err != nil && ctx.Err() != nil:
-		kept := "the projection was not changed"
-		if before > 0 {
-			kept = fmt.Sprintf("version %d keeps serving queries, unchanged", before)
+		kept := fmt.Sprintf("version %d keeps serving queries, unchanged", before)
+		if before == 0 {
+			// The rebuild installed an empty version 1 before replaying.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			v, verr := activeVersion(cctx, d, entry.name)
+			cancel()
+			kept = "the projection is not installed"
+			if verr == nil && v > 0 {
+				kept = fmt.Sprintf("the projection stays installed, empty (version %d), until a replay completes", v)
+			}
 		}
-		fmt.Fprintf(os.Stderr, "replay of %s cancelled after %s; the partly built version was dropped and %s\n", entry.name, shortDuration(took), kept)
+		fmt.Fprintf(os.Stderr, "replay of %s cancelled after %s: the partial version was dropped; %s\n", entry.name, shortDuration(took), kept)
 		return errors.New("projections replay: cancelled")
 	case errors.Is(err, projections.ErrRebuildRunning):
 		return fmt.Errorf("a rebuild of %s is already running in database %s (by its service or another replay); the current version keeps serving, try again when it ends", entry.name, d.name)

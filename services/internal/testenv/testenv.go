@@ -62,6 +62,13 @@ func atExit(fn func(context.Context) error) {
 	exit.hooks = append(exit.hooks, fn)
 }
 
+// AtExit registers fn to run when Main finishes, after the tests and
+// before the servers started for this binary stop; for package-level
+// fixtures such as a binary built once for all tests.
+func AtExit(fn func()) {
+	atExit(func(context.Context) error { fn(); return nil })
+}
+
 // Main runs the tests, stops the servers this binary started and exits with
 // the tests' code (1 if they passed but cleaning up failed).
 func Main(m *testing.M) {
