@@ -20,13 +20,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/projections"
-	"github.com/orderflow/orderflow/projections/orderview"
-	"github.com/orderflow/orderflow/projections/shipmentview"
-	"github.com/orderflow/orderflow/projections/stockview"
 	"github.com/orderflow/orderflow/services/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/projsource"
+	"github.com/orderflow/orderflow/services/internal/serve"
 )
 
 // replayable is a projection the CLI can rebuild from a service's own event
@@ -42,11 +40,11 @@ type replayable struct {
 // from JetStream (events of other contexts) are rebuilt by their service,
 // which holds the NATS connection: POST /admin/projections/{name}/replay.
 func catalog() []replayable {
-	return []replayable{
-		{orderview.Name, "orders", orderview.StreamPrefixes, func() projections.Projection { return orderview.New() }},
-		{shipmentview.Name, "shipping", shipmentview.StreamPrefixes, func() projections.Projection { return shipmentview.New() }},
-		{stockview.Name, "inventory", stockview.StreamPrefixes, func() projections.Projection { return stockview.New() }},
+	var out []replayable
+	for _, m := range serve.ReadModels() {
+		out = append(out, replayable{m.Name, m.Service, m.StreamPrefixes, m.New})
 	}
+	return out
 }
 
 // catalogNames lists the catalog's names, of service only when it is set.

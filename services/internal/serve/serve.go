@@ -230,24 +230,38 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	return s, nil
 }
 
+// ReadModel is a read model fed from its service's own event store.
+type ReadModel struct {
+	// Name is the projection's name (projection_versions, operations API).
+	Name string
+	// Service owns the read model and the event store it is fed from.
+	Service string
+	// StreamPrefixes are the streams the projection reads.
+	StreamPrefixes []string
+	// New builds the projection.
+	New func() projections.Projection
+}
+
+// ReadModels lists every service's read models; the services run them and
+// the projections command rebuilds them.
+func ReadModels() []ReadModel {
+	return []ReadModel{
+		{orderview.Name, "orders", orderview.StreamPrefixes, func() projections.Projection { return orderview.New() }},
+		{stockview.Name, "inventory", stockview.StreamPrefixes, func() projections.Projection { return stockview.New() }},
+		{shipmentview.Name, "shipping", shipmentview.StreamPrefixes, func() projections.Projection { return shipmentview.New() }},
+	}
+}
+
 // newRunner builds the runner of the service's read model, fed from the
 // service's own store, and installs the model's tables and views so that
 // queries answer (empty) from the first request on.
 func (s *Server) newRunner(ctx context.Context) (*projections.Runner, error) {
-	var (
-		proj     projections.Projection
-		prefixes []string
-	)
-	switch s.cfg.Service {
-	case "orders":
-		proj, prefixes = orderview.New(), orderview.StreamPrefixes
-	case "inventory":
-		proj, prefixes = stockview.New(), stockview.StreamPrefixes
-	case "shipping":
-		proj, prefixes = shipmentview.New(), shipmentview.StreamPrefixes
-	default:
+	i := slices.IndexFunc(ReadModels(), func(m ReadModel) bool { return m.Service == s.cfg.Service })
+	if i < 0 {
 		return nil, fmt.Errorf("no read model for service %q", s.cfg.Service)
 	}
+	model := ReadModels()[i]
+	proj, prefixes := model.New(), model.StreamPrefixes
 	src, err := projsource.New(s.store, eventstore.Filter{StreamPrefixes: prefixes}, projsource.Config{})
 	if err != nil {
 		return nil, err
