@@ -42,7 +42,7 @@ func (c Columns) Insert(ctx context.Context, tx pgx.Tx, t Tables, rows [][]any) 
 		}
 		return nil
 	}
-	sql := fmt.Sprintf("INSERT INTO %s (%s) SELECT * FROM unnest(%s)", t.Name(c.Table), c.columnList(""), c.arrayParams())
+	sql := fmt.Sprintf("INSERT INTO %s (%s) SELECT * FROM unnest(%s)", t.Name(c.Table), c.columnList(), c.arrayParams())
 	if _, err := tx.Exec(ctx, sql, c.transpose(rows)...); err != nil {
 		return fmt.Errorf("insert %d rows into %s: %w", len(rows), t.physical(c.Table), err)
 	}
@@ -104,13 +104,13 @@ func (c Columns) updated() []int {
 
 // Select returns "SELECT <columns> FROM <table of t>".
 func (c Columns) Select(t Tables) string {
-	return "SELECT " + c.columnList("") + " FROM " + t.Name(c.Table)
+	return "SELECT " + c.columnList() + " FROM " + t.Name(c.Table)
 }
 
-func (c Columns) columnList(prefix string) string {
+func (c Columns) columnList() string {
 	q := make([]string, len(c.Names))
 	for i, n := range c.Names {
-		q[i] = prefix + pgx.Identifier{n}.Sanitize()
+		q[i] = pgx.Identifier{n}.Sanitize()
 	}
 	return strings.Join(q, ", ")
 }
