@@ -57,9 +57,13 @@ func (r *runner) replay(ctx context.Context) error {
 	defer pool.Close()
 	defer store.Close()
 	start := time.Now()
+	every := newTicker(2 * time.Second)
+	var seedMu sync.Mutex
 	if err := SeedOrders(ctx, store, r.cfg.ReplayEvents, 32, func(done int64) {
-		if done%100_000 < 4 || done >= int64(r.cfg.ReplayEvents) {
-			fmt.Fprintf(r.w, "\r  seeding %d/%d events ...", min(done, int64(r.cfg.ReplayEvents)), r.cfg.ReplayEvents)
+		seedMu.Lock()
+		defer seedMu.Unlock()
+		if every.due() {
+			fmt.Fprintf(r.w, "  seeding: %d of %d events\n", min(done, int64(r.cfg.ReplayEvents)), r.cfg.ReplayEvents)
 		}
 	}); err != nil {
 		return err
@@ -68,7 +72,7 @@ func (r *runner) replay(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(r.w, " %d events in %s\n", head, time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprintf(r.w, "  seeded %d events in %s\n", head, time.Since(start).Round(100*time.Millisecond))
 
 	var last projections.Progress
 	start = time.Now()
@@ -76,14 +80,16 @@ func (r *runner) replay(ctx context.Context) error {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Progress: func(p projections.Progress) {
 			last = p
-			fmt.Fprintf(r.w, "\r  replaying %d/%d events, %.0f events/s ...", p.Done, p.Total, p.EventsPerSecond)
+			if every.due() {
+				fmt.Fprintf(r.w, "  replaying: %d of %d events, %.0f events/s\n", p.Done, p.Total, p.EventsPerSecond)
+			}
 		},
 	})
 	if err != nil {
 		return err
 	}
 	d := time.Since(start)
-	fmt.Fprintf(r.w, "\n  replayed %d events in %s\n", last.Done, d.Round(100*time.Millisecond))
+	fmt.Fprintf(r.w, "  replayed %d events in %s\n", last.Done, d.Round(100*time.Millisecond))
 	var orders int64
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+projections.View("orders")).Scan(&orders); err != nil {
 		return fmt.Errorf("count rebuilt orders: %w", err)
@@ -223,4 +229,22 @@ func (r *runner) lag(ctx context.Context) error {
 	r.add("projection_lag_p50_ms", ms(pct(lats, 0.50)), "ms")
 	r.add("projection_lag_p99_ms", ms(pct(lats, 0.99)), "ms")
 	return nil
+}
+
+// ticker says when a periodic progress line is due.
+type ticker struct {
+	every time.Duration
+	next  time.Time
+}
+
+func newTicker(every time.Duration) *ticker {
+	return &ticker{every: every, next: time.Now().Add(every)}
+}
+
+func (t *ticker) due() bool {
+	if now := time.Now(); now.After(t.next) {
+		t.next = now.Add(t.every)
+		return true
+	}
+	return false
 }
