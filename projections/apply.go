@@ -65,6 +65,21 @@ type retryPolicy struct {
 	delay   time.Duration
 }
 
+// newRetryPolicy reads a config's Retries and RetryDelay: zero means the
+// defaults, 2 retries 50ms apart, and negative retries mean none.
+func newRetryPolicy(retries int, delay time.Duration) retryPolicy {
+	switch {
+	case retries == 0:
+		retries = 2
+	case retries < 0:
+		retries = 0
+	}
+	if delay == 0 {
+		delay = 50 * time.Millisecond
+	}
+	return retryPolicy{retries: retries, delay: delay}
+}
+
 // commitIsolating commits events through c. When the batch fails because of
 // its content, it is split in halves, recursively, until the failing event
 // is alone; that event is retried on its own and then parked, and the rest

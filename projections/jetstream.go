@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,14 +80,6 @@ func (c *JetStreamConfig) setDefaults(name string) {
 	if c.FetchWait == 0 {
 		c.FetchWait = 5 * time.Second
 	}
-	if c.Retries == 0 {
-		c.Retries = 2
-	} else if c.Retries < 0 {
-		c.Retries = 0
-	}
-	if c.RetryDelay == 0 {
-		c.RetryDelay = 50 * time.Millisecond
-	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 30 * time.Second
 	}
@@ -113,16 +103,12 @@ type JetStreamProjector struct {
 	proj Projection
 	hash string
 	cfg  JetStreamConfig
-	rate rateMeter
+	live
 
-	mu         sync.Mutex
-	stats      Stats
-	running    bool
-	parked     atomic.Int64
-	lastPrune  time.Time
-	lastInfo   time.Time
-	lastBeat   time.Time
-	rebuilding atomic.Bool
+	// Only Run's goroutine touches these.
+	lastPrune time.Time
+	lastInfo  time.Time
+	lastBeat  time.Time
 }
 
 // NewJetStreamProjector returns a projector of p fed by js, writing to db.
@@ -134,7 +120,8 @@ func NewJetStreamProjector(db *pgxpool.Pool, js jetstream.JetStream, p Projectio
 		return nil, errors.New("jetstream projector: nil database, JetStream or projection")
 	}
 	cfg.setDefaults(p.Name())
-	return &JetStreamProjector{db: db, js: js, proj: p, hash: SchemaHash(p), cfg: cfg, stats: Stats{Name: p.Name()}}, nil
+	return &JetStreamProjector{db: db, js: js, proj: p, hash: SchemaHash(p), cfg: cfg,
+		live: live{name: p.Name(), log: cfg.Logger, stats: Stats{Name: p.Name()}}}, nil
 }
 
 // Name is the projection's name.
@@ -142,46 +129,12 @@ func (j *JetStreamProjector) Name() string { return j.proj.Name() }
 
 // Stats reports the projector's progress. Checkpoint is the stream sequence
 // of the last message applied, Lag the messages not yet acknowledged.
-func (j *JetStreamProjector) Stats() Stats {
-	j.mu.Lock()
-	s := j.stats
-	running := j.running
-	j.mu.Unlock()
-	s.Parked = j.parked.Load()
-	s.EventsPerSecond = j.rate.rate(time.Now())
-	s.Status = StatusStopped
-	if running {
-		s.Status = StatusLive
-	}
-	if j.rebuilding.Load() {
-		s.Status = StatusRebuilding
-	}
-	return s
-}
+func (j *JetStreamProjector) Stats() Stats { return j.snapshot(false) }
 
 // Run consumes until ctx is done, then returns nil. Errors are logged and
 // retried with backoff.
 func (j *JetStreamProjector) Run(ctx context.Context) error {
-	j.setRunning(true)
-	defer j.setRunning(false)
-	backoff := j.cfg.NakDelay
-	for {
-		err := j.run(ctx, func() { backoff = j.cfg.NakDelay })
-		if ctx.Err() != nil {
-			return nil
-		}
-		j.cfg.Logger.Warn("jetstream projector failed; retrying", "projection", j.Name(), "error", err, "backoff", backoff)
-		if sleep(ctx, backoff) != nil {
-			return nil
-		}
-		backoff = min(2*backoff, j.cfg.MaxBackoff)
-	}
-}
-
-func (j *JetStreamProjector) setRunning(b bool) {
-	j.mu.Lock()
-	j.running = b
-	j.mu.Unlock()
+	return j.runRetrying(ctx, "jetstream projector", j.cfg.NakDelay, j.cfg.MaxBackoff, j.run)
 }
 
 func (j *JetStreamProjector) run(ctx context.Context, progress func()) error {
@@ -191,11 +144,9 @@ func (j *JetStreamProjector) run(ctx context.Context, progress func()) error {
 	if _, err := j.db.Exec(ctx, "UPDATE projection_versions SET feed = 'jetstream' WHERE name = $1 AND feed <> 'jetstream'", j.Name()); err != nil {
 		return err
 	}
-	var parked int64
-	if err := j.db.QueryRow(ctx, "SELECT count(*) FROM projection_parked WHERE projection = $1", j.Name()).Scan(&parked); err != nil {
+	if err := j.loadParked(ctx, j.db); err != nil {
 		return err
 	}
-	j.parked.Store(parked)
 	cons, err := j.js.CreateOrUpdateConsumer(ctx, j.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:        j.cfg.Durable,
 		FilterSubjects: j.cfg.Subjects,
@@ -325,7 +276,7 @@ func (j *JetStreamProjector) process(ctx context.Context, msgs []jetstream.Msg) 
 		good = append(good, m)
 	}
 	if len(events) > 0 {
-		rp := retryPolicy{retries: j.cfg.Retries, delay: j.cfg.RetryDelay}
+		rp := newRetryPolicy(j.cfg.Retries, j.cfg.RetryDelay)
 		if err := commitIsolating(ctx, c, rp, events, 0); err != nil {
 			return err
 		}
@@ -350,8 +301,7 @@ func (j *JetStreamProjector) parkRaw(ctx context.Context, id string, seq uint64,
 		return err
 	})
 	if err == nil && parked {
-		j.parked.Add(1)
-		logParked(j.cfg.Logger, j.Name(), id, seq, typ, cause)
+		j.noteParked(id, seq, typ, cause)
 	}
 	return err
 }
@@ -515,8 +465,7 @@ func (c *jsCommitter) park(ctx context.Context, e domain.Envelope, cause error, 
 		return err
 	})
 	if err == nil && parked {
-		j.parked.Add(1)
-		logParked(j.cfg.Logger, j.Name(), e.ID, seq, e.Type, cause)
+		j.noteParked(e.ID, seq, e.Type, cause)
 	}
 	return err
 }

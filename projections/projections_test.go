@@ -138,3 +138,19 @@ func TestTrim(t *testing.T) {
 		t.Errorf("trim at 0 = %v", got)
 	}
 }
+
+func TestNewRetryPolicy(t *testing.T) {
+	for _, c := range []struct {
+		retries int
+		delay   time.Duration
+		want    retryPolicy
+	}{
+		{0, 0, retryPolicy{retries: 2, delay: 50 * time.Millisecond}},
+		{-1, 0, retryPolicy{retries: 0, delay: 50 * time.Millisecond}},
+		{5, time.Second, retryPolicy{retries: 5, delay: time.Second}},
+	} {
+		if got := newRetryPolicy(c.retries, c.delay); got != c.want {
+			t.Errorf("newRetryPolicy(%d, %v) = %+v, want %+v", c.retries, c.delay, got, c.want)
+		}
+	}
+}

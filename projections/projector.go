@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,14 +56,6 @@ func (c *Config) setDefaults() {
 	if c.Linger == 0 {
 		c.Linger = 2 * time.Millisecond
 	}
-	if c.Retries == 0 {
-		c.Retries = 2
-	} else if c.Retries < 0 {
-		c.Retries = 0
-	}
-	if c.RetryDelay == 0 {
-		c.RetryDelay = 50 * time.Millisecond
-	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 100 * time.Millisecond
 	}
@@ -86,19 +77,14 @@ type Projector struct {
 	proj Projection
 	hash string
 	cfg  Config
-	rate rateMeter
+	live
 
-	// after is the checkpoint of the last commit; only Run's goroutine
-	// touches it.
-	after uint64
+	// after is the checkpoint of the last commit and lastBeat the time of
+	// that commit; only Run's goroutine touches them.
+	after    uint64
+	lastBeat time.Time
 
-	mu         sync.Mutex
-	stats      Stats
-	running    bool
-	lastBeat   time.Time
-	parked     atomic.Int64
-	rebuilding atomic.Bool
-	waiting    atomic.Bool // for a rebuild to bring the schema in line
+	waiting atomic.Bool // for a rebuild to bring the schema in line
 }
 
 // NewProjector returns a projector of p fed by src, writing to db.
@@ -110,7 +96,8 @@ func NewProjector(db *pgxpool.Pool, src Source, p Projection, cfg Config) (*Proj
 		return nil, errors.New("projector: nil database, source or projection")
 	}
 	cfg.setDefaults()
-	return &Projector{db: db, src: src, proj: p, hash: SchemaHash(p), cfg: cfg, stats: Stats{Name: p.Name(), Status: StatusStopped}}, nil
+	return &Projector{db: db, src: src, proj: p, hash: SchemaHash(p), cfg: cfg,
+		live: live{name: p.Name(), log: cfg.Logger, stats: Stats{Name: p.Name(), Status: StatusStopped}}}, nil
 }
 
 // Name is the projection's name.
@@ -118,47 +105,15 @@ func (p *Projector) Name() string { return p.proj.Name() }
 
 // Stats reports the projector's progress.
 func (p *Projector) Stats() Stats {
-	p.mu.Lock()
-	s := p.stats
-	running := p.running
-	p.mu.Unlock()
+	s := p.snapshot(p.waiting.Load())
 	s.Lag = lag(s.Head, s.Checkpoint)
-	s.Parked = p.parked.Load()
-	s.EventsPerSecond = p.rate.rate(time.Now())
-	switch {
-	case p.rebuilding.Load():
-		s.Status = StatusRebuilding
-	case running && !p.waiting.Load():
-		s.Status = StatusLive
-	default:
-		s.Status = StatusStopped
-	}
 	return s
 }
 
 // Run applies events until ctx is done, then returns nil. Database and
 // source errors are logged and retried with backoff; they never end Run.
 func (p *Projector) Run(ctx context.Context) error {
-	p.setRunning(true)
-	defer p.setRunning(false)
-	backoff := p.cfg.MinBackoff
-	for {
-		err := p.run(ctx, func() { backoff = p.cfg.MinBackoff })
-		if ctx.Err() != nil {
-			return nil
-		}
-		p.cfg.Logger.Warn("projector failed; retrying", "projection", p.Name(), "error", err, "backoff", backoff)
-		if sleep(ctx, backoff) != nil {
-			return nil
-		}
-		backoff = min(2*backoff, p.cfg.MaxBackoff)
-	}
-}
-
-func (p *Projector) setRunning(b bool) {
-	p.mu.Lock()
-	p.running = b
-	p.mu.Unlock()
+	return p.runRetrying(ctx, "projector", p.cfg.MinBackoff, p.cfg.MaxBackoff, p.run)
 }
 
 // run installs the projection, loads its checkpoint and applies batches
@@ -173,11 +128,9 @@ func (p *Projector) run(ctx context.Context, progress func()) error {
 	}
 	p.after = reg.checkpoint
 	p.noteRegistry(reg)
-	var parked int64
-	if err := p.db.QueryRow(ctx, "SELECT count(*) FROM projection_parked WHERE projection = $1", p.Name()).Scan(&parked); err != nil {
+	if err := p.loadParked(ctx, p.db); err != nil {
 		return err
 	}
-	p.parked.Store(parked)
 	for {
 		moved, err := p.step(ctx)
 		if err != nil {
@@ -281,7 +234,7 @@ func (p *Projector) step(ctx context.Context) (bool, error) {
 }
 
 func (p *Projector) retryPolicy() retryPolicy {
-	return retryPolicy{retries: p.cfg.Retries, delay: p.cfg.RetryDelay}
+	return newRetryPolicy(p.cfg.Retries, p.cfg.RetryDelay)
 }
 
 // commit implements committer: it applies events to the active version and
@@ -311,8 +264,7 @@ func (p *Projector) park(ctx context.Context, e domain.Envelope, cause error, th
 		return 0, err
 	})
 	if err == nil && parked {
-		p.parked.Add(1)
-		logParked(p.cfg.Logger, p.Name(), e.ID, e.Position, e.Type, cause)
+		p.noteParked(e.ID, e.Position, e.Type, cause)
 	}
 	return err
 }
@@ -387,9 +339,4 @@ func insertParked(ctx context.Context, tx pgx.Tx, projection, eventID string, po
 		return false, fmt.Errorf("park event %s: %w", eventID, err)
 	}
 	return tag.RowsAffected() == 1, nil
-}
-
-func logParked(l *slog.Logger, projection, eventID string, position uint64, typ string, cause error) {
-	l.Error("projection parked an event it cannot apply", "projection", projection,
-		"event_id", eventID, "position", position, "type", typ, "error", cause)
 }

@@ -360,7 +360,7 @@ func (r *rebuilder) apply(ctx context.Context, events []domain.Envelope, head ui
 	if through <= r.after {
 		return nil
 	}
-	rp := retryPolicy{retries: 2, delay: 50 * time.Millisecond}
+	rp := newRetryPolicy(0, 0)
 	err := retryTransient(ctx, func() error {
 		return commitIsolating(ctx, (*replayCommitter)(r), rp, trim(events, r.after), through)
 	})
@@ -451,7 +451,7 @@ func (r *rebuilder) trySwap(ctx context.Context) error {
 			return fmt.Errorf("active version became %d while version %d was built", reg.active, r.tables.Version)
 		}
 		c := &swapCommitter{r: r, tx: tx}
-		rp := retryPolicy{retries: 2, delay: 50 * time.Millisecond}
+		rp := newRetryPolicy(0, 0)
 		for {
 			head, err := r.src.Head(ctx)
 			if err != nil {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,6 +16,7 @@ import (
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/projections"
+	"github.com/orderflow/orderflow/projections/internal/viewkit"
 )
 
 // Name is the projection's name; its table is "orders", read through the
@@ -49,25 +49,23 @@ type View struct {
 
 // Projection folds order events into the orders table.
 type Projection struct {
-	reg *domain.Registry
+	*viewkit.Table[[16]byte, row, *row]
 }
 
 // New returns the orders projection.
 func New() *Projection {
-	reg := domain.NewRegistry()
-	if err := order.RegisterEvents(reg); err != nil {
-		panic(err) // fixed at compile time
-	}
-	return &Projection{reg: reg}
+	return &Projection{viewkit.New(viewkit.Spec[[16]byte, row, *row]{
+		Name:     Name,
+		Prefix:   order.StreamPrefix,
+		Register: order.RegisterEvents,
+		Columns:  columns,
+		Key:      viewkit.UUIDKey,
+		Create:   create,
+		Fold:     fold,
+	})}
 }
 
 var _ projections.Projection = (*Projection)(nil)
-
-// Name implements projections.Projection.
-func (*Projection) Name() string { return Name }
-
-// Tables implements projections.Projection.
-func (*Projection) Tables() []string { return []string{table} }
 
 // Schema implements projections.Projection. Every list is ordered newest
 // first by (created_at, order_id), and each filter has an index in that
@@ -127,157 +125,57 @@ type row struct {
 	version    int64
 }
 
-func (r *row) values() []any {
+// Key implements viewkit.Row.
+func (r *row) Key() [16]byte { return r.id }
+
+// Version implements viewkit.Row.
+func (r *row) Version() int64 { return r.version }
+
+// Values implements viewkit.Row.
+func (r *row) Values() []any {
 	return []any{r.id, r.customerID, r.status, r.items, r.total, r.address,
 		r.sagaID, r.shipmentID, r.reason, r.createdAt, r.updatedAt, r.version}
 }
 
-func (r *row) scan(rows pgx.Rows) error {
+// Scan implements viewkit.Row.
+func (r *row) Scan(rows pgx.Rows) error {
 	return rows.Scan(&r.id, &r.customerID, &r.status, &r.items, &r.total, &r.address,
 		&r.sagaID, &r.shipmentID, &r.reason, &r.createdAt, &r.updatedAt, &r.version)
 }
 
-type change struct {
-	e       domain.Envelope
-	payload any
-	// placed is the row an OrderPlaced creates, built while decoding.
-	placed *row
+// create returns the row an OrderPlaced creates, or nil for the other
+// events: an order that was never placed (its OrderPlaced was parked) gets
+// no row.
+func create(id [16]byte, e domain.Envelope, payload any) (*row, error) {
+	if ev, ok := payload.(order.OrderPlaced); ok {
+		return placedRow(id, e, ev)
+	}
+	return nil, nil
 }
 
-// batch is a decoded batch: the changes per order, orders in first-seen
-// order.
-type batch struct {
-	keys  [][16]byte
-	byKey map[[16]byte][]change
-}
-
-var _ projections.Decoder = (*Projection)(nil)
-
-// Apply implements projections.Projection: decode the batch, load the
-// orders it touches in one query, fold in memory, then write the new orders
-// and the changed ones with one statement each.
-func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, t projections.Tables, events []domain.Envelope) error {
-	b, err := p.Decode(events)
-	if err != nil {
-		return err
-	}
-	return p.ApplyDecoded(ctx, tx, t, b)
-}
-
-// Decode implements projections.Decoder.
-func (p *Projection) Decode(events []domain.Envelope) (any, error) {
-	b := &batch{byKey: make(map[[16]byte][]change)}
-	for _, e := range events {
-		if !strings.HasPrefix(e.Stream, order.StreamPrefix) {
-			continue
-		}
-		payload, err := p.reg.Decode(e)
-		if err != nil {
-			return nil, projections.Undecodable(e, err)
-		}
-		id, err := uuid.Parse(strings.TrimPrefix(e.Stream, order.StreamPrefix))
-		if err != nil {
-			return nil, projections.Undecodable(e, fmt.Errorf("stream %s: %w", e.Stream, err))
-		}
-		c := change{e: e, payload: payload}
-		if ev, ok := payload.(order.OrderPlaced); ok {
-			if c.placed, err = placedRow(id, e, ev); err != nil {
-				return nil, err
-			}
-		}
-		if _, ok := b.byKey[id]; !ok {
-			b.keys = append(b.keys, id)
-		}
-		b.byKey[id] = append(b.byKey[id], c)
-	}
-	return b, nil
-}
-
-// ApplyDecoded implements projections.Decoder.
-func (p *Projection) ApplyDecoded(ctx context.Context, tx pgx.Tx, t projections.Tables, decoded any) error {
-	b := decoded.(*batch)
-	if len(b.keys) == 0 {
-		return nil
-	}
-	stored, err := load(ctx, tx, t, b.keys)
-	if err != nil {
-		return err
-	}
-	var inserts, updates [][]any
-	for _, id := range b.keys {
-		r, exists := stored[id]
-		changed := false
-		for _, c := range b.byKey[id] {
-			if next := fold(r, c); next != nil {
-				r, changed = next, true
-			}
-		}
-		switch {
-		case !changed:
-		case exists:
-			updates = append(updates, r.values())
-		default:
-			inserts = append(inserts, r.values())
-		}
-	}
-	if err := columns.Insert(ctx, tx, t, inserts); err != nil {
-		return err
-	}
-	return columns.Update(ctx, tx, t, updates)
-}
-
-func load(ctx context.Context, tx pgx.Tx, t projections.Tables, keys [][16]byte) (map[[16]byte]*row, error) {
-	rows, err := tx.Query(ctx, columns.Select(t)+" WHERE order_id = ANY($1)", keys)
-	if err != nil {
-		return nil, fmt.Errorf("load orders: %w", err)
-	}
-	defer rows.Close()
-	out := make(map[[16]byte]*row)
-	for rows.Next() {
-		r := &row{}
-		if err := r.scan(rows); err != nil {
-			return nil, fmt.Errorf("load orders: %w", err)
-		}
-		out[r.id] = r
-	}
-	return out, rows.Err()
-}
-
-// fold applies one event to r (nil: no such order yet) and returns the new
-// row, or nil when the event changes nothing: it is already reflected (its
-// version is not newer), or it concerns an order that was never placed,
-// which only happens when its OrderPlaced was parked. It never modifies r.
-func fold(r *row, c change) *row {
-	e := c.e
-	if r != nil && e.Version <= r.version {
-		return nil
-	}
-	if r == nil {
-		return c.placed
-	}
-	n := *r
-	switch ev := c.payload.(type) {
+// fold applies an event newer than r to r.
+func fold(r *row, e domain.Envelope, payload any) {
+	switch ev := payload.(type) {
 	case order.OrderPlaced:
 		// A second OrderPlaced in one stream is not a decision the
 		// aggregate makes; only the version moves.
 	case order.OrderConfirmed:
-		n.status = string(order.StatusConfirmed)
-		n.shipmentID = ev.ShipmentID
+		r.status = string(order.StatusConfirmed)
+		r.shipmentID = ev.ShipmentID
 	case order.OrderRejected:
-		n.status = string(order.StatusRejected)
-		n.reason = ev.Reason
+		r.status = string(order.StatusRejected)
+		r.reason = ev.Reason
 	case order.OrderCancelled:
-		n.status = string(order.StatusCancelled)
-		n.reason = ev.Reason
+		r.status = string(order.StatusCancelled)
+		r.reason = ev.Reason
 	case order.OrderShipped:
-		n.status = string(order.StatusShipped)
+		r.status = string(order.StatusShipped)
 		if ev.ShipmentID != "" {
-			n.shipmentID = ev.ShipmentID
+			r.shipmentID = ev.ShipmentID
 		}
 	}
-	n.updatedAt = e.RecordedAt.UTC()
-	n.version = e.Version
-	return &n
+	r.updatedAt = e.RecordedAt.UTC()
+	r.version = e.Version
 }
 
 func placedRow(id [16]byte, e domain.Envelope, ev order.OrderPlaced) (*row, error) {
@@ -289,13 +187,13 @@ func placedRow(id [16]byte, e domain.Envelope, ev order.OrderPlaced) (*row, erro
 	if items == nil {
 		items = []order.Item{}
 	}
-	itemsJSON, err := json.Marshal(items)
+	itemsJSON, err := viewkit.JSON(e, items)
 	if err != nil {
-		return nil, projections.Undecodable(e, err)
+		return nil, err
 	}
-	addrJSON, err := json.Marshal(ev.ShippingAddress)
+	addrJSON, err := viewkit.JSON(e, ev.ShippingAddress)
 	if err != nil {
-		return nil, projections.Undecodable(e, err)
+		return nil, err
 	}
 	created := ev.PlacedAt
 	if created.IsZero() {
@@ -320,21 +218,7 @@ func placedRow(id [16]byte, e domain.Envelope, ev order.OrderPlaced) (*row, erro
 // Get returns the order with id, or domain.ErrNotFound (also for an id
 // that is not a UUID, which no order has).
 func Get(ctx context.Context, q projections.Querier, id string) (View, error) {
-	if !domain.ValidUUID(id) {
-		return View{}, fmt.Errorf("order %q: %w", id, domain.ErrNotFound)
-	}
-	rows, err := q.Query(ctx, selectView+" WHERE order_id = $1", id)
-	if err != nil {
-		return View{}, fmt.Errorf("get order %s: %w", id, err)
-	}
-	views, err := scanViews(rows)
-	if err != nil {
-		return View{}, fmt.Errorf("get order %s: %w", id, err)
-	}
-	if len(views) == 0 {
-		return View{}, fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
-	}
-	return views[0], nil
+	return viewkit.Get(ctx, q, scanView, "order", id, domain.ValidUUID(id), selectView+" WHERE order_id = $1")
 }
 
 // Filter narrows List; empty fields match everything.
@@ -357,93 +241,53 @@ func (f Filter) Validate() error {
 	return v.Err()
 }
 
-// cursor is the key of the last order of a page.
-type cursor struct {
-	CreatedAt time.Time `json:"t"`
-	OrderID   string    `json:"id"`
-}
-
 // List returns up to limit orders matching f, newest first, after the
 // cursor after (empty: from the start), and the cursor of the next page
 // (empty on the last page). limit 0 means projections.DefaultLimit; a bad
 // limit, filter or cursor is a *domain.ValidationError.
 func List(ctx context.Context, q projections.Querier, f Filter, limit int, after string) ([]View, string, error) {
-	limit, err := projections.PageLimit(limit)
+	p, err := viewkit.NewPage(limit, f)
 	if err != nil {
 		return nil, "", err
-	}
-	if err := f.Validate(); err != nil {
-		return nil, "", err
-	}
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
 	}
 	if f.CustomerID != "" {
-		where = append(where, "customer_id = "+arg(f.CustomerID))
+		p.Where("customer_id = " + p.Arg(f.CustomerID))
 	}
 	if f.Status != "" {
-		where = append(where, "status = "+arg(f.Status))
+		p.Where("status = " + p.Arg(f.Status))
 	}
-	if after != "" {
-		var c cursor
-		if err := projections.DecodeCursor(after, &c, func() bool { return !c.CreatedAt.IsZero() && domain.ValidUUID(c.OrderID) }); err != nil {
-			return nil, "", err
-		}
-		where = append(where, fmt.Sprintf("(created_at, order_id) < (%s, %s)", arg(c.CreatedAt), arg(c.OrderID)))
+	if err := newestFirst.After(p, after); err != nil {
+		return nil, "", err
 	}
-	sql := selectView
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	sql += " ORDER BY created_at DESC, order_id DESC LIMIT " + arg(limit+1)
-	rows, err := q.Query(ctx, sql, args...)
+	views, next, err := viewkit.List(ctx, q, scanView, p, selectView, newestFirst.OrderBy(),
+		func(v View) any { return newestFirst.Cursor(v.CreatedAt, v.OrderID) })
 	if err != nil {
 		return nil, "", fmt.Errorf("list orders: %w", err)
-	}
-	views, err := scanViews(rows)
-	if err != nil {
-		return nil, "", fmt.Errorf("list orders: %w", err)
-	}
-	next := ""
-	if len(views) > limit {
-		views = views[:limit]
-		last := views[limit-1]
-		next = projections.EncodeCursor(cursor{CreatedAt: last.CreatedAt, OrderID: last.OrderID})
 	}
 	return views, next, nil
 }
 
+// newestFirst is the order of every list.
+const newestFirst = viewkit.NewestFirst("order_id")
+
 var selectView = `SELECT order_id::text, customer_id, status, items, total_cents, shipping_address,
 	saga_id::text, shipment_id, reason, created_at, updated_at, version FROM ` + projections.View(table)
 
-func scanViews(rows pgx.Rows) ([]View, error) {
-	defer rows.Close()
-	views := []View{}
-	for rows.Next() {
-		var (
-			v              View
-			items, address []byte
-		)
-		if err := rows.Scan(&v.OrderID, &v.CustomerID, &v.Status, &items, &v.TotalCents, &address,
-			&v.SagaID, &v.ShipmentID, &v.Reason, &v.CreatedAt, &v.UpdatedAt, &v.Version); err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal(items, &v.Items); err != nil {
-			return nil, fmt.Errorf("order %s items: %w", v.OrderID, err)
-		}
-		if err := json.Unmarshal(address, &v.ShippingAddress); err != nil {
-			return nil, fmt.Errorf("order %s address: %w", v.OrderID, err)
-		}
-		v.CreatedAt, v.UpdatedAt = v.CreatedAt.UTC(), v.UpdatedAt.UTC()
-		views = append(views, v)
+func scanView(rows pgx.Rows) (View, error) {
+	var (
+		v              View
+		items, address []byte
+	)
+	if err := rows.Scan(&v.OrderID, &v.CustomerID, &v.Status, &items, &v.TotalCents, &address,
+		&v.SagaID, &v.ShipmentID, &v.Reason, &v.CreatedAt, &v.UpdatedAt, &v.Version); err != nil {
+		return View{}, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	if err := json.Unmarshal(items, &v.Items); err != nil {
+		return View{}, fmt.Errorf("order %s items: %w", v.OrderID, err)
 	}
-	return views, nil
+	if err := json.Unmarshal(address, &v.ShippingAddress); err != nil {
+		return View{}, fmt.Errorf("order %s address: %w", v.OrderID, err)
+	}
+	v.CreatedAt, v.UpdatedAt = v.CreatedAt.UTC(), v.UpdatedAt.UTC()
+	return v, nil
 }

@@ -3,45 +3,37 @@ package orderview
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/domain/events"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/projections"
+	"github.com/orderflow/orderflow/projections/internal/eventtest"
+	"github.com/orderflow/orderflow/projections/internal/viewkit"
 )
-
-func envelope(t *testing.T, stream string, version int64, payload any) domain.Envelope {
-	t.Helper()
-	name, v, data, err := events.NewRegistry().Encode(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return domain.Envelope{ID: uuid.NewString(), Stream: stream, Version: version, Type: name, SchemaVersion: v, Data: data,
-		RecordedAt: time.Date(2025, 1, 1, 0, 0, int(version), 0, time.UTC)}
-}
 
 func TestDecode(t *testing.T) {
 	id := uuid.NewString()
 	p := New()
-	good := envelope(t, order.Stream(id), 1, order.OrderPlaced{OrderID: id, SagaID: uuid.NewString(), CustomerID: "c"})
-	other := envelope(t, "stock-SKU-1", 1, order.OrderConfirmed{})
+	good := eventtest.Envelope(t, order.Stream(id), 1, order.OrderPlaced{OrderID: id, SagaID: uuid.NewString(), CustomerID: "c"})
+	other := eventtest.Envelope(t, "stock-SKU-1", 1, order.OrderConfirmed{})
 	d, err := p.Decode([]domain.Envelope{good, other})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := d.(*batch); len(b.keys) != 1 {
-		t.Errorf("decoded %d orders, want 1 (other streams are ignored)", len(b.keys))
+	if b := d.(*viewkit.Batch[[16]byte, row]); len(b.Keys) != 1 {
+		t.Errorf("decoded %d orders, want 1 (other streams are ignored)", len(b.Keys))
 	}
 	for name, bad := range map[string]domain.Envelope{
 		"broken json":   {ID: "a", Stream: order.Stream(id), Type: order.TypeOrderPlaced, SchemaVersion: 1, Data: json.RawMessage(`{`)},
 		"unknown type":  {ID: "b", Stream: order.Stream(id), Type: "OrderLost", SchemaVersion: 1, Data: json.RawMessage(`{}`)},
 		"newer schema":  {ID: "c", Stream: order.Stream(id), Type: order.TypeOrderShipped, SchemaVersion: 9, Data: json.RawMessage(`{}`)},
-		"bad stream id": envelope(t, "order-x", 1, order.OrderShipped{}),
-		"bad saga id":   envelope(t, order.Stream(id), 1, order.OrderPlaced{OrderID: id, SagaID: "nope"}),
+		"bad stream id": eventtest.Envelope(t, "order-x", 1, order.OrderShipped{}),
+		"bad saga id":   eventtest.Envelope(t, order.Stream(id), 1, order.OrderPlaced{OrderID: id, SagaID: "nope"}),
 	} {
 		if _, err := p.Decode([]domain.Envelope{bad}); !errors.Is(err, projections.ErrUndecodable) {
 			t.Errorf("%s: %v, want ErrUndecodable", name, err)
@@ -52,27 +44,27 @@ func TestDecode(t *testing.T) {
 func TestFoldSkipsWhatTheRowReflects(t *testing.T) {
 	id := uuid.New()
 	s := order.Stream(id.String())
-	placed := envelope(t, s, 1, order.OrderPlaced{OrderID: id.String(), SagaID: uuid.NewString(), CustomerID: "c", PlacedAt: time.Now()})
-	d, err := New().Decode([]domain.Envelope{placed,
-		envelope(t, s, 2, order.OrderConfirmed{OrderID: id.String(), ShipmentID: "s-1"}),
-		envelope(t, s, 3, order.OrderCancelled{OrderID: id.String(), Reason: order.ReasonStepTimeout})})
+	events := []domain.Envelope{
+		eventtest.Envelope(t, s, 1, order.OrderPlaced{OrderID: id.String(), SagaID: uuid.NewString(), CustomerID: "c", PlacedAt: time.Now()}),
+		eventtest.Envelope(t, s, 2, order.OrderConfirmed{OrderID: id.String(), ShipmentID: "s-1"}),
+		eventtest.Envelope(t, s, 3, order.OrderCancelled{OrderID: id.String(), Reason: order.ReasonStepTimeout}),
+	}
+	p := New()
+	r, changed, err := p.Replay(nil, events...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	changes := d.(*batch).byKey[id]
-	var r *row
-	for _, c := range changes {
-		r = fold(r, c)
+	if !changed || r.status != "cancelled" || r.reason != order.ReasonStepTimeout || r.shipmentID != "s-1" || r.version != 3 || string(r.items) != "[]" {
+		t.Errorf("folded row %+v (changed %v)", r, changed)
 	}
-	if r.status != "cancelled" || r.reason != order.ReasonStepTimeout || r.shipmentID != "s-1" || r.version != 3 || string(r.items) != "[]" {
-		t.Errorf("folded row %+v", r)
+	again, changed, err := p.Replay(r, events...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range changes {
-		if fold(r, c) != nil {
-			t.Errorf("version %d applied again to a row at version 3", c.e.Version)
-		}
+	if changed || !reflect.DeepEqual(again, r) {
+		t.Errorf("events up to version 3 applied again to a row at version 3: %+v", again)
 	}
-	if fold(nil, changes[1]) != nil {
-		t.Error("an OrderConfirmed created an order that was never placed")
+	if r, changed, err := p.Replay(nil, events[1]); err != nil || changed || r != nil {
+		t.Errorf("an OrderConfirmed created an order that was never placed: %+v, %v", r, err)
 	}
 }

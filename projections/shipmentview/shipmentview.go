@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,6 +22,7 @@ import (
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/domain/shipping"
 	"github.com/orderflow/orderflow/projections"
+	"github.com/orderflow/orderflow/projections/internal/viewkit"
 )
 
 // Name is the projection's name; its table is "shipments", read through the
@@ -59,25 +59,23 @@ type View struct {
 
 // Projection folds shipment events into the shipments table.
 type Projection struct {
-	reg *domain.Registry
+	*viewkit.Table[[16]byte, row, *row]
 }
 
 // New returns the shipments projection.
 func New() *Projection {
-	reg := domain.NewRegistry()
-	if err := shipping.RegisterEvents(reg); err != nil {
-		panic(err) // fixed at compile time
-	}
-	return &Projection{reg: reg}
+	return &Projection{viewkit.New(viewkit.Spec[[16]byte, row, *row]{
+		Name:     Name,
+		Prefix:   shipping.StreamPrefix,
+		Register: shipping.RegisterEvents,
+		Columns:  columns,
+		Key:      viewkit.UUIDKey,
+		Create:   createdRow,
+		Fold:     fold,
+	})}
 }
 
 var _ projections.Projection = (*Projection)(nil)
-
-// Name implements projections.Projection.
-func (*Projection) Name() string { return Name }
-
-// Tables implements projections.Projection.
-func (*Projection) Tables() []string { return []string{table} }
 
 // Schema implements projections.Projection. Lists are newest first by
 // (created_at, shipment_id), with an index per filter in that order.
@@ -125,113 +123,20 @@ type row struct {
 	version   int64
 }
 
-func (r *row) values() []any {
+// Key implements viewkit.Row.
+func (r *row) Key() [16]byte { return r.id }
+
+// Version implements viewkit.Row.
+func (r *row) Version() int64 { return r.version }
+
+// Values implements viewkit.Row.
+func (r *row) Values() []any {
 	return []any{r.id, r.orderID, r.status, r.items, r.address, r.reason, r.createdAt, r.updatedAt, r.version}
 }
 
-type change struct {
-	e       domain.Envelope
-	payload any
-	// created is the row a ShipmentScheduled or ShipmentRefused creates,
-	// built while decoding.
-	created *row
-}
-
-// batch is a decoded batch: the changes per shipment, shipments in
-// first-seen order.
-type batch struct {
-	keys  [][16]byte
-	byKey map[[16]byte][]change
-}
-
-var _ projections.Decoder = (*Projection)(nil)
-
-// Apply implements projections.Projection: decode, load the touched
-// shipments in one query, fold in memory, write new and changed rows with
-// one statement each.
-func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, t projections.Tables, events []domain.Envelope) error {
-	b, err := p.Decode(events)
-	if err != nil {
-		return err
-	}
-	return p.ApplyDecoded(ctx, tx, t, b)
-}
-
-// Decode implements projections.Decoder.
-func (p *Projection) Decode(events []domain.Envelope) (any, error) {
-	b := &batch{byKey: make(map[[16]byte][]change)}
-	for _, e := range events {
-		if !strings.HasPrefix(e.Stream, shipping.StreamPrefix) {
-			continue
-		}
-		payload, err := p.reg.Decode(e)
-		if err != nil {
-			return nil, projections.Undecodable(e, err)
-		}
-		id, err := uuid.Parse(strings.TrimPrefix(e.Stream, shipping.StreamPrefix))
-		if err != nil {
-			return nil, projections.Undecodable(e, fmt.Errorf("stream %s: %w", e.Stream, err))
-		}
-		c := change{e: e, payload: payload}
-		if c.created, err = createdRow(id, e, payload); err != nil {
-			return nil, err
-		}
-		if _, ok := b.byKey[id]; !ok {
-			b.keys = append(b.keys, id)
-		}
-		b.byKey[id] = append(b.byKey[id], c)
-	}
-	return b, nil
-}
-
-// ApplyDecoded implements projections.Decoder.
-func (p *Projection) ApplyDecoded(ctx context.Context, tx pgx.Tx, t projections.Tables, decoded any) error {
-	b := decoded.(*batch)
-	if len(b.keys) == 0 {
-		return nil
-	}
-	stored, err := load(ctx, tx, t, b.keys)
-	if err != nil {
-		return err
-	}
-	var inserts, updates [][]any
-	for _, id := range b.keys {
-		r, exists := stored[id]
-		changed := false
-		for _, c := range b.byKey[id] {
-			if next := fold(r, c); next != nil {
-				r, changed = next, true
-			}
-		}
-		switch {
-		case !changed:
-		case exists:
-			updates = append(updates, r.values())
-		default:
-			inserts = append(inserts, r.values())
-		}
-	}
-	if err := columns.Insert(ctx, tx, t, inserts); err != nil {
-		return err
-	}
-	return columns.Update(ctx, tx, t, updates)
-}
-
-func load(ctx context.Context, tx pgx.Tx, t projections.Tables, keys [][16]byte) (map[[16]byte]*row, error) {
-	rows, err := tx.Query(ctx, columns.Select(t)+" WHERE shipment_id = ANY($1)", keys)
-	if err != nil {
-		return nil, fmt.Errorf("load shipments: %w", err)
-	}
-	defer rows.Close()
-	out := make(map[[16]byte]*row)
-	for rows.Next() {
-		r := &row{}
-		if err := rows.Scan(&r.id, &r.orderID, &r.status, &r.items, &r.address, &r.reason, &r.createdAt, &r.updatedAt, &r.version); err != nil {
-			return nil, fmt.Errorf("load shipments: %w", err)
-		}
-		out[r.id] = r
-	}
-	return out, rows.Err()
+// Scan implements viewkit.Row.
+func (r *row) Scan(rows pgx.Rows) error {
+	return rows.Scan(&r.id, &r.orderID, &r.status, &r.items, &r.address, &r.reason, &r.createdAt, &r.updatedAt, &r.version)
 }
 
 // emptyAddress is shown for a refused shipment, whose event carries no
@@ -239,7 +144,8 @@ func load(ctx context.Context, tx pgx.Tx, t projections.Tables, keys [][16]byte)
 var emptyAddress = json.RawMessage(`{"name":"","line1":"","city":"","postal_code":"","country":""}`)
 
 // createdRow returns the row an event that creates a shipment makes, or
-// nil for the other events.
+// nil for the other events: a shipment whose first event was parked gets
+// no row.
 func createdRow(id [16]byte, e domain.Envelope, payload any) (*row, error) {
 	at := e.RecordedAt.UTC()
 	n := &row{id: id, createdAt: at, updatedAt: at, version: e.Version}
@@ -253,11 +159,11 @@ func createdRow(id [16]byte, e domain.Envelope, payload any) (*row, error) {
 		if items == nil {
 			items = []order.Item{}
 		}
-		if n.items, err = json.Marshal(items); err != nil {
-			return nil, projections.Undecodable(e, err)
+		if n.items, err = viewkit.JSON(e, items); err != nil {
+			return nil, err
 		}
-		if n.address, err = json.Marshal(ev.Address); err != nil {
-			return nil, projections.Undecodable(e, err)
+		if n.address, err = viewkit.JSON(e, ev.Address); err != nil {
+			return nil, err
 		}
 		n.orderID, n.status = oid, StatusScheduled
 	case shipping.ShipmentRefused:
@@ -273,28 +179,19 @@ func createdRow(id [16]byte, e domain.Envelope, payload any) (*row, error) {
 	return n, nil
 }
 
-// fold applies one event to r (nil: no such shipment yet) and returns the
-// new row, or nil when the event changes nothing: it is already reflected,
-// or it concerns a shipment that was never created (its first event was
-// parked). It never modifies r.
-func fold(r *row, c change) *row {
-	e := c.e
-	if r != nil && e.Version <= r.version {
-		return nil
-	}
-	if r == nil {
-		return c.created
-	}
-	n := *r
-	switch ev := c.payload.(type) {
+// fold applies an event newer than r to r.
+func fold(r *row, e domain.Envelope, payload any) {
+	switch ev := payload.(type) {
 	case shipping.ShipmentCancelled:
-		n.status, n.reason = StatusCancelled, ev.Reason
+		r.status, r.reason = StatusCancelled, ev.Reason
 	case shipping.ShipmentDispatched:
-		n.status = StatusDispatched
+		r.status = StatusDispatched
 	}
-	n.updatedAt, n.version = e.RecordedAt.UTC(), e.Version
-	return &n
+	r.updatedAt, r.version = e.RecordedAt.UTC(), e.Version
 }
+
+// newestFirst is the order of every list.
+const newestFirst = viewkit.NewestFirst("shipment_id")
 
 var selectView = `SELECT shipment_id::text, order_id::text, status, items, address, reason, created_at, updated_at, version FROM ` +
 	projections.View(table)
@@ -302,17 +199,7 @@ var selectView = `SELECT shipment_id::text, order_id::text, status, items, addre
 // Get returns the shipment with id, or domain.ErrNotFound (also for an id
 // that is not a UUID).
 func Get(ctx context.Context, q projections.Querier, id string) (View, error) {
-	if !domain.ValidUUID(id) {
-		return View{}, fmt.Errorf("shipment %q: %w", id, domain.ErrNotFound)
-	}
-	views, err := query(ctx, q, selectView+" WHERE shipment_id = $1", id)
-	if err != nil {
-		return View{}, fmt.Errorf("get shipment %s: %w", id, err)
-	}
-	if len(views) == 0 {
-		return View{}, fmt.Errorf("shipment %s: %w", id, domain.ErrNotFound)
-	}
-	return views[0], nil
+	return viewkit.Get(ctx, q, scanView, "shipment", id, domain.ValidUUID(id), selectView+" WHERE shipment_id = $1")
 }
 
 // Filter narrows List; an empty OrderID matches every shipment.
@@ -330,82 +217,43 @@ func (f Filter) Validate() error {
 	return nil
 }
 
-type cursor struct {
-	CreatedAt  time.Time `json:"t"`
-	ShipmentID string    `json:"id"`
-}
-
 // List returns up to limit shipments matching f, newest first, after the
 // cursor after (empty: from the start), and the cursor of the next page
 // (empty on the last page). limit 0 means projections.DefaultLimit; a bad
 // limit, filter or cursor is a *domain.ValidationError.
 func List(ctx context.Context, q projections.Querier, f Filter, limit int, after string) ([]View, string, error) {
-	limit, err := projections.PageLimit(limit)
+	p, err := viewkit.NewPage(limit, f)
 	if err != nil {
 		return nil, "", err
-	}
-	if err := f.Validate(); err != nil {
-		return nil, "", err
-	}
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
 	}
 	if f.OrderID != "" {
-		where = append(where, "order_id = "+arg(f.OrderID))
+		p.Where("order_id = " + p.Arg(f.OrderID))
 	}
-	if after != "" {
-		var c cursor
-		if err := projections.DecodeCursor(after, &c, func() bool { return !c.CreatedAt.IsZero() && domain.ValidUUID(c.ShipmentID) }); err != nil {
-			return nil, "", err
-		}
-		where = append(where, fmt.Sprintf("(created_at, shipment_id) < (%s, %s)", arg(c.CreatedAt), arg(c.ShipmentID)))
+	if err := newestFirst.After(p, after); err != nil {
+		return nil, "", err
 	}
-	sql := selectView
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	sql += " ORDER BY created_at DESC, shipment_id DESC LIMIT " + arg(limit+1)
-	views, err := query(ctx, q, sql, args...)
+	views, next, err := viewkit.List(ctx, q, scanView, p, selectView, newestFirst.OrderBy(),
+		func(v View) any { return newestFirst.Cursor(v.CreatedAt, v.ShipmentID) })
 	if err != nil {
 		return nil, "", fmt.Errorf("list shipments: %w", err)
-	}
-	next := ""
-	if len(views) > limit {
-		views = views[:limit]
-		last := views[limit-1]
-		next = projections.EncodeCursor(cursor{CreatedAt: last.CreatedAt, ShipmentID: last.ShipmentID})
 	}
 	return views, next, nil
 }
 
-func query(ctx context.Context, q projections.Querier, sql string, args ...any) ([]View, error) {
-	rows, err := q.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
+func scanView(rows pgx.Rows) (View, error) {
+	var (
+		v              View
+		items, address []byte
+	)
+	if err := rows.Scan(&v.ShipmentID, &v.OrderID, &v.Status, &items, &address, &v.Reason, &v.CreatedAt, &v.UpdatedAt, &v.Version); err != nil {
+		return View{}, err
 	}
-	defer rows.Close()
-	views := []View{}
-	for rows.Next() {
-		var (
-			v              View
-			items, address []byte
-		)
-		if err := rows.Scan(&v.ShipmentID, &v.OrderID, &v.Status, &items, &address, &v.Reason, &v.CreatedAt, &v.UpdatedAt, &v.Version); err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal(items, &v.Items); err != nil {
-			return nil, fmt.Errorf("shipment %s items: %w", v.ShipmentID, err)
-		}
-		if err := json.Unmarshal(address, &v.Address); err != nil {
-			return nil, fmt.Errorf("shipment %s address: %w", v.ShipmentID, err)
-		}
-		v.CreatedAt, v.UpdatedAt = v.CreatedAt.UTC(), v.UpdatedAt.UTC()
-		views = append(views, v)
+	if err := json.Unmarshal(items, &v.Items); err != nil {
+		return View{}, fmt.Errorf("shipment %s items: %w", v.ShipmentID, err)
 	}
-	return views, rows.Err()
+	if err := json.Unmarshal(address, &v.Address); err != nil {
+		return View{}, fmt.Errorf("shipment %s address: %w", v.ShipmentID, err)
+	}
+	v.CreatedAt, v.UpdatedAt = v.CreatedAt.UTC(), v.UpdatedAt.UTC()
+	return v, nil
 }

@@ -1,12 +1,10 @@
 package inventory
 
 import (
-	"errors"
-	"net/http"
+	"context"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/projections/stockview"
 	"github.com/orderflow/orderflow/services/internal/httpx"
@@ -18,39 +16,12 @@ import (
 //	GET /api/inventory         list, by sku
 //	GET /api/inventory/{sku}   one sku
 func QueryRoutes(r chi.Router, db projections.Querier) {
-	q := queries{db: db}
-	r.Get("/api/inventory", q.list)
-	r.Get("/api/inventory/{sku}", q.get)
+	r.Get("/api/inventory", httpx.ListHandler(db, nil, listStock))
+	r.Get("/api/inventory/{sku}", httpx.GetHandler(db, "sku", "stock item", stockview.Get))
 }
 
-type queries struct {
-	db projections.Querier
-}
-
-func (q queries) get(w http.ResponseWriter, r *http.Request) {
-	sku := chi.URLParam(r, "sku")
-	v, err := stockview.Get(r.Context(), q.db, sku)
-	if errors.Is(err, domain.ErrNotFound) {
-		err = httpx.NotFoundProblem("stock item", sku)
-	}
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, r, http.StatusOK, v)
-}
-
-func (q queries) list(w http.ResponseWriter, r *http.Request) {
-	params := r.URL.Query()
-	limit, err := projections.ParseLimit(params.Get("limit"))
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	items, next, err := stockview.List(r.Context(), q.db, limit, params.Get("after"))
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, r, http.StatusOK, httpx.NewPage(items, next))
+// listStock is stockview.List for httpx.ListHandler: the stock list has no
+// filter.
+func listStock(ctx context.Context, db projections.Querier, _ struct{}, limit int, after string) ([]stockview.View, string, error) {
+	return stockview.List(ctx, db, limit, after)
 }

@@ -22,11 +22,6 @@ type stockItem struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-type stockPage struct {
-	Items []stockItem `json:"items"`
-	Next  string      `json:"next"`
-}
-
 func restock(t *testing.T, env *servetest.Env, sku string, qty int) {
 	t.Helper()
 	res := env.Post(t, "/api/inventory/"+sku+"/restock", fmt.Sprintf(`{"quantity": %d}`, qty))
@@ -85,11 +80,11 @@ func TestListStock(t *testing.T) {
 	slices.Sort(want)
 
 	all := env.Eventually(t, time.Second, "/api/inventory", func(r servetest.Response) bool {
-		var p stockPage
+		var p httpx.Page[stockItem]
 		r.JSON(t, &p)
 		return len(p.Items) == 7
 	})
-	var first stockPage
+	var first httpx.Page[stockItem]
 	all.JSON(t, &first)
 	if first.Next != "" {
 		t.Fatalf("one page holds all 7 skus but next is %q", first.Next)
@@ -99,27 +94,10 @@ func TestListStock(t *testing.T) {
 		t.Fatalf("limit=: %d %s", res.Status, res.Body)
 	}
 
+	items, sizes := servetest.Pages[stockItem](t, env, "/api/inventory?limit=3")
 	var got []string
-	sizes := []int{}
-	path := "/api/inventory?limit=3"
-	for pages := 0; ; pages++ {
-		if pages > 5 {
-			t.Fatalf("no last page after %d pages", pages)
-		}
-		res := env.Get(t, path)
-		if res.Status != http.StatusOK {
-			t.Fatalf("%s: %d %s", path, res.Status, res.Body)
-		}
-		var p stockPage
-		res.JSON(t, &p)
-		sizes = append(sizes, len(p.Items))
-		for _, it := range p.Items {
-			got = append(got, it.SKU)
-		}
-		if p.Next == "" {
-			break
-		}
-		path = "/api/inventory?limit=3&after=" + url.QueryEscape(p.Next)
+	for _, it := range items {
+		got = append(got, it.SKU)
 	}
 	if !slices.Equal(got, want) || !slices.Equal(sizes, []int{3, 3, 1}) {
 		t.Fatalf("pages of %v held %v, want %v", sizes, got, want)
@@ -128,21 +106,8 @@ func TestListStock(t *testing.T) {
 
 func TestListStockBadParameters(t *testing.T) {
 	env := servetest.Start(t, "inventory")
-	tests := []struct {
-		name, query string
-		fields      []string
-	}{
-		{"limit zero", "limit=0", []string{"limit"}},
-		{"limit too big", "limit=501", []string{"limit"}},
-		{"limit negative", "limit=-1", []string{"limit"}},
-		{"limit not a number", "limit=ten", []string{"limit"}},
-		{"limit fraction", "limit=2.5", []string{"limit"}},
-		{"after garbage", "after=%25%25%25", []string{"after"}},
-		{"after not ours", "after=eyJ4IjoxfQ", []string{"after"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			env.Get(t, "/api/inventory?"+tt.query).WantProblem(t, http.StatusBadRequest, httpx.SlugValidation, tt.fields...)
-		})
-	}
+	env.WantBadQueries(t, "/api/inventory", append(servetest.BadLimits(), []servetest.BadQuery{
+		{Name: "after garbage", Query: "after=%25%25%25", Fields: []string{"after"}},
+		{Name: "after not ours", Query: "after=eyJ4IjoxfQ", Fields: []string{"after"}},
+	}...))
 }

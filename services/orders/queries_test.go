@@ -45,11 +45,6 @@ type orderView struct {
 	Version         int64       `json:"version"`
 }
 
-type orderPage struct {
-	Items []orderView `json:"items"`
-	Next  string      `json:"next"`
-}
-
 // TestPlaceThenRead: a placed order is visible on the query side within a
 // second, pending, with its items, total and address.
 func TestPlaceThenRead(t *testing.T) {
@@ -100,37 +95,6 @@ func orderBody(customer string) string {
 		"shipping_address": {"name": "N", "line1": "L", "city": "C", "postal_code": "1", "country": "US"}}`, customer)
 }
 
-// pages follows the next cursors of a list from path and returns every
-// item and the size of each page.
-func pages(t *testing.T, env *servetest.Env, path string) ([]orderView, []int) {
-	t.Helper()
-	var (
-		all   []orderView
-		sizes []int
-	)
-	sep := "?"
-	if u, _ := url.Parse(path); u.RawQuery != "" {
-		sep = "&"
-	}
-	next := path
-	for range 20 {
-		res := env.Get(t, next)
-		if res.Status != http.StatusOK {
-			t.Fatalf("%s: %d %s", next, res.Status, res.Body)
-		}
-		var p orderPage
-		res.JSON(t, &p)
-		all = append(all, p.Items...)
-		sizes = append(sizes, len(p.Items))
-		if p.Next == "" {
-			return all, sizes
-		}
-		next = path + sep + "after=" + url.QueryEscape(p.Next)
-	}
-	t.Fatalf("%s: no last page after 20 pages", path)
-	return nil, nil
-}
-
 func ids(views []orderView) []string {
 	out := make([]string, len(views))
 	for i, v := range views {
@@ -165,7 +129,7 @@ func TestListOrders(t *testing.T) {
 		t.Fatalf("cancel: %d %s", res.Status, res.Body)
 	}
 	env.Eventually(t, time.Second, "/api/orders?status=cancelled", func(r servetest.Response) bool {
-		var p orderPage
+		var p httpx.Page[orderView]
 		r.JSON(t, &p)
 		return len(p.Items) == 1
 	})
@@ -186,7 +150,7 @@ func TestListOrders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, sizes := pages(t, env, tt.path)
+			got, sizes := servetest.Pages[orderView](t, env, tt.path)
 			if !slices.Equal(sizes, tt.sizes) {
 				t.Fatalf("page sizes %v, want %v", sizes, tt.sizes)
 			}
@@ -217,24 +181,13 @@ func TestListOrders(t *testing.T) {
 
 func TestListOrdersBadParameters(t *testing.T) {
 	env := servetest.Start(t, "orders")
-	tests := []struct {
-		name, query string
-		fields      []string
-	}{
-		{"limit zero", "limit=0", []string{"limit"}},
-		{"limit too big", "limit=501", []string{"limit"}},
-		{"limit not a number", "limit=1e2", []string{"limit"}},
-		{"unknown status", "status=lost", []string{"status"}},
-		{"status in capitals", "status=PENDING", []string{"status"}},
-		{"bad customer", "customer_id=" + url.QueryEscape("c 42"), []string{"customer_id"}},
-		{"customer too long", "customer_id=" + strings.Repeat("c", 65), []string{"customer_id"}},
-		{"all at once", "limit=-1&status=lost&customer_id=%21", []string{"limit", "customer_id", "status"}},
-		{"after garbage", "after=!!", []string{"after"}},
-		{"after of another list", "after=eyJza3UiOiJTS1UtMSJ9", []string{"after"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			env.Get(t, "/api/orders?"+tt.query).WantProblem(t, http.StatusBadRequest, httpx.SlugValidation, tt.fields...)
-		})
-	}
+	env.WantBadQueries(t, "/api/orders", append(servetest.BadLimits(), []servetest.BadQuery{
+		{Name: "unknown status", Query: "status=lost", Fields: []string{"status"}},
+		{Name: "status in capitals", Query: "status=PENDING", Fields: []string{"status"}},
+		{Name: "bad customer", Query: "customer_id=" + url.QueryEscape("c 42"), Fields: []string{"customer_id"}},
+		{Name: "customer too long", Query: "customer_id=" + strings.Repeat("c", 65), Fields: []string{"customer_id"}},
+		{Name: "all at once", Query: "limit=-1&status=lost&customer_id=%21", Fields: []string{"limit", "customer_id", "status"}},
+		{Name: "after garbage", Query: "after=!!", Fields: []string{"after"}},
+		{Name: "after of another list", Query: "after=eyJza3UiOiJTS1UtMSJ9", Fields: []string{"after"}},
+	}...))
 }

@@ -2,7 +2,6 @@ package shipping_test
 
 import (
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -26,11 +25,6 @@ type shipmentView struct {
 	CreatedAt  time.Time     `json:"created_at"`
 	UpdatedAt  time.Time     `json:"updated_at"`
 	Version    int64         `json:"version"`
-}
-
-type shipmentPage struct {
-	Items []shipmentView `json:"items"`
-	Next  string         `json:"next"`
 }
 
 // scheduleFor schedules a shipment of orderID as the saga would and
@@ -117,29 +111,15 @@ func TestListShipments(t *testing.T) {
 		all = append(all, id)
 	}
 	env.Eventually(t, time.Second, "/api/shipments", func(r servetest.Response) bool {
-		var p shipmentPage
+		var p httpx.Page[shipmentView]
 		r.JSON(t, &p)
 		return len(p.Items) == 5
 	})
 
+	items, sizes := servetest.Pages[shipmentView](t, env, "/api/shipments?limit=2")
 	var got []string
-	var sizes []int
-	path := "/api/shipments?limit=2"
-	for range 10 {
-		res := env.Get(t, path)
-		if res.Status != http.StatusOK {
-			t.Fatalf("%s: %d %s", path, res.Status, res.Body)
-		}
-		var p shipmentPage
-		res.JSON(t, &p)
-		sizes = append(sizes, len(p.Items))
-		for _, s := range p.Items {
-			got = append(got, s.ShipmentID)
-		}
-		if p.Next == "" {
-			break
-		}
-		path = "/api/shipments?limit=2&after=" + url.QueryEscape(p.Next)
+	for _, s := range items {
+		got = append(got, s.ShipmentID)
 	}
 	slices.Reverse(all) // newest first
 	if !slices.Equal(got, all) || !slices.Equal(sizes, []int{2, 2, 1}) {
@@ -147,7 +127,7 @@ func TestListShipments(t *testing.T) {
 	}
 
 	res := env.Get(t, "/api/shipments?order_id="+strings.ToUpper(orderA))
-	var p shipmentPage
+	var p httpx.Page[shipmentView]
 	res.JSON(t, &p)
 	if len(p.Items) != 1 || p.Items[0].ShipmentID != ofA || p.Next != "" {
 		t.Fatalf("shipments of order A: %s", res.Body)
@@ -161,18 +141,9 @@ func TestListShipments(t *testing.T) {
 
 func TestListShipmentsBadParameters(t *testing.T) {
 	env := servetest.Start(t, "shipping")
-	tests := []struct {
-		name, query string
-		fields      []string
-	}{
-		{"bad order id", "order_id=42", []string{"order_id"}},
-		{"limit zero", "limit=0", []string{"limit"}},
-		{"both", "limit=9999&order_id=x", []string{"limit", "order_id"}},
-		{"after garbage", "after=***", []string{"after"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			env.Get(t, "/api/shipments?"+tt.query).WantProblem(t, http.StatusBadRequest, httpx.SlugValidation, tt.fields...)
-		})
-	}
+	env.WantBadQueries(t, "/api/shipments", append(servetest.BadLimits(), []servetest.BadQuery{
+		{Name: "bad order id", Query: "order_id=42", Fields: []string{"order_id"}},
+		{Name: "both", Query: "limit=9999&order_id=x", Fields: []string{"limit", "order_id"}},
+		{Name: "after garbage", Query: "after=***", Fields: []string{"after"}},
+	}...))
 }

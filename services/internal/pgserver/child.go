@@ -4,10 +4,11 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/orderflow/orderflow/services/internal/childproc"
 )
 
 // child is a started process and the outcome of waiting for it.
@@ -17,30 +18,24 @@ type child struct {
 	err  error         // Wait's result, readable after done is closed
 }
 
-// startChild starts cmd from a goroutine locked to its OS thread for the
-// child's whole life. Linux sends the parent-death signal (Pdeathsig) when
-// the thread that forked the child exits, not the process; an unlocked
-// goroutine could have that thread retired by the Go runtime at any time and
-// kill the child early.
+// startChild starts cmd so that it dies with this process (see
+// childproc.Start).
 func startChild(cmd *exec.Cmd) (*child, error) {
 	c := &child{cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: when this goroutine ends, its thread ends too,
-		// which is harmless because the child has been reaped by then.
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		c.err = cmd.Wait()
+	err := childproc.Start(cmd, func(err error) {
+		c.err = err
 		close(c.done)
-	}()
-	if err := <-started; err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// sysProcAttr runs the server as cred (nil: as the caller), in its own
+// process group, with deathSig delivered should the caller die first.
+func sysProcAttr(cred *syscall.Credential, deathSig syscall.Signal) *syscall.SysProcAttr {
+	return childproc.SysProcAttr(cred, deathSig)
 }
 
 func (c *child) pid() int { return c.cmd.Process.Pid }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -224,4 +225,78 @@ func (e *Env) Head(t testing.TB) uint64 {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// AppendsNothing runs request (one or more calls of e's helpers) and fails
+// the test if the store's head moved meanwhile: a refused or replayed
+// request must change nothing.
+func (e *Env) AppendsNothing(t testing.TB, request func()) {
+	t.Helper()
+	before := e.Head(t)
+	request()
+	if after := e.Head(t); after != before {
+		t.Fatalf("appended events: head %d -> %d", before, after)
+	}
+}
+
+// Pages follows the next cursors of the list at path (which may carry a
+// query) and returns every item of every page and the size of each page.
+// It fails the test on an answer other than 200, or when 20 pages do not
+// reach the last one.
+func Pages[T any](t testing.TB, e *Env, path string) (items []T, sizes []int) {
+	t.Helper()
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	next := path
+	for range 20 {
+		res := e.Get(t, next)
+		if res.Status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", next, res.Status, res.Body)
+		}
+		var p httpx.Page[T]
+		res.JSON(t, &p)
+		items = append(items, p.Items...)
+		sizes = append(sizes, len(p.Items))
+		if p.Next == "" {
+			return items, sizes
+		}
+		next = path + sep + "after=" + url.QueryEscape(p.Next)
+	}
+	t.Fatalf("GET %s: no last page after 20 pages", path)
+	return nil, nil
+}
+
+// BadQuery is a list request with bad query parameters and the fields its
+// validation problem must name, in order.
+type BadQuery struct {
+	Name   string
+	Query  string // without the "?"
+	Fields []string
+}
+
+// BadLimits are the limit parameters every list refuses, for a list's
+// own bad queries to be appended to.
+func BadLimits() []BadQuery {
+	return []BadQuery{
+		{Name: "limit zero", Query: "limit=0", Fields: []string{"limit"}},
+		{Name: "limit too big", Query: "limit=501", Fields: []string{"limit"}},
+		{Name: "limit negative", Query: "limit=-1", Fields: []string{"limit"}},
+		{Name: "limit not a number", Query: "limit=ten", Fields: []string{"limit"}},
+		{Name: "limit in exponent form", Query: "limit=1e2", Fields: []string{"limit"}},
+		{Name: "limit fraction", Query: "limit=2.5", Fields: []string{"limit"}},
+	}
+}
+
+// WantBadQueries sends GET path?Query for each of tests, in a subtest of
+// its own, and checks that each is refused with a validation problem
+// naming exactly its Fields.
+func (e *Env) WantBadQueries(t *testing.T, path string, tests []BadQuery) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.Name, func(t *testing.T) {
+			e.Get(t, path+"?"+tt.Query).WantProblem(t, http.StatusBadRequest, httpx.SlugValidation, tt.Fields...)
+		})
+	}
 }

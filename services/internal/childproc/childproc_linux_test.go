@@ -1,0 +1,97 @@
+package childproc
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// helperEnv makes the test binary act as a parent that starts a child and
+// then waits to be killed (see TestHelperParent).
+const helperEnv = "ORDERFLOW_CHILDPROC_HELPER"
+
+// TestHelperParent is not a test of its own: run by TestParentDeathKillsChild
+// it starts "sleep 60" with Start, prints the child's pid, makes the Go
+// runtime retire threads, and waits to be killed.
+func TestHelperParent(t *testing.T) {
+	if os.Getenv(helperEnv) == "" {
+		t.Skip("helper process for TestParentDeathKillsChild")
+	}
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = SysProcAttr(nil, syscall.SIGKILL)
+	if err := Start(cmd, func(error) {}); err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	// Goroutines that lock their thread and return without unlocking it
+	// make the runtime end those threads: the child must survive that.
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() { runtime.LockOSThread() })
+	}
+	wg.Wait()
+	fmt.Println("child", cmd.Process.Pid)
+	time.Sleep(time.Minute)
+}
+
+// alive reports whether pid is a running process (not gone, not a zombie
+// that nobody reaped).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+func TestParentDeathKillsChild(t *testing.T) {
+	parent := exec.Command(os.Args[0], "-test.run=^TestHelperParent$")
+	parent.Env = append(os.Environ(), helperEnv+"=1")
+	out, err := parent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = parent.Process.Kill()
+		_ = parent.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper parent: %v (%q)", err, line)
+	}
+	pid, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "child "))
+	if err != nil {
+		t.Fatalf("helper parent said %q", line)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+
+	// The threads the helper retired must not have taken the child along.
+	time.Sleep(100 * time.Millisecond)
+	if !alive(pid) {
+		t.Fatalf("child %d died while its parent lives", pid)
+	}
+	if err := parent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d outlived its parent by 5s", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
