@@ -27,6 +27,10 @@ type ShipmentRefused struct {
 	ShipmentID string `json:"shipment_id"`
 	OrderID    string `json:"order_id"`
 	Reason     string `json:"reason"`
+	// Items and Address are what was asked for, when the refusal came from
+	// a schedule request; a refusal recorded on its own has neither.
+	Items   []order.Item   `json:"items,omitempty"`
+	Address *order.Address `json:"address,omitempty"`
 }
 
 // ShipmentCancelled: a scheduled shipment was called off.

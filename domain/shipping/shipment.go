@@ -108,7 +108,8 @@ func (s *Shipment) Schedule(c ScheduleShipment, served Destinations) ([]any, err
 			c.ShipmentID, c.OrderID, s.Status, s.OrderID, domain.ErrIllegalState)
 	}
 	if !served.Serves(c.Address.Country) {
-		return []any{ShipmentRefused{ShipmentID: c.ShipmentID, OrderID: c.OrderID, Reason: ReasonDestinationNotServed}}, nil
+		addr := c.Address
+		return []any{ShipmentRefused{ShipmentID: c.ShipmentID, OrderID: c.OrderID, Reason: ReasonDestinationNotServed, Items: c.Items, Address: &addr}}, nil
 	}
 	return []any{ShipmentScheduled{
 		ShipmentID: c.ShipmentID,

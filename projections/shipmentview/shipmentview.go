@@ -173,6 +173,16 @@ func createdRow(id [16]byte, e domain.Envelope, payload any) (*row, error) {
 		}
 		n.orderID, n.status, n.reason = oid, StatusCancelled, ev.Reason
 		n.items, n.address = json.RawMessage(`[]`), emptyAddress
+		if len(ev.Items) > 0 {
+			if n.items, err = viewkit.JSON(e, ev.Items); err != nil {
+				return nil, err
+			}
+		}
+		if ev.Address != nil {
+			if n.address, err = viewkit.JSON(e, *ev.Address); err != nil {
+				return nil, err
+			}
+		}
 	default:
 		return nil, nil
 	}

@@ -81,6 +81,10 @@ func TestScheduleThenRead(t *testing.T) {
 	if v.Status != "cancelled" || v.Reason != "destination_not_served" {
 		t.Fatalf("refused shipment shows %q (%q), want cancelled (destination_not_served)", v.Status, v.Reason)
 	}
+	// A refusal keeps what was asked for.
+	if !slices.Equal(v.Items, []order.Item{{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 100}}) || v.Address.Country != "BR" {
+		t.Fatalf("refused shipment lost its items or address: %+v", v)
+	}
 }
 
 func TestReadUnknownShipment(t *testing.T) {
