@@ -67,14 +67,22 @@ type outcome struct {
 // else lets decide choose the events and appends them at the loaded
 // version, retrying on a version conflict. The watch ids are reported in
 // outcome.seen when they caused events of the stream.
+//
+// A retry reads only the events appended since the previous attempt and
+// applies them to the same state: decisions never change the state they
+// are given (aggtest checks that in every domain test case), so the state
+// after a failed append is still the state at the loaded version.
 func execute[S any, P interface {
 	*S
 	aggregate
 }](ctx context.Context, x *executor, m Meta, stream string, decide func(P) ([]any, error), watch ...string) (outcome, error) {
 	watch = append([]string{m.CommandID}, watch...)
+	state := P(new(S))
+	seen := make(map[string]bool)
+	var version int64
 	for attempt := 0; ; attempt++ {
-		state := P(new(S))
-		version, seen, err := x.load(ctx, stream, state, watch)
+		var err error
+		version, err = x.load(ctx, stream, state, version, watch, seen)
 		if err != nil {
 			return outcome{}, err
 		}
@@ -112,23 +120,23 @@ func execute[S any, P interface {
 	}
 }
 
-// load applies every event of stream to state and returns the stream's
-// version and which of the watched command ids caused any of its events.
-func (x *executor) load(ctx context.Context, stream string, state aggregate, watch []string) (int64, map[string]bool, error) {
-	var version int64
-	seen := make(map[string]bool)
+// load applies to state the events of stream after version, which state
+// already reflects, and returns the stream's new version. It marks in seen
+// which of the watched command ids caused any of those events (seen may be
+// nil when watch is empty).
+func (x *executor) load(ctx context.Context, stream string, state aggregate, version int64, watch []string, seen map[string]bool) (int64, error) {
 	for {
 		page, err := x.store.ReadStream(ctx, stream, version+1, readPage)
 		if err != nil {
-			return 0, nil, fmt.Errorf("read %s: %w", stream, err)
+			return 0, fmt.Errorf("read %s: %w", stream, err)
 		}
 		for _, e := range page {
 			if e.Version != version+1 {
-				return 0, nil, fmt.Errorf("read %s: got version %d after %d", stream, e.Version, version)
+				return 0, fmt.Errorf("read %s: got version %d after %d", stream, e.Version, version)
 			}
 			payload, err := registry.Decode(e)
 			if err != nil {
-				return 0, nil, fmt.Errorf("read %s: %w", stream, err)
+				return 0, fmt.Errorf("read %s: %w", stream, err)
 			}
 			state.Apply(payload)
 			version = e.Version
@@ -139,7 +147,7 @@ func (x *executor) load(ctx context.Context, stream string, state aggregate, wat
 			}
 		}
 		if len(page) < readPage {
-			return version, seen, nil
+			return version, nil
 		}
 	}
 }

@@ -93,9 +93,10 @@ func noError(t testing.TB, err error) {
 }
 
 // conflictingStore fails every append with a version conflict and counts
-// the attempts.
+// the attempts; onAppend, when set, runs at each of them.
 type conflictingStore struct {
 	commands.EventStore
+	onAppend func()
 	mu       sync.Mutex
 	attempts int
 }
@@ -104,7 +105,55 @@ func (s *conflictingStore) Append(ctx context.Context, stream string, expected d
 	s.mu.Lock()
 	s.attempts++
 	s.mu.Unlock()
+	if s.onAppend != nil {
+		s.onAppend()
+	}
 	return domain.AppendResult{}, domain.ErrVersionConflict
+}
+
+// deafStore ignores the cancellation of the contexts it is given, so that a
+// test sees whether the caller itself stops.
+type deafStore struct {
+	commands.EventStore
+}
+
+func (s deafStore) ReadStream(ctx context.Context, stream string, from int64, max int) ([]domain.Envelope, error) {
+	return s.EventStore.ReadStream(context.WithoutCancel(ctx), stream, from, max)
+}
+
+// racingStore lets a rival writer act once, just before the first append
+// reaches the store, records where every ReadStream started and counts the
+// version conflicts.
+type racingStore struct {
+	commands.EventStore
+	rival     func()
+	mu        sync.Mutex
+	reads     []int64
+	conflicts int
+}
+
+func (s *racingStore) ReadStream(ctx context.Context, stream string, from int64, max int) ([]domain.Envelope, error) {
+	s.mu.Lock()
+	s.reads = append(s.reads, from)
+	s.mu.Unlock()
+	return s.EventStore.ReadStream(ctx, stream, from, max)
+}
+
+func (s *racingStore) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, evs []domain.Envelope) (domain.AppendResult, error) {
+	s.mu.Lock()
+	rival := s.rival
+	s.rival = nil
+	s.mu.Unlock()
+	if rival != nil {
+		rival()
+	}
+	res, err := s.EventStore.Append(ctx, stream, expected, evs)
+	if errors.Is(err, domain.ErrVersionConflict) {
+		s.mu.Lock()
+		s.conflicts++
+		s.mu.Unlock()
+	}
+	return res, err
 }
 
 // gatedStore holds the first n appends until all n have arrived, so that n

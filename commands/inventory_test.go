@@ -3,6 +3,7 @@ package commands_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -413,15 +414,62 @@ func TestRetryBudgetExhausted(t *testing.T) {
 }
 
 func TestRetryStopsWhenTheContextIsDone(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cs := &conflictingStore{EventStore: newStore()}
-	h := commands.NewInventory(cs, commands.Config{MaxRetries: 1000})
-	cancel()
-	_, err := h.Restock(ctx, meta(), "A", 1)
-	wantErr(t, err, context.Canceled)
-	if cs.attempts > 1 {
-		t.Errorf("%d attempts after cancel, want at most 1", cs.attempts)
+	tests := []struct {
+		name string
+		// during cancels the context at the first append instead of
+		// before the command starts.
+		during bool
+	}{
+		{"cancelled before the command", false},
+		{"cancelled during the first attempt", true},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cs := &conflictingStore{EventStore: newStore()}
+			if tt.during {
+				// The store ignores the cancel, so only the wait between
+				// retries can notice it.
+				cs = &conflictingStore{EventStore: deafStore{newStore()}, onAppend: cancel}
+			} else {
+				cancel()
+			}
+			h := commands.NewInventory(cs, commands.Config{MaxRetries: 20})
+			_, err := h.Restock(ctx, meta(), "A", 1)
+			wantErr(t, err, context.Canceled)
+			if cs.attempts > 1 {
+				t.Errorf("%d attempts after cancel, want at most 1", cs.attempts)
+			}
+		})
+	}
+}
+
+// TestRetryReadsOnlyNewEvents: a rival restock lands between the command's
+// read and its append. The append fails with a version conflict, and the
+// retry decides again on the state including the rival's event, read from
+// where the first attempt stopped rather than from the stream's start.
+func TestRetryReadsOnlyNewEvents(t *testing.T) {
+	ctx := context.Background()
+	base := newStore()
+	direct := commands.NewInventory(base, commands.Config{})
+	for range 3 {
+		restock(t, direct, "A", 1)
+	}
+	rs := &racingStore{EventStore: base, rival: func() { restock(t, direct, "A", 10) }}
+	h := commands.NewInventory(rs, commands.Config{})
+	res, err := h.Restock(ctx, meta(), "A", 100)
+	noError(t, err)
+	if res.Version != 5 {
+		t.Errorf("version = %d, want 5 (after the rival's 4)", res.Version)
+	}
+	if rs.conflicts != 1 {
+		t.Errorf("%d version conflicts, want 1", rs.conflicts)
+	}
+	if want := []int64{1, 4}; !slices.Equal(rs.reads, want) {
+		t.Errorf("reads started at versions %v, want %v", rs.reads, want)
+	}
+	wantLevels(t, base, "A", 113, 0)
 }
 
 // cancellingStore cancels the command's context when it reaches stream.

@@ -78,7 +78,7 @@ func (h *Orders) Load(ctx context.Context, orderID string) (*order.Order, int64,
 		return nil, 0, fmt.Errorf("load order %q: %w", orderID, domain.ErrNotFound)
 	}
 	o := new(order.Order)
-	version, _, err := h.x.load(ctx, order.Stream(orderID), o, nil)
+	version, err := h.x.load(ctx, order.Stream(orderID), o, 0, nil, nil)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -98,6 +98,33 @@ func Check[S any, P Aggregate[S]](t testing.TB, c Case[S]) {
 	}
 }
 
+// RoundTrip checks that a registry filled by register encodes each event
+// and decodes it back to an equal value, so that no field is lost on the
+// way to the store.
+func RoundTrip(t testing.TB, register func(*domain.Registry) error, events ...any) {
+	t.Helper()
+	r := domain.NewRegistry()
+	if err := register(r); err != nil {
+		t.Errorf("register: %v", err)
+		return
+	}
+	for _, e := range events {
+		name, version, data, err := r.Encode(e)
+		if err != nil {
+			t.Errorf("%T: %v", e, err)
+			continue
+		}
+		got, err := r.Decode(domain.Envelope{Type: name, SchemaVersion: version, Data: data})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, e) {
+			t.Errorf("%s: decoded %#v, want %#v", name, got, e)
+		}
+	}
+}
+
 // State builds an aggregate's state from events, oldest first.
 func State[S any, P Aggregate[S]](events ...any) *S {
 	return given[S, P](events)

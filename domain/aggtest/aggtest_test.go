@@ -95,3 +95,37 @@ func TestState(t *testing.T) {
 		t.Errorf("empty total = %d, want 0", c.total)
 	}
 }
+
+// renamed is an event whose fields all reach JSON.
+type renamed struct {
+	Name string `json:"name"`
+}
+
+func TestRoundTrip(t *testing.T) {
+	registerAll := func(r *domain.Registry) error {
+		if err := r.Register("Renamed", 1, renamed{}); err != nil {
+			return err
+		}
+		return r.Register("Added", 1, added{})
+	}
+	tests := []struct {
+		name     string
+		register func(*domain.Registry) error
+		events   []any
+		wantFail bool
+	}{
+		{"fields survive", registerAll, []any{renamed{Name: "x"}}, false},
+		{"unexported field is lost", registerAll, []any{renamed{Name: "x"}, added{3}}, true},
+		{"unregistered event", registerAll, []any{struct{ A int }{1}}, true},
+		{"register fails", func(*domain.Registry) error { return domain.ErrInvalid }, []any{renamed{}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recorder{TB: t}
+			aggtest.RoundTrip(r, tt.register, tt.events...)
+			if failed := len(r.errs) > 0; failed != tt.wantFail {
+				t.Errorf("failed = %v (%q), want %v", failed, r.errs, tt.wantFail)
+			}
+		})
+	}
+}

@@ -119,21 +119,5 @@ func TestReservationsState(t *testing.T) {
 }
 
 func TestEventsRoundTripThroughRegistry(t *testing.T) {
-	r := domain.NewRegistry()
-	if err := inventory.RegisterEvents(r); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range []any{restocked(1), reserved(orderA, 2), released(orderA, 2), consumed(orderB, 3)} {
-		name, v, data, err := r.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := r.Decode(domain.Envelope{Type: name, SchemaVersion: v, Data: data})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != e {
-			t.Errorf("%s: decoded %#v, want %#v", name, got, e)
-		}
-	}
+	aggtest.RoundTrip(t, inventory.RegisterEvents, restocked(1), reserved(orderA, 2), released(orderA, 2), consumed(orderB, 3))
 }

@@ -2,7 +2,6 @@ package order_test
 
 import (
 	"errors"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -247,23 +246,7 @@ func TestMarkShipped(t *testing.T) {
 }
 
 func TestEventsRoundTripThroughRegistry(t *testing.T) {
-	r := domain.NewRegistry()
-	if err := order.RegisterEvents(r); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range []any{placed(), confirmed, rejected, cancelled, shipped} {
-		name, v, data, err := r.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := r.Decode(domain.Envelope{Type: name, SchemaVersion: v, Data: data})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, e) {
-			t.Errorf("%s: decoded %#v, want %#v", name, got, e)
-		}
-	}
+	aggtest.RoundTrip(t, order.RegisterEvents, placed(), confirmed, rejected, cancelled, shipped)
 }
 
 func TestPlacedJSONNames(t *testing.T) {

@@ -156,21 +156,5 @@ func TestDestinations(t *testing.T) {
 }
 
 func TestEventsRoundTripThroughRegistry(t *testing.T) {
-	r := domain.NewRegistry()
-	if err := shipping.RegisterEvents(r); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range []any{scheduled, refused, cancelled, dispatched} {
-		name, v, data, err := r.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := r.Decode(domain.Envelope{Type: name, SchemaVersion: v, Data: data})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, e) {
-			t.Errorf("%s: decoded %#v, want %#v", name, got, e)
-		}
-	}
+	aggtest.RoundTrip(t, shipping.RegisterEvents, scheduled, refused, refusedFor(command("BR")), cancelled, dispatched)
 }
