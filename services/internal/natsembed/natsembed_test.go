@@ -115,6 +115,7 @@ func TestValidate(t *testing.T) {
 		{"below", Config{Port: -2}, false},
 		{"above", Config{Port: 65536}, false},
 		{"timeout", Config{ReadyTimeout: -1}, false},
+		{"max payload", Config{MaxPayload: -1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -75,8 +75,6 @@ const (
 type Config struct {
 	// Name keys the relay's checkpoint and lease, e.g. the service name.
 	Name string
-	// Filter limits the relay to some streams; empty relays them all.
-	Filter eventstore.Filter
 	// MaxInFlight caps the publishes awaiting their ack; default 256.
 	MaxInFlight int
 	// CheckpointEvery is how often acknowledged progress is saved; default
@@ -189,8 +187,7 @@ type Stats struct {
 	Checkpoint uint64
 	// Head is the store's newest position, refreshed every second.
 	Head uint64
-	// Lag is Head - Checkpoint, in positions (with a Filter it counts the
-	// other streams' events too).
+	// Lag is Head - Checkpoint, in positions.
 	Lag uint64
 	// Published counts acknowledged publishes since the relay started,
 	// Duplicates those JetStream reported as already stored.
@@ -352,7 +349,7 @@ func (r *Relay) session(ctx context.Context) (progressed bool, err error) {
 
 	rctx, stopReader := context.WithCancel(ctx)
 	defer stopReader()
-	sub, err := r.src.Subscribe(rctx, from, r.cfg.Filter)
+	sub, err := r.src.Subscribe(rctx, from, eventstore.Filter{})
 	if err != nil {
 		return false, fmt.Errorf("subscribe after %d: %w", from, err)
 	}

@@ -100,6 +100,14 @@ var prefixes = []string{"order-", "stock-", "shipment-", "saga-"}
 // streams interleave in the global order.
 func appendEvents(t *testing.T, s eventstore.Store, streams, perStream int) {
 	t.Helper()
+	if err := appendStreams(s, streams, perStream); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// appendStreams is appendEvents for goroutines other than the test's,
+// which must not call t.Fatal.
+func appendStreams(s eventstore.Store, streams, perStream int) error {
 	var (
 		wg   sync.WaitGroup
 		errs = make(chan error, streams)
@@ -107,6 +115,8 @@ func appendEvents(t *testing.T, s eventstore.Store, streams, perStream int) {
 	)
 	for range 8 {
 		wg.Go(func() {
+			// A writer that failed keeps taking streams, so that the
+			// sender below never waits for writers that are gone.
 			for i := range next {
 				stream := prefixes[i%len(prefixes)] + uuid.NewString()
 				// Two appends per stream, so the stream's events are not
@@ -123,8 +133,8 @@ func appendEvents(t *testing.T, s eventstore.Store, streams, perStream int) {
 						}
 					}
 					if _, err := s.Append(context.Background(), stream, domain.AnyVersion, evs); err != nil {
-						errs <- err
-						return
+						errs <- fmt.Errorf("append %s: %w", stream, err)
+						break
 					}
 				}
 			}
@@ -136,9 +146,7 @@ func appendEvents(t *testing.T, s eventstore.Store, streams, perStream int) {
 	close(next)
 	wg.Wait()
 	close(errs)
-	for err := range errs {
-		t.Fatalf("append: %v", err)
-	}
+	return <-errs // nil when closed empty
 }
 
 func appendOne(t *testing.T, s eventstore.Store, stream, typ, data string) domain.Envelope {
@@ -453,6 +461,110 @@ func TestPoisonEventsAreParked(t *testing.T) {
 	}
 }
 
+// TestEventAboveTheStreamLimitIsParked: an event the client sends but the
+// stream refuses for its size (a refusal that arrives as the publish's ack)
+// is parked like the ones refused before sending, the events after it
+// flow, and a restarted relay neither retries nor parks it again.
+func TestEventAboveTheStreamLimitIsParked(t *testing.T) {
+	d := newDB(t)
+	_, js := connect(t, natsbustest.Server(t))
+	for _, sc := range natsbus.StreamConfigs(natsbus.TopologyConfig{}) {
+		sc.MaxMsgSize = 4 << 10
+		if _, err := js.CreateStream(ctxT(t), sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	order := "order-" + uuid.NewString()
+	before := appendOne(t, d.store, order, "OrderPlaced", `{}`)
+	big := appendOne(t, d.store, order, "OrderNoted", `"`+strings.Repeat("x", 8<<10)+`"`)
+	after := appendOne(t, d.store, order, "OrderShipped", `{}`)
+
+	run := start(t, d, js, relay.Config{Name: "orders"})
+	h := waitCaughtUp(t, run.r, d.store, 10*time.Second)
+	if got := streamIDs(t, js, natsbus.EventsStream); !slices.Equal(got, []string{before.ID, after.ID}) {
+		t.Fatalf("EVENTS holds %v, want %v", got, []string{before.ID, after.ID})
+	}
+	parked, err := d.cp.Parked(ctxT(t), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parked) != 1 || parked[0].EventID != big.ID || parked[0].Position != big.Position {
+		t.Fatalf("parked %+v, want event %s at %d", parked, big.ID, big.Position)
+	}
+	if !strings.Contains(parked[0].Error, "exceeds maximum") {
+		t.Errorf("parked for %q, want the stream's size refusal", parked[0].Error)
+	}
+	if st := run.r.Stats(); st.Parked != 1 || st.Published != 2 {
+		t.Errorf("stats: %+v", st)
+	}
+	if got := checkpoint(t, d, "orders"); got != h {
+		t.Fatalf("checkpoint %d, head %d", got, h)
+	}
+	if err := run.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	again := start(t, d, js, relay.Config{Name: "orders"})
+	next := appendOne(t, d.store, order, "OrderNoted", `{}`)
+	waitCaughtUp(t, again.r, d.store, 10*time.Second)
+	if st := again.r.Stats(); st.Parked != 0 || st.Published != 1 {
+		t.Errorf("restarted relay stats: %+v, want only the new event published", st)
+	}
+	if got := streamIDs(t, js, natsbus.EventsStream); !slices.Equal(got, []string{before.ID, after.ID, next.ID}) {
+		t.Fatalf("EVENTS after the restart holds %v", got)
+	}
+	if parked, err := d.cp.Parked(ctxT(t), "orders"); err != nil || len(parked) != 1 {
+		t.Fatalf("after the restart parked = %+v, %v; want the one event", parked, err)
+	}
+}
+
+// TestStoreIsTheOutbox: a decision and the command it causes are one
+// append, so the command goes out exactly when the decision commits. An
+// append that fails, refused as a whole (stale expected version) or at its
+// second event (an id already stored), publishes nothing; the committed one
+// publishes every event it holds.
+func TestStoreIsTheOutbox(t *testing.T) {
+	d := newDB(t)
+	_, js := connect(t, natsbustest.Server(t))
+	ensureTopology(t, js)
+	run := start(t, d, js, relay.Config{Name: "sagas"})
+
+	saga := "saga-" + uuid.NewString()
+	decision := func(name, commandID string) []domain.Envelope {
+		return []domain.Envelope{
+			{ID: uuid.NewString(), Type: "StepStarted", SchemaVersion: 1, Data: json.RawMessage(`{"step":"` + name + `"}`)},
+			{ID: uuid.NewString(), Type: natsbus.CommandIssued, SchemaVersion: 1,
+				Data: json.RawMessage(`{"context":"inventory","name":"` + name + `","command_id":"` + commandID + `"}`)},
+		}
+	}
+	won := decision("reserve", "c-won")
+	if _, err := d.store.Append(ctxT(t), saga, domain.NoStream, won); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.store.Append(ctxT(t), saga, domain.NoStream, decision("release", "c-stale")); !errors.Is(err, domain.ErrVersionConflict) {
+		t.Fatalf("stale decision: err = %v, want ErrVersionConflict", err)
+	}
+	broken := decision("release", "c-broken")
+	broken[1].ID = won[0].ID
+	if _, err := d.store.Append(ctxT(t), saga, domain.ExpectedVersion(len(won)), broken); !errors.Is(err, domain.ErrDuplicateEventID) {
+		t.Fatalf("decision with a reused id: err = %v, want ErrDuplicateEventID", err)
+	}
+	// The relay is past everything the store holds once it has this one.
+	last := appendOne(t, d.store, "order-"+uuid.NewString(), "OrderPlaced", `{}`)
+	waitCaughtUp(t, run.r, d.store, 10*time.Second)
+
+	if got, want := storeIDs(t, d.store), []string{won[0].ID, won[1].ID, last.ID}; !slices.Equal(got, want) {
+		t.Fatalf("store holds %v, want %v", got, want)
+	}
+	if got, want := streamIDs(t, js, natsbus.EventsStream), []string{won[0].ID, last.ID}; !slices.Equal(got, want) {
+		t.Fatalf("EVENTS holds %v, want %v", got, want)
+	}
+	cmds := natsbustest.Messages(t, js, natsbus.CommandsStream)
+	if len(cmds) != 1 || cmds[0].Subject != "commands.inventory.reserve" || cmds[0].Header.Get(natsbus.HeaderMsgID) != won[1].ID {
+		t.Fatalf("COMMANDS holds %+v, want the committed decision's command alone", cmds)
+	}
+}
+
 // TestCheckpointStopsAtTheFirstUnacknowledged: an event JetStream refuses
 // holds the checkpoint just before it, however many later events were
 // acknowledged, until it is published.
@@ -541,7 +653,10 @@ func TestRestartsLoseNothing(t *testing.T) {
 	go func() {
 		defer close(writing)
 		for range 10 {
-			appendEvents(t, d.store, 60, 5)
+			if err := appendStreams(d.store, 60, 5); err != nil {
+				t.Error(err)
+				return
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
@@ -623,7 +738,9 @@ func TestNATSOutage(t *testing.T) {
 	writer := make(chan struct{})
 	go func() {
 		defer close(writer)
-		appendEvents(t, d.store, 200, 5)
+		if err := appendStreams(d.store, 200, 5); err != nil {
+			t.Error(err)
+		}
 	}()
 	srv.Shutdown()
 	<-writer

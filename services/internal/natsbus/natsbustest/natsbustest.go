@@ -6,7 +6,6 @@ package natsbustest
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -14,18 +13,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/services/internal/natsembed"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
-// Server returns the URL of a NATS server with JetStream for this test
-// alone. The topology uses fixed stream names and subjects, so a shared
-// server (TEST_NATS_URL) would mix tests; in that case an embedded server
-// is started instead.
+// Server returns the URL of an embedded NATS server with JetStream for
+// this test alone, shut down when it ends. The topology uses fixed stream
+// names and subjects, so even when TEST_NATS_URL names a shared server
+// these tests do not use it: they would see each other's messages.
 func Server(t testing.TB) string {
 	t.Helper()
-	if os.Getenv(testenv.EnvNATSURL) == "" {
-		return testenv.NATS(t)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := natsembed.Start(ctx, natsembed.Config{})
