@@ -154,3 +154,24 @@ func TestNewRetryPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestReach(t *testing.T) {
+	evs := []domain.Envelope{{Position: 4}, {Position: 7}}
+	for _, c := range []struct {
+		name   string
+		after  uint64
+		events []domain.Envelope
+		limit  int
+		head   uint64
+		want   uint64
+	}{
+		{"full read stops at its last event", 2, evs, 2, 20, 7},
+		{"short read covers the head", 2, evs, 5, 20, 20},
+		{"empty read covers the head", 9, nil, 5, 12, 12},
+		{"empty read behind the checkpoint stays", 9, nil, 5, 3, 9},
+	} {
+		if got := reach(c.after, c.events, c.limit, c.head); got != c.want {
+			t.Errorf("%s: reach = %d, want %d", c.name, got, c.want)
+		}
+	}
+}

@@ -133,6 +133,9 @@ func (p *Projector) run(ctx context.Context, progress func()) error {
 	}
 	for {
 		moved, err := p.step(ctx)
+		if moved {
+			progress()
+		}
 		if err != nil {
 			if !errors.Is(err, errCheckpointMoved) {
 				return err
@@ -142,10 +145,6 @@ func (p *Projector) run(ctx context.Context, progress func()) error {
 				return err
 			}
 			p.after = reg.checkpoint
-			continue
-		}
-		if moved {
-			progress()
 		}
 	}
 }
@@ -184,8 +183,9 @@ func (p *Projector) awaitSchema(ctx context.Context) (registryRow, error) {
 	}
 }
 
-// step applies the next batch, or waits for one. It reports whether the
-// checkpoint moved.
+// step applies the next batch and, once caught up with the source, waits
+// for more (writing a heartbeat now and then while idle). It reports
+// whether the checkpoint moved.
 func (p *Projector) step(ctx context.Context) (bool, error) {
 	head, err := p.src.Head(ctx)
 	if err != nil {
@@ -206,31 +206,43 @@ func (p *Projector) step(ctx context.Context) (bool, error) {
 		}
 		events = append(events, more...)
 	}
-	through := p.after
+	through := reach(p.after, events, p.cfg.BatchSize, head)
+	moved := through > p.after
+	switch {
+	case moved:
+		if err := commitIsolating(ctx, p, p.retryPolicy(), events, through); err != nil {
+			return false, err
+		}
+		if len(events) == p.cfg.BatchSize {
+			return true, nil // a full batch: more are probably waiting
+		}
+		// A short batch caught up with the head: reading again now would
+		// find nothing. Wait's first read covers what committed meanwhile.
+	case time.Since(p.lastBeat) >= heartbeatEvery:
+		if err := p.commit(ctx, nil, p.after); err != nil {
+			return false, err
+		}
+	}
+	if err := p.src.Wait(ctx, p.after); err != nil {
+		return moved, fmt.Errorf("wait after %d: %w", p.after, err)
+	}
+	return moved, nil
+}
+
+// reach is the position a read of up to limit events after after, which
+// returned events, covers: its last event's, or the head read before it
+// when it came back short. A short read saw every matching event up to that
+// head (the store's order is gap-free), so a filtered projection moves its
+// checkpoint over the other streams' events too.
+func reach(after uint64, events []domain.Envelope, limit int, head uint64) uint64 {
+	through := after
 	if n := len(events); n > 0 {
 		through = events[n-1].Position
 	}
-	// A short read saw every matching event up to the head read before it
-	// (the store's order is gap-free), so a filtered projection can move
-	// its checkpoint over the other streams' events too.
-	if len(events) < p.cfg.BatchSize {
+	if len(events) < limit {
 		through = max(through, head)
 	}
-	if through <= p.after {
-		if time.Since(p.lastBeat) >= heartbeatEvery {
-			if err := p.commit(ctx, nil, p.after); err != nil {
-				return false, err
-			}
-		}
-		if err := p.src.Wait(ctx, p.after); err != nil {
-			return false, fmt.Errorf("wait after %d: %w", p.after, err)
-		}
-		return false, nil
-	}
-	if err := commitIsolating(ctx, p, p.retryPolicy(), events, through); err != nil {
-		return false, err
-	}
-	return true, nil
+	return through
 }
 
 func (p *Projector) retryPolicy() retryPolicy {

@@ -337,11 +337,7 @@ func (r *rebuilder) applyDecoded(ctx context.Context, res *readResult) error {
 		return err
 	}
 	r.head = max(r.head, res.head)
-	through := res.events[len(res.events)-1].Position
-	if len(res.events) < r.batch {
-		through = max(through, res.head)
-	}
-	r.after = max(r.after, through)
+	r.after = reach(r.after, res.events, r.batch, res.head)
 	r.events += uint64(len(res.events))
 	r.report()
 	return nil
@@ -350,13 +346,7 @@ func (r *rebuilder) applyDecoded(ctx context.Context, res *readResult) error {
 // apply commits one batch of the replay or the catch-up.
 func (r *rebuilder) apply(ctx context.Context, events []domain.Envelope, head uint64) error {
 	r.head = max(r.head, head)
-	through := r.after
-	if n := len(events); n > 0 {
-		through = events[n-1].Position
-	}
-	if len(events) < r.batch {
-		through = max(through, head)
-	}
+	through := reach(r.after, events, r.batch, head)
 	if through <= r.after {
 		return nil
 	}
@@ -462,14 +452,7 @@ func (r *rebuilder) trySwap(ctx context.Context) error {
 				return err
 			}
 			r.head = max(r.head, head)
-			through := r.after
-			if n := len(batch); n > 0 {
-				through = batch[n-1].Position
-			}
-			if len(batch) < r.batch {
-				through = max(through, head)
-			}
-			if through > r.after {
+			if through := reach(r.after, batch, r.batch, head); through > r.after {
 				if err := commitIsolating(ctx, c, rp, batch, through); err != nil {
 					return err
 				}

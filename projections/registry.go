@@ -144,14 +144,19 @@ type registryRow struct {
 	schemaHash string
 }
 
+const registrySQL = "SELECT active_version, checkpoint, rebuilding_version, schema_hash FROM projection_versions WHERE name = $1"
+
 func readRegistry(ctx context.Context, q Querier, name string) (registryRow, error) {
+	return scanRegistry(q.QueryRow(ctx, registrySQL, name), name)
+}
+
+func scanRegistry(row pgx.Row, name string) (registryRow, error) {
 	var (
 		r          registryRow
 		cp         int64
 		rebuilding *int32
 	)
-	err := q.QueryRow(ctx, "SELECT active_version, checkpoint, rebuilding_version, schema_hash FROM projection_versions WHERE name = $1", name).
-		Scan(&r.active, &cp, &rebuilding, &r.schemaHash)
+	err := row.Scan(&r.active, &cp, &rebuilding, &r.schemaHash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("projection %s is not installed: %w", name, domain.ErrNotFound)
 	}
@@ -164,12 +169,25 @@ func readRegistry(ctx context.Context, q Querier, name string) (registryRow, err
 // its registry row. The two run as separate statements on purpose: under
 // READ COMMITTED a statement sees the data committed when it started, so
 // the row must be read after the lock is granted to see a swap that
-// committed while this transaction waited for it.
+// committed while this transaction waited for it. They are sent together,
+// in one round trip: the server starts the read only once the lock is
+// granted.
 func lockedRegistry(ctx context.Context, tx pgx.Tx, name string) (registryRow, error) {
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", liveLockKey(name)); err != nil {
-		return registryRow{}, err
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", liveLockKey(name))
+	b.Queue(registrySQL, name)
+	br := tx.SendBatch(ctx, b)
+	var (
+		reg registryRow
+		err error
+	)
+	if _, err = br.Exec(); err == nil {
+		reg, err = scanRegistry(br.QueryRow(), name)
 	}
-	return readRegistry(ctx, tx, name)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return reg, err
 }
 
 // pointViews makes every view of p read the tables of version t, in tx.

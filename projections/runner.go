@@ -171,17 +171,6 @@ func (r *Runner) rebuildIfSchemaChanged(ctx context.Context, e *entry) {
 	}
 }
 
-// Names lists the registered projections in the order they were added.
-func (r *Runner) Names() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, len(r.entries))
-	for i, e := range r.entries {
-		out[i] = e.proj.Name()
-	}
-	return out
-}
-
 // Stats reports every projection's progress, in the order they were added.
 func (r *Runner) Stats() []Stats {
 	r.mu.Lock()

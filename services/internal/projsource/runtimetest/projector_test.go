@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -75,6 +76,60 @@ func TestBatchAndCheckpointCommitAtomically(t *testing.T) {
 	equalCounts(t, counts(t, env.Pool, c), storeCounts(t, env.Pool, "", head))
 	if s := p.Stats(); s.Checkpoint != head || s.Lag != 0 || s.Status != projections.StatusLive || s.Parked != 0 {
 		t.Errorf("stats %+v, want checkpoint %d, no lag, live, nothing parked", s, head)
+	}
+}
+
+// The checkpoint commits in the same transaction as the rows: when moving
+// the checkpoint fails after a batch's rows were written, the rows go too,
+// and the retried batch counts every event once. (Rows committed on their
+// own before the checkpoint would be counted again by the retry.)
+func TestFailedCheckpointWriteTakesTheRowsWithIt(t *testing.T) {
+	env := projsourcetest.New(t)
+	ctx := context.Background()
+	env.AppendStepsConcurrently(t, projsourcetest.History(rand.New(rand.NewPCG(21, 22)), 60, 6), 4)
+	head := env.Head(t)
+	c := &counter{name: "samecommit"}
+	var applied atomic.Int32
+	c.setHook(func(context.Context, []domain.Envelope) error {
+		applied.Add(1)
+		return nil
+	})
+	if err := projections.Install(ctx, env.Pool, c); err != nil {
+		t.Fatal(err)
+	}
+	// The first three checkpoint moves fail as a serialization failure
+	// would; the sequence counts them outside the transactions that roll
+	// back.
+	const failures = 3
+	_, err := env.Pool.Exec(ctx, `CREATE SEQUENCE checkpoint_failures;
+		CREATE FUNCTION fail_checkpoint() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.checkpoint > OLD.checkpoint AND nextval('checkpoint_failures') <= `+fmt.Sprint(failures)+` THEN
+				RAISE EXCEPTION 'checkpoint write failed' USING ERRCODE = '40001';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER fail_checkpoint BEFORE UPDATE ON projection_versions
+			FOR EACH ROW WHEN (NEW.name = 'samecommit') EXECUTE FUNCTION fail_checkpoint()`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := projections.NewProjector(env.Pool, env.Source(t), c, projections.Config{BatchSize: 50, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, p.Run)
+	waitCheckpoint(t, env.Pool, c.name, head)
+	equalCounts(t, counts(t, env.Pool, c), storeCounts(t, env.Pool, "", head))
+	var calls int64
+	if err := env.Pool.QueryRow(ctx, "SELECT last_value FROM checkpoint_failures").Scan(&calls); err != nil || calls <= failures {
+		t.Errorf("the checkpoint trigger ran %d times (%v); the test meant %d writes to fail", calls, err, failures)
+	}
+	if n := applied.Load(); n < failures+2 {
+		t.Errorf("Apply ran %d times; the failed checkpoint writes should have made it run again", n)
+	}
+	if got := parked(t, env.Pool, c.name); len(got) != 0 {
+		t.Errorf("parked %v for a failed checkpoint write, want nothing", got)
 	}
 }
 

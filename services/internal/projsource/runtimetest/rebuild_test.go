@@ -119,7 +119,13 @@ func TestReplayEqualsLive(t *testing.T) {
 		live := snapshot(t, env.Pool, m.table)
 		var reports []projections.Progress
 		err := projections.RebuildWith(ctx, env.Pool, m.src, m.proj, projections.RebuildConfig{
-			BatchSize: 400, Progress: func(p projections.Progress) { reports = append(reports, p) },
+			BatchSize: 400, Progress: func(p projections.Progress) {
+				reports = append(reports, p)
+				if p.Phase != "done" {
+					// Until the swap, queries read the live version.
+					sameRows(t, m.table+" served during the "+p.Phase, snapshot(t, env.Pool, m.table), live)
+				}
+			},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -353,6 +359,7 @@ func TestCancelledRebuildKeepsOldVersion(t *testing.T) {
 			batches++
 			if batches == 3 {
 				sawNew = tableExists(t, env.Pool, "orders_v2")
+				sameRows(t, "orders served while the rebuild replays", snapshot(t, env.Pool, m.table), before)
 				if st := statusOf(t, env, orderview.Name); st != projections.StatusRebuilding {
 					t.Errorf("ListStats during the rebuild says %s", st)
 				}
