@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -422,5 +424,66 @@ func TestNewPageNeverNull(t *testing.T) {
 	WriteJSON(rr, httptest.NewRequest(http.MethodGet, "/api/inventory", nil), http.StatusOK, NewPage[int](nil, ""))
 	if got := strings.TrimSpace(rr.Body.String()); got != `{"items":[],"next":""}` {
 		t.Fatalf("empty page encodes as %s", got)
+	}
+}
+
+// TestCounterConcurrentAdds: adds from many goroutines, to new and to
+// existing label values, are all counted.
+func TestCounterConcurrentAdds(t *testing.T) {
+	m := NewMetrics()
+	c := m.Counter("orderflow_test_adds_total", "Adds.", "kind", "shard")
+	const goroutines, adds = 8, 1000
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range adds {
+				c.Add(0.5, "k", strconv.Itoa(i%4))
+				c.Inc("own", strconv.Itoa(g))
+			}
+		})
+	}
+	wg.Wait()
+	for s := range 4 {
+		if got, want := c.Value("k", strconv.Itoa(s)), 0.5*goroutines*adds/4; got != want {
+			t.Errorf("shard %d: %v, want %v", s, got, want)
+		}
+	}
+	if got := c.Value("own", "3"); got != adds {
+		t.Errorf("own 3: %v, want %d", got, adds)
+	}
+	if got := c.Value("never", "seen"); got != 0 {
+		t.Errorf("unseen labels: %v, want 0", got)
+	}
+	rr := httptest.NewRecorder()
+	m.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	out := rr.Body.String()
+	// Samples are written in label order.
+	first := strings.Index(out, `orderflow_test_adds_total{kind="k",shard="0"} 1000`)
+	last := strings.Index(out, `orderflow_test_adds_total{kind="own",shard="7"} 1000`)
+	if first < 0 || last < 0 || first > last {
+		t.Fatalf("samples missing or out of order:\n%s", out)
+	}
+}
+
+func TestMetricNamesAreUnique(t *testing.T) {
+	tests := []struct {
+		name     string
+		register func(m *Metrics)
+	}{
+		{"counter twice", func(m *Metrics) { m.Counter("orderflow_x_total", "X.") }},
+		{"gauge over counter", func(m *Metrics) { m.GaugeFunc("orderflow_x_total", "X.", func() float64 { return 0 }) }},
+		{"built-in name", func(m *Metrics) { m.Counter("orderflow_http_requests_total", "Again.") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMetrics()
+			m.Counter("orderflow_x_total", "X.")
+			defer func() {
+				if recover() == nil {
+					t.Fatal("a second registration of a name did not panic")
+				}
+			}()
+			tt.register(m)
+		})
 	}
 }

@@ -53,7 +53,7 @@ func CommandMeta(r *http.Request) commands.Meta {
 
 func traceHeader(r *http.Request, name string) string {
 	v := r.Header.Get(name)
-	if !printableASCII(v, maxTraceHeader) {
+	if !PrintableASCII(v, maxTraceHeader) {
 		return ""
 	}
 	return v

@@ -3,11 +3,13 @@ package httpx
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -19,6 +21,7 @@ import (
 // and the HTTP request metrics.
 type Metrics struct {
 	mu       sync.Mutex
+	names    map[string]struct{}
 	counters []*CounterVec
 	funcs    []funcMetric
 
@@ -52,21 +55,37 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// CounterVec is a counter with labels.
+// CounterVec is a counter with labels. Add runs on every request, so it
+// takes no lock once a label combination exists: values maps the label
+// values joined by \xff to a *atomicFloat.
 type CounterVec struct {
 	name, help string
 	labels     []string
-	mu         sync.Mutex
-	values     map[string]float64 // key: label values joined by \xff
+	values     sync.Map
 }
+
+// atomicFloat is a float64 updated by compare-and-swap of its bits.
+type atomicFloat struct{ bits atomic.Uint64 }
+
+func (f *atomicFloat) add(v float64) {
+	for {
+		old := f.bits.Load()
+		if f.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			return
+		}
+	}
+}
+
+func (f *atomicFloat) load() float64 { return math.Float64frombits(f.bits.Load()) }
 
 // Counter registers a counter; label values are given to Add in the order
 // of labels.
 func (m *Metrics) Counter(name, help string, labels ...string) *CounterVec {
-	c := &CounterVec{name: name, help: help, labels: labels, values: make(map[string]float64)}
+	c := &CounterVec{name: name, help: help, labels: labels}
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.claimName(name)
 	m.counters = append(m.counters, c)
-	m.mu.Unlock()
 	return c
 }
 
@@ -93,8 +112,23 @@ func (m *Metrics) CounterVecFunc(name, help string, labels []string, read func()
 
 func (m *Metrics) addFunc(f funcMetric) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.claimName(f.name)
 	m.funcs = append(m.funcs, f)
-	m.mu.Unlock()
+}
+
+// claimName panics when name is registered twice: a scrape holding one
+// metric twice is refused by Prometheus as a whole, so the mistake must
+// surface where the metrics are wired, not on the first scrape. m.mu is
+// held.
+func (m *Metrics) claimName(name string) {
+	if _, dup := m.names[name]; dup {
+		panic("metric " + name + " registered twice")
+	}
+	if m.names == nil {
+		m.names = make(map[string]struct{})
+	}
+	m.names[name] = struct{}{}
 }
 
 // Add adds v (>= 0) to the counter with the given label values.
@@ -103,9 +137,11 @@ func (c *CounterVec) Add(v float64, labelValues ...string) {
 		panic(fmt.Sprintf("metric %s: got %d label values, want %d", c.name, len(labelValues), len(c.labels)))
 	}
 	key := strings.Join(labelValues, "\xff")
-	c.mu.Lock()
-	c.values[key] += v
-	c.mu.Unlock()
+	f, ok := c.values.Load(key)
+	if !ok {
+		f, _ = c.values.LoadOrStore(key, new(atomicFloat))
+	}
+	f.(*atomicFloat).add(v)
 }
 
 // Inc adds 1.
@@ -114,31 +150,31 @@ func (c *CounterVec) Inc(labelValues ...string) { c.Add(1, labelValues...) }
 // Value returns the counter's value for the label values (for tests and
 // diagnostics).
 func (c *CounterVec) Value(labelValues ...string) float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.values[strings.Join(labelValues, "\xff")]
+	if f, ok := c.values.Load(strings.Join(labelValues, "\xff")); ok {
+		return f.(*atomicFloat).load()
+	}
+	return 0
 }
 
 func (c *CounterVec) write(b *bytes.Buffer) {
-	c.mu.Lock()
-	keys := make([]string, 0, len(c.values))
-	for k := range c.values {
-		keys = append(keys, k)
+	type sample struct {
+		key   string
+		value float64
 	}
-	values := make(map[string]float64, len(c.values))
-	for k, v := range c.values {
-		values[k] = v
-	}
-	c.mu.Unlock()
-	slices.Sort(keys)
+	var samples []sample
+	c.values.Range(func(k, f any) bool {
+		samples = append(samples, sample{k.(string), f.(*atomicFloat).load()})
+		return true
+	})
+	slices.SortFunc(samples, func(a, b sample) int { return strings.Compare(a.key, b.key) })
 
 	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s counter\n", c.name, escapeHelp(c.help), c.name)
-	for _, k := range keys {
+	for _, s := range samples {
 		var vals []string
 		if len(c.labels) > 0 {
-			vals = strings.Split(k, "\xff")
+			vals = strings.Split(s.key, "\xff")
 		}
-		writeSample(b, c.name, c.labels, vals, values[k])
+		writeSample(b, c.name, c.labels, vals, s.value)
 	}
 }
 

@@ -45,10 +45,13 @@ func RequestID(next http.Handler) http.Handler {
 // ValidRequestID reports whether id is acceptable as a client-chosen
 // request id: 1-200 printable ASCII characters.
 func ValidRequestID(id string) bool {
-	return printableASCII(id, maxRequestIDLength)
+	return PrintableASCII(id, maxRequestIDLength)
 }
 
-func printableASCII(s string, maxLen int) bool {
+// PrintableASCII reports whether s is 1 to maxLen printable ASCII
+// characters, the rule for client-chosen header values that end up in
+// logs, events and database keys.
+func PrintableASCII(s string, maxLen int) bool {
 	if len(s) == 0 || len(s) > maxLen {
 		return false
 	}

@@ -132,17 +132,7 @@ func DeriveCommandID(service, scope, key string) string {
 
 // ValidKey reports whether key is acceptable: 1-200 printable ASCII
 // characters.
-func ValidKey(key string) bool {
-	if len(key) == 0 || len(key) > MaxKeyLength {
-		return false
-	}
-	for i := 0; i < len(key); i++ {
-		if key[i] < 0x20 || key[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+func ValidKey(key string) bool { return httpx.PrintableASCII(key, MaxKeyLength) }
 
 // Middleware applies idempotency to POST requests that carry the header;
 // other requests pass through untouched. The handler finds the derived
@@ -260,23 +250,13 @@ func millis(d time.Duration) int64 { return d.Milliseconds() }
 // database clock so that replicas agree.
 func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte) (claimResult, error) {
 	token := uuid.New()
-	// A few rounds cover the races: a row deleted or expired between our
-	// INSERT and SELECT.
+	// A few rounds cover the races: a row inserted by a concurrent request
+	// (not in our snapshot), or deleted or expired meanwhile.
 	for range 5 {
-		tag, err := s.pool.Exec(ctx, `
-			INSERT INTO idempotency_keys (scope, key, fingerprint, state, claim_token, locked_until, expires_at)
-			VALUES ($1, $2, $3, 'in_flight', $4,
-			        now() + $5 * interval '1 millisecond', now() + $6 * interval '1 millisecond')
-			ON CONFLICT (scope, key) DO NOTHING`,
-			scope, key, fingerprint, token, millis(s.cfg.Lease), millis(s.cfg.TTL))
-		if err != nil {
-			return claimResult{}, err
-		}
-		if tag.RowsAffected() == 1 {
-			return claimResult{outcome: outcomeClaimed, token: token}, nil
-		}
-
+		// One round trip: claim the key, or else read the row that holds
+		// it.
 		var (
+			claimed        bool
 			storedFP       []byte
 			state          string
 			status         *int32
@@ -284,16 +264,30 @@ func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte
 			body           []byte
 			expired, stale bool
 		)
-		err = s.pool.QueryRow(ctx, `
-			SELECT fingerprint, state, status, headers, body,
+		err := s.pool.QueryRow(ctx, `
+			WITH ins AS (
+				INSERT INTO idempotency_keys (scope, key, fingerprint, state, claim_token, locked_until, expires_at)
+				VALUES ($1, $2, $3, 'in_flight', $4,
+				        now() + $5 * interval '1 millisecond', now() + $6 * interval '1 millisecond')
+				ON CONFLICT (scope, key) DO NOTHING
+				RETURNING 1
+			)
+			SELECT true, NULL::bytea, '', NULL::integer, NULL::jsonb, NULL::bytea, false, false FROM ins
+			UNION ALL
+			SELECT false, fingerprint, state, status, headers, body,
 			       expires_at <= now(), coalesce(locked_until <= now(), false)
-			FROM idempotency_keys WHERE scope = $1 AND key = $2`, scope, key).
-			Scan(&storedFP, &state, &status, &headers, &body, &expired, &stale)
+			FROM idempotency_keys
+			WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM ins)`,
+			scope, key, fingerprint, token, millis(s.cfg.Lease), millis(s.cfg.TTL)).
+			Scan(&claimed, &storedFP, &state, &status, &headers, &body, &expired, &stale)
 		if errors.Is(err, pgx.ErrNoRows) {
-			continue // released or purged meanwhile: try to claim again
+			continue // held by a request not yet visible, or released or purged meanwhile
 		}
 		if err != nil {
 			return claimResult{}, err
+		}
+		if claimed {
+			return claimResult{outcome: outcomeClaimed, token: token}, nil
 		}
 		if expired {
 			if _, err := s.pool.Exec(ctx,
@@ -311,7 +305,7 @@ func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte
 		if !stale {
 			return claimResult{outcome: outcomeInFlight}, nil
 		}
-		tag, err = s.pool.Exec(ctx, `
+		tag, err := s.pool.Exec(ctx, `
 			UPDATE idempotency_keys
 			SET claim_token = $3, locked_until = now() + $4 * interval '1 millisecond'
 			WHERE scope = $1 AND key = $2 AND state = 'in_flight' AND locked_until <= now()`,

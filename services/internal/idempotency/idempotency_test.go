@@ -385,3 +385,44 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentFirstRequests: requests racing with one new key execute
+// the handler once; the others are told it is in flight or get its answer.
+func TestConcurrentFirstRequests(t *testing.T) {
+	f := newFixture(t)
+	block := make(chan struct{})
+	unblock := sync.OnceFunc(func() { close(block) })
+	t.Cleanup(unblock) // runs before the server closes, should a check fail
+	f.set(func(f *fixture) { f.block = block })
+	const n = 8
+	results := make(chan response, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { results <- f.post(t, "/things", "race", `{"a":1}`) })
+	}
+	// Every request but the executing one answers without waiting for it.
+	var executed int
+	for range n - 1 {
+		select {
+		case r := <-results:
+			wantProblem(t, r, http.StatusConflict, httpx.SlugIdempotencyInFlight)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only some racing requests answered; handler ran %d times", f.calls.Load())
+		}
+	}
+	unblock()
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.status != http.StatusAccepted || r.replays {
+			t.Fatalf("executing request: %+v", r)
+		}
+		executed++
+	}
+	if executed != 1 || f.calls.Load() != 1 {
+		t.Fatalf("%d requests executed, handler ran %d times; want 1", executed, f.calls.Load())
+	}
+	if r := f.post(t, "/things", "race", `{"a":1}`); !r.replays {
+		t.Fatalf("after the race: %+v", r)
+	}
+}

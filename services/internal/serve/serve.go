@@ -256,18 +256,18 @@ func ReadModels() []ReadModel {
 // service's own store, and installs the model's tables and views so that
 // queries answer (empty) from the first request on.
 func (s *Server) newRunner(ctx context.Context) (*projections.Runner, error) {
-	i := slices.IndexFunc(ReadModels(), func(m ReadModel) bool { return m.Service == s.cfg.Service })
+	models := ReadModels()
+	i := slices.IndexFunc(models, func(m ReadModel) bool { return m.Service == s.cfg.Service })
 	if i < 0 {
 		return nil, fmt.Errorf("no read model for service %q", s.cfg.Service)
 	}
-	model := ReadModels()[i]
-	proj, prefixes := model.New(), model.StreamPrefixes
-	src, err := projsource.New(s.store, eventstore.Filter{StreamPrefixes: prefixes}, projsource.Config{})
+	model := models[i]
+	src, err := projsource.New(s.store, eventstore.Filter{StreamPrefixes: model.StreamPrefixes}, projsource.Config{})
 	if err != nil {
 		return nil, err
 	}
 	r := projections.NewRunner(s.pool, s.cfg.Logger.With("component", "projections"))
-	if err := r.Add(proj, src, s.cfg.Projector); err != nil {
+	if err := r.Add(model.New(), src, s.cfg.Projector); err != nil {
 		return nil, err
 	}
 	if err := r.Install(ctx); err != nil {
