@@ -32,8 +32,12 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.CopyRows, "copy-rows", 300_000, "rows written by the CopyFrom reference")
 	fs.IntVar(&cfg.ReplayEvents, "replay-events", 1_000_000, "events seeded and replayed into the orders read model (-1 skips)")
 	fs.IntVar(&cfg.LagRate, "lag-rate", 5_000, "append rate in events/s while measuring projection lag (-1 skips)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return usagef("bench: unexpected arguments %q", fs.Args())
 	}
 	if *adminURL == "" {
 		fmt.Fprintln(os.Stderr, "starting a private PostgreSQL cluster (fsync on) ...")

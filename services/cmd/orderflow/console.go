@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"golang.org/x/term"
 )
 
 // console serialises the dev stack's output: its own progress lines and
@@ -18,12 +20,7 @@ type console struct {
 }
 
 func newConsole(f *os.File) *console {
-	return &console{w: f, color: isTerminal(f) && os.Getenv("NO_COLOR") == ""}
-}
-
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return &console{w: f, color: term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == ""}
 }
 
 // Printf writes the dev command's own output.

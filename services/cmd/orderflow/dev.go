@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/orderflow/orderflow/services/internal/childproc"
 	"github.com/orderflow/orderflow/services/internal/natsembed"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/pgserver"
@@ -256,8 +257,8 @@ func (d *devStack) waitHealthy(ctx context.Context) error {
 				return fmt.Errorf("%s did not answer GET %s within %s (last: %v); its last log lines:\n%s", p.name, health, healthTimeout, err, p.tail.String())
 			}
 			select {
-			case <-p.done:
-				return fmt.Errorf("%s exited while starting (%v); its last log lines:\n%s", p.name, p.err, p.tail.String())
+			case <-p.proc.Done():
+				return fmt.Errorf("%s exited while starting (%v); its last log lines:\n%s", p.name, p.proc.Err(), p.tail.String())
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-time.After(100 * time.Millisecond):
@@ -274,7 +275,7 @@ func (d *devStack) supervise(ctx context.Context) error {
 	for _, p := range d.children {
 		go func() {
 			select {
-			case <-p.done:
+			case <-p.proc.Done():
 				exited <- p
 			case <-ctx.Done():
 			}
@@ -290,7 +291,7 @@ func (d *devStack) supervise(ctx context.Context) error {
 		return nil
 	case p := <-exited:
 		d.con.Printf("%s exited unexpectedly, shutting down...\n", p.name)
-		return fmt.Errorf("%s exited unexpectedly (%v); its last log lines:\n%s", p.name, p.err, p.tail.String())
+		return fmt.Errorf("%s exited unexpectedly (%v); its last log lines:\n%s", p.name, p.proc.Err(), p.tail.String())
 	case <-pgDone:
 		d.con.Printf("PostgreSQL exited unexpectedly, shutting down...\n")
 		return fmt.Errorf("PostgreSQL exited unexpectedly; its last log lines:\n%s", lastLines(d.pg.LogTail(), 20))
@@ -332,23 +333,23 @@ func (d *devStack) shutdown() error {
 // grace for all of them and SIGKILLs the groups of those still running.
 func stopServices(procs []*serviceProc, grace time.Duration) {
 	for _, p := range procs {
-		p.signalGroup(syscall.SIGTERM)
+		_ = p.proc.SignalGroup(syscall.SIGTERM)
 	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	for _, p := range procs {
 		select {
-		case <-p.done:
+		case <-p.proc.Done():
 		case <-timer.C:
 			// Grace is over for everyone still running.
 			for _, q := range procs {
-				q.signalGroup(syscall.SIGKILL)
+				_ = q.proc.SignalGroup(syscall.SIGKILL)
 			}
-			<-p.done
+			<-p.proc.Done()
 		}
 	}
 	for _, p := range procs {
-		<-p.done
+		<-p.proc.Done()
 	}
 }
 
@@ -410,9 +411,7 @@ type serviceProc struct {
 	port int
 	tail *lineTail
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has been reaped
-	err  error         // Wait's result, readable after done is closed
+	proc *childproc.Child
 }
 
 func (p *serviceProc) start(exe, databaseURL, natsURL string, con *console) error {
@@ -421,25 +420,17 @@ func (p *serviceProc) start(exe, databaseURL, natsURL string, con *console) erro
 		"DATABASE_URL="+databaseURL, "NATS_URL="+natsURL)
 	out := con.Writer(p.name, p.tail)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = childProcAttr()
+	// Its own process group keeps a terminal's Ctrl-C from reaching the
+	// service, so that the dev command stops the services in order; the
+	// kernel sends SIGTERM should the dev command die first (Linux).
+	cmd.SysProcAttr = childproc.SysProcAttr(nil, syscall.SIGTERM)
 	cmd.WaitDelay = 2 * time.Second
-	p.cmd = cmd
-	p.done = make(chan struct{})
-	if err := startLocked(cmd, func(err error) { p.err = err; close(p.done) }); err != nil {
+	proc, err := childproc.Start(cmd)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
+	p.proc = proc
 	return nil
-}
-
-func (p *serviceProc) signalGroup(sig syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	// Each child leads its own process group (Setpgid), so -pid reaches it
-	// and anything it started.
-	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
 func envWithout(env []string, keys ...string) []string {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 var build struct {
@@ -232,43 +233,36 @@ func (r *devRun) assertAllGone(t *testing.T) {
 	}
 }
 
-// processesMatching lists the live processes whose command line contains s.
-func processesMatching(s string) []int {
+// processes lists the live processes for whose /proc directory match
+// holds.
+func processes(match func(procDir string) bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), s) {
+		if err == nil && match(filepath.Join("/proc", e.Name())) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
 }
 
+// processesMatching lists the live processes whose command line contains s.
+func processesMatching(s string) []int {
+	return processes(func(dir string) bool {
+		cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+		return err == nil && strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), s)
+	})
+}
+
 // processesIn lists the live processes whose working directory is under
 // dir. Every PostgreSQL process works in its data directory, backends
 // included, whose command lines do not name it.
 func processesIn(dir string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if err == nil && strings.HasPrefix(cwd, dir+"/") {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return processes(func(proc string) bool {
+		cwd, err := os.Readlink(filepath.Join(proc, "cwd"))
+		return err == nil && strings.HasPrefix(cwd, dir+"/")
+	})
 }
 
 func TestDevServesAndStopsCleanly(t *testing.T) {
@@ -348,6 +342,9 @@ func TestUsage(t *testing.T) {
 		{"dev help", []string{"dev", "-h"}, 0},
 		{"dev bad port base", []string{"dev", "--port-base", "70000"}, 2},
 		{"dev extra args", []string{"dev", "now"}, 2},
+		{"bench help", []string{"bench", "-h"}, 0},
+		{"bench bad flag", []string{"bench", "--nope"}, 2},
+		{"bench extra args", []string{"bench", "now"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -145,6 +145,15 @@ func (f dbFlags) resolve() (string, error) {
 	return u, nil
 }
 
+// open opens the database the flags name.
+func (f dbFlags) open(ctx context.Context) (*database, error) {
+	u, err := f.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return openDatabase(ctx, u)
+}
+
 // serviceDatabaseURL is adminURL (a postgres:// URL) pointed at service's
 // own database: same host and credentials, database pgdb.Name(service).
 func serviceDatabaseURL(adminURL, service string) (string, error) {
@@ -317,11 +326,7 @@ Flags:
 		fs.Usage()
 		return usagef("projections list: unexpected arguments %q", pos)
 	}
-	u, err := db.resolve()
-	if err != nil {
-		return err
-	}
-	d, err := openDatabase(ctx, u)
+	d, err := db.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -405,11 +410,7 @@ Flags:
 		return usagef("projections replay: unknown projection %q; %s: %s", name, what, strings.Join(catalogNames(db.service), ", "))
 	}
 	entry := catalog()[i]
-	u, err := db.resolve()
-	if err != nil {
-		return err
-	}
-	d, err := openDatabase(ctx, u)
+	d, err := db.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -183,7 +184,7 @@ func TestProjectionsReplayAndList(t *testing.T) {
 		}
 		hd := groupDigits(uint64(head))
 		want := []string{"orders", "stopped", "3", hd, hd, "0", "0", "0"}
-		if got := strings.Fields(lines[1]); !equalStrings(got, want) {
+		if got := strings.Fields(lines[1]); !slices.Equal(got, want) {
 			t.Errorf("row %q, want fields %q", got, want)
 		}
 	})
@@ -228,18 +229,6 @@ func TestProjectionsReplayAndList(t *testing.T) {
 			t.Errorf("rejected commands changed the registry: %d projections", got)
 		}
 	})
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestProjectionsReplayCancelled interrupts a rebuild that cannot swap

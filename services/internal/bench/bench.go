@@ -246,12 +246,13 @@ func (r *runner) refCopy(ctx context.Context) error {
 	defer pool.Close()
 	const batch = 10_000
 	cols := []string{"position", "event_id", "stream", "version", "type", "schema_version", "data", "metadata", "recorded_at"}
-	now := time.Now()
 	start := time.Now()
 	for done := 0; done < r.cfg.CopyRows; done += batch {
-		_, err := pool.CopyFrom(ctx, pgx.Identifier{"ref_events"}, cols, pgx.CopyFromSlice(batch, func(i int) ([]any, error) {
+		// The last batch is cut short so that exactly CopyRows rows are
+		// written, the number the rate is computed from.
+		_, err := pool.CopyFrom(ctx, pgx.Identifier{"ref_events"}, cols, pgx.CopyFromSlice(min(batch, r.cfg.CopyRows-done), func(i int) ([]any, error) {
 			n := done + i + 1
-			return []any{int64(n), uuid.New().String(), fmt.Sprintf("bench-%d", n/100), int64(n%100 + 1), "BenchEvent", int32(1), payload, metadata, now}, nil
+			return []any{int64(n), uuid.New().String(), fmt.Sprintf("bench-%d", n/100), int64(n%100 + 1), "BenchEvent", int32(1), payload, metadata, start}, nil
 		}))
 		if err != nil {
 			return err

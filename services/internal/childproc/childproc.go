@@ -4,20 +4,29 @@
 package childproc
 
 import (
+	"os"
 	"os/exec"
 	"runtime"
+	"syscall"
 )
 
-// Start starts cmd and calls exited, from another goroutine, with Wait's
-// result once the child has been reaped. It returns Start's error, in which
-// case exited is never called.
+// Child is a process started by Start.
+type Child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // Wait's result, readable once done is closed
+}
+
+// Start starts cmd and reaps it, from another goroutine, once it exits;
+// Done then closes.
 //
 // The child is started from a goroutine locked to its OS thread for the
 // child's whole life: Linux sends the parent-death signal (see SysProcAttr)
 // when the thread that forked the child exits, not the process, and the Go
 // runtime may retire the thread of an unlocked goroutine at any time, which
 // would take the child down early.
-func Start(cmd *exec.Cmd, exited func(error)) error {
+func Start(cmd *exec.Cmd) (*Child, error) {
+	c := &Child{cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -28,7 +37,50 @@ func Start(cmd *exec.Cmd, exited func(error)) error {
 			return
 		}
 		started <- nil
-		exited(cmd.Wait())
+		c.err = cmd.Wait()
+		close(c.done)
 	}()
-	return <-started
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Pid is the child's process id.
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
+
+// Done is closed once the child has exited and been reaped.
+func (c *Child) Done() <-chan struct{} { return c.done }
+
+// Err is Wait's result: nil for a clean exit, else why the child ended.
+// Call it after Done is closed.
+func (c *Child) Err() error { return c.err }
+
+// Signal sends sig to the child alone; once it has been reaped it returns
+// os.ErrProcessDone.
+func (c *Child) Signal(sig syscall.Signal) error {
+	if c.exited() {
+		return os.ErrProcessDone
+	}
+	return c.cmd.Process.Signal(sig)
+}
+
+// SignalGroup sends sig to the child's process group, which it leads when
+// started with SysProcAttr, so that whatever the child started gets it
+// too. Once the child has been reaped its group id may be anyone's, so it
+// then returns os.ErrProcessDone.
+func (c *Child) SignalGroup(sig syscall.Signal) error {
+	if c.exited() {
+		return os.ErrProcessDone
+	}
+	return syscall.Kill(-c.Pid(), sig)
+}
+
+func (c *Child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }

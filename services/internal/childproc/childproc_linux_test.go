@@ -2,6 +2,7 @@ package childproc
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -27,7 +28,8 @@ func TestHelperParent(t *testing.T) {
 	}
 	cmd := exec.Command("sleep", "60")
 	cmd.SysProcAttr = SysProcAttr(nil, syscall.SIGKILL)
-	if err := Start(cmd, func(error) {}); err != nil {
+	c, err := Start(cmd)
+	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
@@ -38,7 +40,7 @@ func TestHelperParent(t *testing.T) {
 		wg.Go(func() { runtime.LockOSThread() })
 	}
 	wg.Wait()
-	fmt.Println("child", cmd.Process.Pid)
+	fmt.Println("child", c.Pid())
 	time.Sleep(time.Minute)
 }
 
@@ -93,5 +95,55 @@ func TestParentDeathKillsChild(t *testing.T) {
 			t.Fatalf("child %d outlived its parent by 5s", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSignalGroup reaches what the child started; once the child is reaped,
+// neither kind of signal is sent.
+func TestSignalGroup(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & echo $!; wait")
+	cmd.SysProcAttr = SysProcAttr(nil, syscall.SIGKILL)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.SignalGroup(syscall.SIGKILL)
+		<-c.Done()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read the grandchild's pid: %v", err)
+	}
+	grandchild, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("shell said %q", line)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(grandchild, syscall.SIGKILL) })
+
+	if err := c.SignalGroup(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the child outlived SIGTERM to its group by 10s")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(grandchild) {
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d outlived SIGTERM to the group by 5s", grandchild)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.Signal(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("Signal after exit: %v, want os.ErrProcessDone", err)
+	}
+	if err := c.SignalGroup(syscall.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("SignalGroup after exit: %v, want os.ErrProcessDone", err)
 	}
 }

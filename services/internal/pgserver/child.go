@@ -2,8 +2,6 @@ package pgserver
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 	"time"
@@ -11,48 +9,10 @@ import (
 	"github.com/orderflow/orderflow/services/internal/childproc"
 )
 
-// child is a started process and the outcome of waiting for it.
-type child struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has been reaped
-	err  error         // Wait's result, readable after done is closed
-}
-
-// startChild starts cmd so that it dies with this process (see
-// childproc.Start).
-func startChild(cmd *exec.Cmd) (*child, error) {
-	c := &child{cmd: cmd, done: make(chan struct{})}
-	err := childproc.Start(cmd, func(err error) {
-		c.err = err
-		close(c.done)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// sysProcAttr runs the server as cred (nil: as the caller), in its own
-// process group, with deathSig delivered should the caller die first.
-func sysProcAttr(cred *syscall.Credential, deathSig syscall.Signal) *syscall.SysProcAttr {
-	return childproc.SysProcAttr(cred, deathSig)
-}
-
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
-func (c *child) signal(sig syscall.Signal) error {
-	select {
-	case <-c.done:
-		return os.ErrProcessDone
-	default:
-	}
-	return c.cmd.Process.Signal(sig)
-}
-
 // terminate asks PostgreSQL for a fast shutdown (SIGINT), escalates to an
 // immediate shutdown (SIGQUIT) after grace or when ctx ends, and finally
 // SIGKILLs the process group. It returns once the process is reaped.
-func (c *child) terminate(ctx context.Context, grace time.Duration) error {
+func terminate(ctx context.Context, c *childproc.Child, grace time.Duration) {
 	steps := []struct {
 		sig  syscall.Signal
 		wait time.Duration
@@ -62,16 +22,16 @@ func (c *child) terminate(ctx context.Context, grace time.Duration) error {
 		{syscall.SIGQUIT, 5 * time.Second, false},
 	}
 	for _, st := range steps {
-		_ = c.signal(st.sig)
+		_ = c.Signal(st.sig)
 		t := time.NewTimer(st.wait)
 		var ctxDone <-chan struct{}
 		if st.ctx {
 			ctxDone = ctx.Done()
 		}
 		select {
-		case <-c.done:
+		case <-c.Done():
 			t.Stop()
-			return nil
+			return
 		case <-t.C:
 		case <-ctxDone:
 			t.Stop()
@@ -79,9 +39,8 @@ func (c *child) terminate(ctx context.Context, grace time.Duration) error {
 	}
 	// The postmaster leads its own process group (Setpgid), so this takes
 	// any backend that outlived it too.
-	_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
-	<-c.done
-	return nil
+	_ = c.SignalGroup(syscall.SIGKILL)
+	<-c.Done()
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/orderflow/orderflow/services/internal/childproc"
 )
 
 // Superuser is the name of the cluster's superuser role.
@@ -41,7 +44,7 @@ const Superuser = "postgres"
 const (
 	dataSubdir   = "data"
 	passwordFile = "superuser-password"
-	// maxSocketPath keeps "<sockdir>/.s.PGSQL.<port>.lock" under the kernel's
+	// maxSocketDirLen keeps "<sockdir>/.s.PGSQL.<port>.lock" under the kernel's
 	// 108-byte limit for unix socket paths.
 	maxSocketDirLen = 80
 	bindRetries     = 5
@@ -149,7 +152,7 @@ type Server struct {
 	password string
 	cred     *syscall.Credential
 
-	proc *child
+	proc *childproc.Child
 	log  *tailBuffer
 
 	stopOnce sync.Once
@@ -158,7 +161,7 @@ type Server struct {
 
 // Start initialises the cluster if Dir holds none, starts postgres and waits
 // until it accepts connections. The returned Server must be stopped with
-// Stop; if the caller dies first, the kernel stops postgres (see child).
+// Stop; if the caller dies first, the kernel stops postgres (see childproc).
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -231,10 +234,10 @@ func (s *Server) Port() int { return s.port }
 func (s *Server) Dir() string { return s.dir }
 
 // PID returns the process id of the postmaster.
-func (s *Server) PID() int { return s.proc.pid() }
+func (s *Server) PID() int { return s.proc.Pid() }
 
 // Done is closed when the postmaster has exited, whether through Stop or not.
-func (s *Server) Done() <-chan struct{} { return s.proc.done }
+func (s *Server) Done() <-chan struct{} { return s.proc.Done() }
 
 // LogTail returns the last part of the server's log.
 func (s *Server) LogTail() string { return s.log.String() }
@@ -251,11 +254,8 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 func (s *Server) stop(ctx context.Context) error {
-	err := s.proc.terminate(ctx, s.cfg.StopTimeout)
-	if rmErr := s.removeDirs(); rmErr != nil && err == nil {
-		err = rmErr
-	}
-	return err
+	terminate(ctx, s.proc, s.cfg.StopTimeout)
+	return s.removeDirs()
 }
 
 func (s *Server) removeDirs() error {
@@ -350,20 +350,11 @@ func searchable(mode os.FileMode, st *syscall.Stat_t, cred *syscall.Credential) 
 	switch {
 	case st.Uid == cred.Uid:
 		return perm&0o100 != 0
-	case st.Gid == cred.Gid || containsGid(cred.Groups, st.Gid):
+	case st.Gid == cred.Gid || slices.Contains(cred.Groups, st.Gid):
 		return perm&0o010 != 0
 	default:
 		return perm&0o001 != 0
 	}
-}
-
-func containsGid(groups []uint32, gid uint32) bool {
-	for _, g := range groups {
-		if g == gid {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *Server) dataDir() string { return filepath.Join(s.dir, dataSubdir) }
@@ -407,22 +398,22 @@ func (s *Server) initdb(ctx context.Context, bin string) error {
 	cmd.Env = childEnv()
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	cmd.SysProcAttr = sysProcAttr(s.cred, syscall.SIGKILL)
+	cmd.SysProcAttr = childproc.SysProcAttr(s.cred, syscall.SIGKILL)
 	cmd.WaitDelay = 2 * time.Second
 
-	c, err := startChild(cmd)
+	c, err := childproc.Start(cmd)
 	if err != nil {
 		return fmt.Errorf("pgserver: start initdb: %w", err)
 	}
 	select {
-	case <-c.done:
+	case <-c.Done():
 	case <-ctx.Done():
-		_ = c.signal(syscall.SIGKILL)
-		<-c.done
+		_ = c.Signal(syscall.SIGKILL)
+		<-c.Done()
 		return fmt.Errorf("pgserver: initdb: %w", ctx.Err())
 	}
-	if c.err != nil {
-		return fmt.Errorf("pgserver: initdb: %w\n%s", c.err, strings.TrimSpace(out.String()))
+	if err := c.Err(); err != nil {
+		return fmt.Errorf("pgserver: initdb: %w\n%s", err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
@@ -467,17 +458,17 @@ func (s *Server) startPostgres(ctx context.Context, bin string) error {
 	cmd.Stderr = cmd.Stdout
 	// SIGQUIT on parent death is PostgreSQL's immediate shutdown: the
 	// postmaster takes its backends down with it.
-	cmd.SysProcAttr = sysProcAttr(s.cred, syscall.SIGQUIT)
+	cmd.SysProcAttr = childproc.SysProcAttr(s.cred, syscall.SIGQUIT)
 	cmd.WaitDelay = 2 * time.Second
 
-	c, err := startChild(cmd)
+	c, err := childproc.Start(cmd)
 	if err != nil {
 		return fmt.Errorf("pgserver: start postgres: %w", err)
 	}
 	s.proc = c
 
 	if err := s.waitReady(ctx); err != nil {
-		_ = c.terminate(context.Background(), s.cfg.StopTimeout)
+		terminate(context.Background(), c, s.cfg.StopTimeout)
 		tail := s.log.String()
 		if strings.Contains(tail, "could not bind") || strings.Contains(tail, "already in use") {
 			err = fmt.Errorf("%w: %w", errPortInUse, err)
@@ -499,8 +490,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.proc.done:
-			return fmt.Errorf("postgres exited: %v", s.proc.err)
+		case <-s.proc.Done():
+			return fmt.Errorf("postgres exited: %v", s.proc.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last)
 		case <-tick.C:

@@ -114,18 +114,25 @@ func TestAdminURLIsSuperuser(t *testing.T) {
 	}
 }
 
-func TestNATSRoundTrip(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+// jetStream connects to NATS(t) for the test.
+func jetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
 	nc, err := nats.Connect(NATS(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return js
+}
+
+func TestNATSRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	js := jetStream(t)
 	stream := "TESTENV_" + randomHex(4)
 	subject := "testenv." + randomHex(4)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject}}); err != nil {
@@ -162,15 +169,7 @@ func TestNATSFreshPerTest(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			nc, err := nats.Connect(NATS(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				t.Fatal(err)
-			}
+			js := jetStream(t)
 			// Creating the same name with a different config fails on a
 			// server that already has it.
 			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SAME", Subjects: []string{"same." + name}}); err != nil {
