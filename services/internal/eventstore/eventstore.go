@@ -119,3 +119,42 @@ func CheckAppend(stream string, expected domain.ExpectedVersion, events []domain
 	}
 	return nil
 }
+
+// Recorded is where an event is stored.
+type Recorded struct {
+	Stream   string
+	Version  int64
+	Position uint64
+}
+
+// Replayed applies Append's idempotency rule, so that every adapter decides
+// it alike. lookup reports where an event id is already stored, if anywhere.
+// done is true when the append is a retry of one that landed: every id is
+// stored in stream at consecutive versions, the first one where expected
+// would have put it (any place for AnyVersion); res then reports the stored
+// versions. An id stored in any other way is ErrDuplicateEventID. events must
+// have passed CheckAppend.
+func Replayed(stream string, expected domain.ExpectedVersion, events []domain.Envelope, lookup func(id string) (Recorded, bool)) (res AppendResult, done bool, err error) {
+	first, seen := lookup(events[0].ID)
+	if !seen {
+		for _, e := range events[1:] {
+			if _, dup := lookup(e.ID); dup {
+				return AppendResult{}, false, fmt.Errorf("event %s already stored: %w", e.ID, ErrDuplicateEventID)
+			}
+		}
+		return AppendResult{}, false, nil
+	}
+	ok := first.Stream == stream && (expected == domain.AnyVersion || int64(expected) == first.Version-1)
+	last := first
+	for i, e := range events[1:] {
+		if !ok {
+			break
+		}
+		last, ok = lookup(e.ID)
+		ok = ok && last.Stream == stream && last.Version == first.Version+int64(i)+1
+	}
+	if !ok {
+		return AppendResult{}, false, fmt.Errorf("event %s already stored, but not as this append: %w", events[0].ID, ErrDuplicateEventID)
+	}
+	return AppendResult{NextVersion: last.Version, Position: last.Position}, true, nil
+}

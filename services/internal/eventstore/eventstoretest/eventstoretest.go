@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Options) {
 		{"ConflictWritesNothing", testConflictWritesNothing},
 		{"ConcurrentCreateOneWins", testConcurrentCreate},
 		{"IdempotentReappend", testIdempotentReappend},
+		{"EventIDCase", testEventIDCase},
 		{"ReadStreamPaging", testReadStreamPaging},
 		{"EmptyAndMissingStreams", testEmptyAndMissing},
 		{"InvalidAppends", testInvalidAppends},
@@ -283,6 +284,26 @@ func testIdempotentReappend(t *testing.T, s eventstore.Store, p string) {
 	mustAppend(t, s, stream, domain.ExactVersion(2), more)
 	if got := mustRead(t, s, stream); len(got) != 3 {
 		t.Fatalf("stream has %d events, want 3", len(got))
+	}
+}
+
+// testEventIDCase checks that event ids are UUIDs whatever their spelling:
+// stored in lower case, and a retry spelling them otherwise is still the same
+// append.
+func testEventIDCase(t *testing.T, s eventstore.Store, p string) {
+	stream := p + "case"
+	e := events(1, "E")
+	lower := e[0].ID
+	e[0].ID = strings.ToUpper(lower)
+	res := mustAppend(t, s, stream, domain.NoStream, e)
+	e[0].ID = lower
+	again := mustAppend(t, s, stream, domain.NoStream, e)
+	if again != res {
+		t.Errorf("retry in lower case = %+v, want %+v", again, res)
+	}
+	got := mustRead(t, s, stream)
+	if len(got) != 1 || got[0].ID != lower {
+		t.Fatalf("stream holds %v, want one event with id %s", got, lower)
 	}
 }
 
@@ -524,6 +545,8 @@ func testSubscribe(t *testing.T, s eventstore.Store, p string) {
 			t.Errorf("live event took %s to arrive", d)
 		}
 	}
+	// An event waiting when the subscription closes is not delivered.
+	mustAppend(t, s, p+"live", domain.AnyVersion, events(1, "AfterClose"))
 	sub.Close()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

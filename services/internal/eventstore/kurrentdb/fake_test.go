@@ -96,19 +96,30 @@ func (b *fakeBackend) check() error {
 	return nil
 }
 
-func (b *fakeBackend) appendEvents(ctx context.Context, stream string, state kurrentdb.StreamState, events []kurrentdb.EventData) (uint64, uint64, error) {
+// lock does what every call does first: it fails on a closed client, an ended
+// context or an injected failure, and otherwise returns the server locked.
+func (b *fakeBackend) lock(ctx context.Context) (*fakeServer, error) {
 	if err := b.check(); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	f := b.srv
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if err := f.takeFailure(); err != nil {
+		f.mu.Unlock()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (b *fakeBackend) appendEvents(ctx context.Context, stream string, state kurrentdb.StreamState, events []kurrentdb.EventData) (uint64, uint64, error) {
+	f, err := b.lock(ctx)
+	if err != nil {
 		return 0, 0, err
 	}
+	defer f.mu.Unlock()
 	cur := int64(len(f.streams[stream])) - 1
 	var expected int64
 	switch s := state.(type) {
@@ -148,18 +159,11 @@ func (b *fakeBackend) appendEvents(ctx context.Context, stream string, state kur
 }
 
 func (b *fakeBackend) readStream(ctx context.Context, stream string, from kurrentdb.StreamPosition, backwards bool, count uint64) ([]kurrentdb.RecordedEvent, error) {
-	if err := b.check(); err != nil {
+	f, err := b.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	f := b.srv
-	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.takeFailure(); err != nil {
-		return nil, err
-	}
 	idx := f.streams[stream]
 	n := int64(len(idx))
 	var start int64
@@ -184,18 +188,11 @@ func (b *fakeBackend) readStream(ctx context.Context, stream string, from kurren
 }
 
 func (b *fakeBackend) readAll(ctx context.Context, from kurrentdb.AllPosition, backwards bool, count uint64) ([]kurrentdb.RecordedEvent, error) {
-	if err := b.check(); err != nil {
+	f, err := b.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	f := b.srv
-	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.takeFailure(); err != nil {
-		return nil, err
-	}
 	var out []kurrentdb.RecordedEvent
 	if !backwards {
 		for _, rec := range f.log {

@@ -203,7 +203,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	if err := eventstore.CheckAppend(stream, expected, events); err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	data, ids, err := toEventData(stream, events)
+	data, err := toEventData(stream, events)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
@@ -215,7 +215,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	if err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, err)
 	}
-	res, err := s.append(ctx, be, stream, expected, state, data, ids)
+	res, err := s.append(ctx, be, stream, expected, state, data, events)
 	s.release()
 	if err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", stream, s.fail(ctx, be, err))
@@ -223,13 +223,13 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	return res, nil
 }
 
-func (s *Store) append(ctx context.Context, be backend, stream string, expected domain.ExpectedVersion, state kurrentdb.StreamState, data []kurrentdb.EventData, ids []uuid.UUID) (eventstore.AppendResult, error) {
+func (s *Store) append(ctx context.Context, be backend, stream string, expected domain.ExpectedVersion, state kurrentdb.StreamState, data []kurrentdb.EventData, events []domain.Envelope) (eventstore.AppendResult, error) {
 	if expected == domain.AnyVersion && s.cfg.AnyVersionScan > 0 {
 		tail, err := be.readStream(ctx, stream, kurrentdb.End{}, true, uint64(s.cfg.AnyVersionScan))
 		if err != nil {
 			return eventstore.AppendResult{}, fmt.Errorf("scan for a replay: %w", err)
 		}
-		if res, done, err := replayed(tail, ids); done || err != nil {
+		if res, done, err := replayed(stream, tail, events); done || err != nil {
 			return res, err
 		}
 	}
@@ -261,36 +261,27 @@ func (s *Store) positionAt(ctx context.Context, be backend, stream string, rev, 
 	return fallback
 }
 
-// replayed decides an AnyVersion append against the stream's newest events
-// (tail, newest first): done is true when every id is already stored in
-// order, in which case the append is a no-op reporting where they are. An id
-// stored otherwise is ErrDuplicateEventID.
-func replayed(tail []kurrentdb.RecordedEvent, ids []uuid.UUID) (eventstore.AppendResult, bool, error) {
+// replayed decides an AnyVersion append of events to stream against the
+// stream's newest events (tail, newest first) by the shared rule: done is
+// true when every id is already stored in order, in which case the append is
+// a no-op reporting where they are. An id stored otherwise is
+// ErrDuplicateEventID.
+func replayed(stream string, tail []kurrentdb.RecordedEvent, events []domain.Envelope) (eventstore.AppendResult, bool, error) {
 	if len(tail) == 0 {
 		return eventstore.AppendResult{}, false, nil
 	}
-	byID := make(map[uuid.UUID]int, len(tail))
-	for i, rec := range tail {
-		byID[rec.EventID] = i
+	byID := make(map[uuid.UUID]eventstore.Recorded, len(tail))
+	for _, rec := range tail {
+		byID[rec.EventID] = eventstore.Recorded{Stream: stream, Version: versionOf(rec.EventNumber), Position: positionOf(rec)}
 	}
-	first, ok := byID[ids[0]]
-	if !ok {
-		for _, id := range ids[1:] {
-			if _, dup := byID[id]; dup {
-				return eventstore.AppendResult{}, false, fmt.Errorf("event %s already stored elsewhere: %w", id, eventstore.ErrDuplicateEventID)
-			}
+	return eventstore.Replayed(stream, domain.AnyVersion, events, func(id string) (eventstore.Recorded, bool) {
+		u, err := uuid.Parse(id)
+		if err != nil {
+			return eventstore.Recorded{}, false
 		}
-		return eventstore.AppendResult{}, false, nil
-	}
-	// tail is newest first, so the event after tail[i] is tail[i-1].
-	for k, id := range ids {
-		j := first - k
-		if j < 0 || tail[j].EventID != id || tail[j].EventNumber != tail[first].EventNumber+uint64(k) {
-			return eventstore.AppendResult{}, false, fmt.Errorf("event %s already stored, but not as this append: %w", ids[0], eventstore.ErrDuplicateEventID)
-		}
-	}
-	last := tail[first-len(ids)+1]
-	return eventstore.AppendResult{NextVersion: versionOf(last.EventNumber), Position: positionOf(last)}, true, nil
+		r, ok := byID[u]
+		return r, ok
+	})
 }
 
 // ReadStream implements eventstore.Store.

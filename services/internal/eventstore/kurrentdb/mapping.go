@@ -181,28 +181,26 @@ func decodeMetadata(b []byte) (domain.Metadata, int, error) {
 // events), the nil UUID is refused (the client would silently replace it with
 // a random id, breaking idempotent retries) and Data must be JSON, since it
 // is stored with the JSON content type.
-func toEventData(stream string, events []domain.Envelope) ([]kurrentdb.EventData, []uuid.UUID, error) {
+func toEventData(stream string, events []domain.Envelope) ([]kurrentdb.EventData, error) {
 	if strings.HasPrefix(stream, "$") {
-		return nil, nil, fmt.Errorf("append %s: stream names starting with $ are reserved for KurrentDB: %w", stream, eventstore.ErrInvalidAppend)
+		return nil, fmt.Errorf("append %s: stream names starting with $ are reserved for KurrentDB: %w", stream, eventstore.ErrInvalidAppend)
 	}
 	out := make([]kurrentdb.EventData, len(events))
-	ids := make([]uuid.UUID, len(events))
 	for i, e := range events {
 		if strings.HasPrefix(e.Type, "$") {
-			return nil, nil, fmt.Errorf("append %s: event %d: types starting with $ are reserved for KurrentDB: %w", stream, i, eventstore.ErrInvalidAppend)
+			return nil, fmt.Errorf("append %s: event %d: types starting with $ are reserved for KurrentDB: %w", stream, i, eventstore.ErrInvalidAppend)
 		}
 		id, err := uuid.Parse(e.ID)
 		if err != nil || id == uuid.Nil {
-			return nil, nil, fmt.Errorf("append %s: event %d: id %q is not a usable UUID: %w", stream, i, e.ID, eventstore.ErrInvalidAppend)
+			return nil, fmt.Errorf("append %s: event %d: id %q is not a usable UUID: %w", stream, i, e.ID, eventstore.ErrInvalidAppend)
 		}
 		if len(e.Data) > 0 && !json.Valid(e.Data) {
-			return nil, nil, fmt.Errorf("append %s: event %d: data is not JSON: %w", stream, i, eventstore.ErrInvalidAppend)
+			return nil, fmt.Errorf("append %s: event %d: data is not JSON: %w", stream, i, eventstore.ErrInvalidAppend)
 		}
 		meta, err := encodeMetadata(e)
 		if err != nil {
-			return nil, nil, fmt.Errorf("append %s: event %d: %w", stream, i, err)
+			return nil, fmt.Errorf("append %s: event %d: %w", stream, i, err)
 		}
-		ids[i] = id
 		out[i] = kurrentdb.EventData{
 			EventID:     id,
 			EventType:   e.Type,
@@ -211,7 +209,7 @@ func toEventData(stream string, events []domain.Envelope) ([]kurrentdb.EventData
 			Metadata:    meta,
 		}
 	}
-	return out, ids, nil
+	return out, nil
 }
 
 // toEnvelope converts a recorded event. Metadata that is not ours (events of

@@ -6,6 +6,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +22,6 @@ type Store struct {
 	ids     map[string]int    // event id -> index into all
 	changed chan struct{}     // closed and replaced on every append
 	closed  bool
-	now     func() time.Time
 }
 
 // New returns an empty store.
@@ -30,7 +30,6 @@ func New() *Store {
 		streams: make(map[string][]int),
 		ids:     make(map[string]int),
 		changed: make(chan struct{}),
-		now:     func() time.Time { return time.Now().UTC() },
 	}
 }
 
@@ -44,20 +43,30 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	if err := eventstore.CheckAppend(stream, expected, events); err != nil {
 		return domain.AppendResult{}, err
 	}
+	// Ids are stored in lower case, as the other adapters do, so that a
+	// retry spelling them otherwise is still recognised.
+	lower := make([]domain.Envelope, len(events))
+	for i, e := range events {
+		e.ID = strings.ToLower(e.ID)
+		lower[i] = e
+	}
+	events = lower
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return domain.AppendResult{}, eventstore.ErrClosed
 	}
-	idx := s.streams[stream]
-	current := int64(len(idx))
-	if res, ok, err := s.replayed(stream, expected, events); err != nil || ok {
+	current := int64(len(s.streams[stream]))
+	if res, done, err := eventstore.Replayed(stream, expected, events, s.lookup); err != nil || done {
+		if err != nil {
+			err = fmt.Errorf("append %s: %w", stream, err)
+		}
 		return res, err
 	}
 	if expected != domain.AnyVersion && int64(expected) != current {
 		return domain.AppendResult{}, fmt.Errorf("append %s: expected version %d, stream is at %d: %w", stream, expected, current, eventstore.ErrVersionConflict)
 	}
-	now := s.now()
+	now := time.Now().UTC()
 	for i, e := range events {
 		e.Stream = stream
 		e.Version = current + int64(i) + 1
@@ -74,32 +83,14 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	return domain.AppendResult{NextVersion: last.Version, Position: last.Position}, nil
 }
 
-// replayed reports whether events were all appended before, at the place
-// this append would have put them, making the append an idempotent no-op.
-func (s *Store) replayed(stream string, expected domain.ExpectedVersion, events []domain.Envelope) (domain.AppendResult, bool, error) {
-	first, seen := s.ids[events[0].ID]
-	if !seen {
-		for _, e := range events[1:] {
-			if _, dup := s.ids[e.ID]; dup {
-				return domain.AppendResult{}, false, fmt.Errorf("append %s: event %s: %w", stream, e.ID, eventstore.ErrDuplicateEventID)
-			}
-		}
-		return domain.AppendResult{}, false, nil
-	}
-	stored := s.all[first]
-	ok := stored.Stream == stream && (expected == domain.AnyVersion || int64(expected) == stored.Version-1)
-	for i, e := range events {
-		j, dup := s.ids[e.ID]
-		if !dup || j >= len(s.all) || s.all[j].Stream != stream || s.all[j].Version != stored.Version+int64(i) {
-			ok = false
-			break
-		}
-	}
+// lookup reports where an event id is stored.
+func (s *Store) lookup(id string) (eventstore.Recorded, bool) {
+	i, ok := s.ids[id]
 	if !ok {
-		return domain.AppendResult{}, false, fmt.Errorf("append %s: event %s already stored elsewhere: %w", stream, events[0].ID, eventstore.ErrDuplicateEventID)
+		return eventstore.Recorded{}, false
 	}
-	last := s.all[s.ids[events[len(events)-1].ID]]
-	return domain.AppendResult{NextVersion: last.Version, Position: last.Position}, true, nil
+	e := s.all[i]
+	return eventstore.Recorded{Stream: e.Stream, Version: e.Version, Position: e.Position}, true
 }
 
 // ReadStream implements eventstore.Store.
@@ -172,6 +163,11 @@ type subscription struct {
 
 func (sub *subscription) Next(ctx context.Context) (domain.Envelope, error) {
 	for {
+		select {
+		case <-sub.done:
+			return domain.Envelope{}, eventstore.ErrClosed
+		default:
+		}
 		s := sub.store
 		s.mu.RLock()
 		for sub.next < uint64(len(s.all)) {

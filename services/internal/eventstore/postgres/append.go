@@ -55,16 +55,22 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 		meta:     make([][]byte, len(events)),
 		done:     make(chan appendResp, 1),
 	}
+	// The events of one append nearly always share their metadata (one
+	// command caused them), so each distinct value is encoded once.
+	var meta []byte
 	for i, e := range events {
 		e.ID = strings.ToLower(e.ID)
 		if e.Data == nil {
 			e.Data = []byte{}
 		}
-		m, err := json.Marshal(e.Metadata)
-		if err != nil {
-			return domain.AppendResult{}, fmt.Errorf("append %s: metadata: %w", stream, err)
+		if meta == nil || e.Metadata != events[i-1].Metadata {
+			m, err := json.Marshal(e.Metadata)
+			if err != nil {
+				return domain.AppendResult{}, fmt.Errorf("append %s: metadata: %w", stream, err)
+			}
+			meta = m
 		}
-		req.events[i], req.meta[i] = e, m
+		req.events[i], req.meta[i] = e, meta
 	}
 	select {
 	case s.queue <- req:
@@ -101,8 +107,8 @@ func (s *Store) commitLoop() {
 			s.turn.Unlock()
 			return
 		}
-		batch := s.gather(first, int(s.lastSize.Load()))
-		s.lastSize.Store(int64(len(batch)))
+		batch := s.gather(first, s.lastSize)
+		s.lastSize = len(batch)
 		s.commitBatch(batch, sync.OnceFunc(s.turn.Unlock))
 	}
 }
@@ -158,14 +164,6 @@ const (
 	maxLinger  = time.Millisecond
 )
 
-// stored is where an event id already sits (or will sit, when planned by an
-// earlier append of the same batch).
-type stored struct {
-	stream   string
-	version  int64
-	position int64
-}
-
 // commitBatch writes one group commit and answers every append in it.
 // locked is called once the batch's transaction holds the append lock, or
 // when the batch ends without it.
@@ -184,11 +182,11 @@ func (s *Store) commitBatch(batch []*appendReq, locked func()) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	resps, wrote, err := s.writeBatch(ctx, live, false, locked)
+	resps, head, err := s.writeBatch(ctx, live, false, locked)
 	if errors.Is(err, errKnownIDs) {
 		// Some event id is already stored: a retry of an append that
 		// landed. Decide again, this time looking the ids up first.
-		resps, wrote, err = s.writeBatch(ctx, live, true, locked)
+		resps, head, err = s.writeBatch(ctx, live, true, locked)
 	}
 	for i, r := range live {
 		if err != nil && resps[i].err == nil {
@@ -196,26 +194,27 @@ func (s *Store) commitBatch(batch []*appendReq, locked func()) {
 		}
 		r.done <- resps[i]
 	}
-	if err == nil && wrote {
-		s.broadcast()
+	if err == nil && head > 0 {
+		s.broadcast(head)
 	}
 }
 
 // writeBatch runs the group-commit transaction in two round trips: one to
 // open it, take the append lock and read what the decisions need, one to
 // write the rows, notify subscribers and commit. It returns one response per
-// request; when err is non-nil the transaction failed and every response
-// without its own error must report err.
+// request and the position of the last row written (0 when it wrote none);
+// when err is non-nil the transaction failed and every response without its
+// own error must report err.
 //
 // Event ids are looked up before deciding only when lookIDs is set. The
 // first attempt skips the lookup and lets the unique index on event_id
 // report a stored id as errKnownIDs, so the common case pays no index probes
 // for it.
-func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool, locked func()) ([]appendResp, bool, error) {
+func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool, locked func()) ([]appendResp, uint64, error) {
 	resps := make([]appendResp, len(reqs))
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return resps, false, err
+		return resps, 0, err
 	}
 	// A connection released inside a transaction (after an error) is
 	// closed by the pool rather than reused, so no explicit rollback is
@@ -247,16 +246,16 @@ func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool,
 		head       int64
 		recordedAt time.Time
 		versions   = make(map[string]int64, len(streams))
-		known      = make(map[string]stored)
+		known      = make(map[string]eventstore.Recorded)
 	)
 	err = readDecisionInputs(conn.SendBatch(ctx, b), lookIDs, &head, &recordedAt, versions, known)
 	locked()
 	if err != nil {
-		return resps, false, err
+		return resps, 0, err
 	}
 
 	var (
-		cols       columns
+		cols       = columns{recordedAt: recordedAt}
 		conflicted []int
 	)
 	for i, r := range reqs {
@@ -275,8 +274,8 @@ func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool,
 		for j, e := range r.events {
 			head++
 			cur++
-			known[e.ID] = stored{stream: r.stream, version: cur, position: head}
-			cols.add(head, e, r.stream, cur, r.meta[j], recordedAt)
+			known[e.ID] = eventstore.Recorded{Stream: r.stream, Version: cur, Position: uint64(head)}
+			cols.add(head, e, r.stream, cur, r.meta[j])
 		}
 		versions[r.stream] = cur
 		resps[i] = appendResp{res: domain.AppendResult{NextVersion: cur, Position: uint64(head)}}
@@ -286,7 +285,7 @@ func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool,
 	// lookup of its ids can tell.
 	if len(conflicted) > 0 {
 		if err := s.recheckConflicts(ctx, conn.Conn(), reqs, conflicted, resps); err != nil {
-			return resps, false, err
+			return resps, 0, err
 		}
 	}
 
@@ -294,7 +293,7 @@ func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool,
 	if n := cols.len(); n > 0 {
 		if n >= copyThreshold {
 			if err := cols.copy(ctx, conn.Conn()); err != nil {
-				return resps, false, knownIDs(err)
+				return resps, 0, knownIDs(err)
 			}
 		} else {
 			cols.queueInsert(b)
@@ -303,9 +302,12 @@ func (s *Store) writeBatch(ctx context.Context, reqs []*appendReq, lookIDs bool,
 	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return resps, false, knownIDs(err)
+		return resps, 0, knownIDs(err)
 	}
-	return resps, cols.len() > 0, nil
+	if cols.len() == 0 {
+		return resps, 0, nil
+	}
+	return resps, uint64(head), nil
 }
 
 // recheckConflicts looks up the event ids of the requests that failed their
@@ -321,7 +323,7 @@ func (s *Store) recheckConflicts(ctx context.Context, conn *pgx.Conn, reqs []*ap
 	if err != nil {
 		return err
 	}
-	known := make(map[string]stored)
+	known := make(map[string]eventstore.Recorded)
 	if err := scanKnown(rows, known); err != nil {
 		return err
 	}
@@ -346,7 +348,7 @@ func knownIDs(err error) error {
 }
 
 // readDecisionInputs reads the results of the first round trip.
-func readDecisionInputs(br pgx.BatchResults, lookIDs bool, head *int64, recordedAt *time.Time, versions map[string]int64, known map[string]stored) error {
+func readDecisionInputs(br pgx.BatchResults, lookIDs bool, head *int64, recordedAt *time.Time, versions map[string]int64, known map[string]eventstore.Recorded) error {
 	defer br.Close()
 	for range 2 { // BEGIN, advisory lock
 		if _, err := br.Exec(); err != nil {
@@ -389,46 +391,34 @@ func readDecisionInputs(br pgx.BatchResults, lookIDs bool, head *int64, recorded
 const knownIDsQuery = "SELECT event_id::text, stream, version, position FROM es_events WHERE event_id = ANY($1::uuid[])"
 
 // scanKnown reads the rows of knownIDsQuery into known.
-func scanKnown(rows pgx.Rows, known map[string]stored) error {
+func scanKnown(rows pgx.Rows, known map[string]eventstore.Recorded) error {
 	defer rows.Close()
 	for rows.Next() {
-		var id string
-		var k stored
-		if err := rows.Scan(&id, &k.stream, &k.version, &k.position); err != nil {
+		var (
+			id  string
+			k   eventstore.Recorded
+			pos int64
+		)
+		if err := rows.Scan(&id, &k.Stream, &k.Version, &pos); err != nil {
 			return err
 		}
+		k.Position = uint64(pos)
 		known[id] = k
 	}
 	return rows.Err()
 }
 
-// replayed reports whether r's events are already stored (or planned earlier
-// in this batch) exactly where r would put them, which makes r a no-op. An
-// id stored anywhere else is ErrDuplicateEventID.
-func replayed(r *appendReq, known map[string]stored) (domain.AppendResult, bool, error) {
-	first, seen := known[r.events[0].ID]
-	if !seen {
-		for _, e := range r.events[1:] {
-			if _, dup := known[e.ID]; dup {
-				return domain.AppendResult{}, false, fmt.Errorf("append %s: event %s: %w", r.stream, e.ID, eventstore.ErrDuplicateEventID)
-			}
-		}
-		return domain.AppendResult{}, false, nil
+// replayed applies the idempotency rule to r against the ids in known
+// (stored, or planned earlier in this batch).
+func replayed(r *appendReq, known map[string]eventstore.Recorded) (domain.AppendResult, bool, error) {
+	res, done, err := eventstore.Replayed(r.stream, r.expected, r.events, func(id string) (eventstore.Recorded, bool) {
+		k, ok := known[id]
+		return k, ok
+	})
+	if err != nil {
+		return res, false, fmt.Errorf("append %s: %w", r.stream, err)
 	}
-	ok := first.stream == r.stream && (r.expected == domain.AnyVersion || int64(r.expected) == first.version-1)
-	var last stored
-	for i, e := range r.events {
-		k, dup := known[e.ID]
-		if !dup || k.stream != r.stream || k.version != first.version+int64(i) {
-			ok = false
-			break
-		}
-		last = k
-	}
-	if !ok {
-		return domain.AppendResult{}, false, fmt.Errorf("append %s: event %s already stored elsewhere: %w", r.stream, r.events[0].ID, eventstore.ErrDuplicateEventID)
-	}
-	return domain.AppendResult{NextVersion: last.version, Position: uint64(last.position)}, true, nil
+	return res, done, nil
 }
 
 // columns holds a batch's rows column by column, the shape both the array
@@ -438,10 +428,10 @@ type columns struct {
 	ids, streams, types []string
 	schemas             []int32
 	data, meta          [][]byte
-	recordedAt          time.Time
+	recordedAt          time.Time // one commit, one timestamp for all rows
 }
 
-func (c *columns) add(pos int64, e domain.Envelope, stream string, version int64, meta []byte, at time.Time) {
+func (c *columns) add(pos int64, e domain.Envelope, stream string, version int64, meta []byte) {
 	c.positions = append(c.positions, pos)
 	c.ids = append(c.ids, e.ID)
 	c.streams = append(c.streams, stream)
@@ -450,7 +440,6 @@ func (c *columns) add(pos int64, e domain.Envelope, stream string, version int64
 	c.schemas = append(c.schemas, int32(e.SchemaVersion))
 	c.data = append(c.data, e.Data)
 	c.meta = append(c.meta, meta)
-	c.recordedAt = at
 }
 
 func (c *columns) len() int { return len(c.positions) }

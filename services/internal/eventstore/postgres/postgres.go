@@ -18,11 +18,9 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,11 +95,12 @@ type Store struct {
 	queue    chan *appendReq
 	stop     chan struct{}
 	wg       sync.WaitGroup
-	turn     sync.Mutex   // held by the committer gathering the next batch
-	lastSize atomic.Int64 // requests in the last batch, for lingering
+	turn     sync.Mutex // held by the committer gathering the next batch
+	lastSize int        // requests in the last batch, for lingering; guarded by turn
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced whenever new events may exist
+	woken    uint64        // the highest head broadcast so far
 	closed   bool
 	listener *listener
 }
@@ -189,14 +188,22 @@ func (s *Store) Close() error {
 	}
 }
 
-// broadcast wakes every waiting subscription.
-func (s *Store) broadcast() {
+// broadcast wakes every waiting subscription because the events up to
+// position head have committed; head 0 means "something may have changed".
+// Every commit of this store is announced twice, directly and through its
+// own NOTIFY, and a head already announced is skipped, so subscribers read
+// once per commit. Skipping is safe for any head at or below one already
+// announced: positions commit in order, so those events were visible to the
+// reads that the earlier wake-up caused.
+func (s *Store) broadcast(head uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.closed {
-		close(s.changed)
-		s.changed = make(chan struct{})
+	if s.closed || (head != 0 && head <= s.woken) {
+		return
 	}
+	s.woken = max(s.woken, head)
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // waitChan returns the channel closed at the next broadcast.
@@ -293,6 +300,3 @@ func (s *Store) Head(ctx context.Context) (uint64, error) {
 	}
 	return uint64(head), nil
 }
-
-// errStopped reports an append abandoned because the store closed.
-var errStopped = errors.New("stopped")

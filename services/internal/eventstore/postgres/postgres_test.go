@@ -12,38 +12,35 @@ import (
 	"github.com/orderflow/orderflow/services/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/eventstore/eventstoretest"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/services/internal/eventstore/postgres/pgtest"
 	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// newStore returns a store on a fresh, migrated database.
 func newStore(t *testing.T, cfg postgres.Config) (*postgres.Store, *pgxpool.Pool) {
 	t.Helper()
+	return pgtest.New(t, cfg)
+}
+
+// TestMigrateTwice checks that migrating a database in use is harmless:
+// every service start does it.
+func TestMigrateTwice(t *testing.T) {
+	s, pool := newStore(t, postgres.Config{})
 	ctx := context.Background()
-	pcfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
-	if err != nil {
+	e := domain.Envelope{ID: "6f1c1a52-8d3e-4b43-9a43-2f0d9a0c1e03", Type: "E", Data: []byte(`{}`)}
+	if _, err := s.Append(ctx, "m", domain.NoStream, []domain.Envelope{e}); err != nil {
 		t.Fatal(err)
 	}
-	pcfg.MaxConns = 20
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	// Migrating twice must be harmless: every service start does it.
 	if err := postgres.Migrate(ctx, pool); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
-	s, err := postgres.New(ctx, pool, cfg)
-	if err != nil {
-		t.Fatal(err)
+	if evs, err := s.ReadStream(ctx, "m", 1, 0); err != nil || len(evs) != 1 || evs[0].ID != e.ID {
+		t.Fatalf("after a second migrate the stream holds %v (%v), want the one event", evs, err)
 	}
-	t.Cleanup(func() { s.Close() })
-	return s, pool
+	if res, err := s.Append(ctx, "m", domain.ExactVersion(1), []domain.Envelope{{ID: "6f1c1a52-8d3e-4b43-9a43-2f0d9a0c1e04", Type: "E"}}); err != nil || res.NextVersion != 2 {
+		t.Fatalf("append after a second migrate = %+v, %v; want version 2", res, err)
+	}
 }
 
 func TestContract(t *testing.T) {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
@@ -35,36 +36,48 @@ type subscription struct {
 	after  uint64
 	filter eventstore.Filter
 	buf    []domain.Envelope
-	done   chan struct{}
-	once   sync.Once
+	// caughtUp is set when the last read found everything there was: it
+	// is the wake-up channel taken before that read, and no read is
+	// needed until it is closed.
+	caughtUp <-chan struct{}
+	done     chan struct{}
+	once     sync.Once
 }
 
 func (sub *subscription) Next(ctx context.Context) (domain.Envelope, error) {
 	s := sub.store
 	for {
+		select {
+		case <-sub.done:
+			return domain.Envelope{}, eventstore.ErrClosed
+		default:
+		}
 		if len(sub.buf) > 0 {
 			e := sub.buf[0]
 			sub.buf = sub.buf[1:]
 			sub.after = e.Position
 			return e, nil
 		}
-		// Take the wake-up channel before reading, so a commit between the
-		// read and the wait is not missed.
-		wake, closed := s.waitChan()
-		if closed {
-			return domain.Envelope{}, eventstore.ErrClosed
-		}
-		evs, err := s.ReadAll(ctx, sub.after, s.cfg.ReadBatch, sub.filter)
-		if err != nil {
-			return domain.Envelope{}, err
-		}
-		if len(evs) > 0 {
+		if sub.caughtUp == nil {
+			// Take the wake-up channel before reading, so a commit
+			// between the read and the wait is not missed.
+			wake, closed := s.waitChan()
+			if closed {
+				return domain.Envelope{}, eventstore.ErrClosed
+			}
+			evs, err := s.ReadAll(ctx, sub.after, s.cfg.ReadBatch, sub.filter)
+			if err != nil {
+				return domain.Envelope{}, err
+			}
 			sub.buf = evs
+			if len(evs) < s.cfg.ReadBatch {
+				sub.caughtUp = wake
+			}
 			continue
 		}
 		t := time.NewTimer(s.cfg.PollInterval)
 		select {
-		case <-wake:
+		case <-sub.caughtUp:
 		case <-t.C:
 		case <-sub.done:
 			t.Stop()
@@ -74,6 +87,7 @@ func (sub *subscription) Next(ctx context.Context) (domain.Envelope, error) {
 			return domain.Envelope{}, ctx.Err()
 		}
 		t.Stop()
+		sub.caughtUp = nil
 	}
 }
 
@@ -101,7 +115,7 @@ func newListener(s *Store) *listener {
 			}
 			// Whatever was committed while we were away is found by the
 			// subscribers' next read.
-			s.broadcast()
+			s.broadcast(0)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
@@ -122,12 +136,16 @@ func (l *listener) listen(ctx context.Context, s *Store) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return err
 	}
-	s.broadcast()
+	s.broadcast(0)
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		s.broadcast()
+		// The payload is the commit's head; one that does not parse
+		// wakes everyone.
+		head, _ := strconv.ParseUint(n.Payload, 10, 64)
+		s.broadcast(head)
 	}
 }
 
