@@ -22,6 +22,7 @@ import (
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/services/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/services/internal/eventstore/postgres/pgtest"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
 	"github.com/orderflow/orderflow/services/internal/natsembed"
@@ -47,30 +48,12 @@ type db struct {
 
 func newDB(t *testing.T) *db {
 	t.Helper()
-	ctx := ctxT(t)
-	pcfg, err := pgxpool.ParseConfig(testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcfg.MaxConns = 20
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	store, pool := pgtest.New(t, postgres.Config{PollInterval: 200 * time.Millisecond})
 	for range 2 { // every start migrates; the second time is a no-op
-		if err := relay.Migrate(ctx, pool); err != nil {
+		if err := relay.Migrate(ctxT(t), pool); err != nil {
 			t.Fatal(err)
 		}
 	}
-	store, err := postgres.New(ctx, pool, postgres.Config{PollInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	return &db{pool: pool, store: store, cp: relay.NewCheckpoints(pool)}
 }
 
