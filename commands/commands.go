@@ -1,7 +1,14 @@
 // Package commands handles the commands of the orders, inventory and shipping
 // contexts: load the aggregate from its stream, let the domain decide, append
-// the resulting events with the expected version, and retry a bounded number
-// of times when another writer got there first.
+// the resulting events with the expected version, and retry when another
+// writer got there first.
+//
+// Within one process the commands on one stream never conflict: they queue,
+// and the stream's single writer runs them one after another on the state
+// it keeps from the previous ones, appending the events of the commands
+// queued together in one append. Only writers in other processes cause
+// version conflicts; those are retried with backoff within a time budget,
+// reading only the events appended since.
 //
 // Every command carries an id. The ids of the events a command produces are
 // derived from it, and a handler that finds the command already applied to the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/orderflow/orderflow/commands"
@@ -20,8 +21,10 @@ func TestConfigValidate(t *testing.T) {
 		valid bool
 	}{
 		{"zero means defaults", commands.Config{}, true},
-		{"explicit", commands.Config{MaxRetries: 3, ServedCountries: []string{"US", "BR"}}, true},
-		{"negative retries", commands.Config{MaxRetries: -1}, false},
+		{"explicit", commands.Config{RetryBudget: time.Second, CacheStreams: 10, CacheIDs: 100, ServedCountries: []string{"US", "BR"}}, true},
+		{"negative budget", commands.Config{RetryBudget: -time.Second}, false},
+		{"negative cache streams", commands.Config{CacheStreams: -1}, false},
+		{"negative cache ids", commands.Config{CacheIDs: -1}, false},
 		{"not a country", commands.Config{ServedCountries: []string{"US", "EU"}}, false},
 		{"lower case", commands.Config{ServedCountries: []string{"us"}}, false},
 		{"empty list", commands.Config{ServedCountries: []string{}}, false},

@@ -19,10 +19,11 @@ const readPage = 512
 
 // Backoff between retries after a version conflict: baseBackoff doubled per
 // retry up to maxBackoff, of which a random half to all is waited, so that
-// writers that collided do not collide again in step.
+// writers that collided do not collide again in step. Within the default
+// budget of 2 s that is about 25 attempts.
 const (
 	baseBackoff = time.Millisecond
-	maxBackoff  = 50 * time.Millisecond
+	maxBackoff  = 100 * time.Millisecond
 )
 
 // idSpace is the name space of the event and command ids derived from
@@ -31,27 +32,6 @@ var idSpace = uuid.MustParse("3e0f6f2a-7c1b-4d6e-9a55-1b8f0c2d4e71")
 
 // registry knows every event of the aggregates the handlers load.
 var registry = events.NewRegistry()
-
-// executor runs commands against one store: load, decide, append, retry.
-type executor struct {
-	store      EventStore
-	maxRetries int
-}
-
-func newExecutor(store EventStore, cfg Config) *executor {
-	if store == nil {
-		panic("commands: nil EventStore")
-	}
-	if err := cfg.Validate(); err != nil {
-		panic(err)
-	}
-	return &executor{store: store, maxRetries: cfg.withDefaults().MaxRetries}
-}
-
-// aggregate is the state of an aggregate, rebuilt by applying its events.
-type aggregate interface {
-	Apply(event any)
-}
 
 // outcome is a command's effect on one stream.
 type outcome struct {
@@ -62,94 +42,32 @@ type outcome struct {
 	seen map[string]bool
 }
 
-// execute runs one command on one stream: it loads the aggregate, answers a
-// duplicate if the stream already holds an event caused by m.CommandID,
-// else lets decide choose the events and appends them at the loaded
-// version, retrying on a version conflict. The watch ids are reported in
+// execute runs one command on one stream through the stream's writer (see
+// writer.go): it answers a duplicate if the stream already holds an event
+// caused by m.CommandID, else lets decide choose the events and appends
+// them at the stream's version, retrying after a version conflict with
+// another process within the retry budget. The watch ids are reported in
 // outcome.seen when they caused events of the stream.
 //
-// A retry reads only the events appended since the previous attempt and
-// applies them to the same state: decisions never change the state they
-// are given (aggtest checks that in every domain test case), so the state
-// after a failed append is still the state at the loaded version.
-func execute[S any, P interface {
-	*S
-	aggregate
-}](ctx context.Context, x *executor, m Meta, stream string, decide func(P) ([]any, error), watch ...string) (outcome, error) {
-	watch = append([]string{m.CommandID}, watch...)
-	state := P(new(S))
-	seen := make(map[string]bool)
-	var version int64
-	for attempt := 0; ; attempt++ {
-		var err error
-		version, err = x.load(ctx, stream, state, version, watch, seen)
-		if err != nil {
-			return outcome{}, err
-		}
-		out := outcome{Result: Result{Stream: stream, Version: version}, seen: seen}
-		if seen[m.CommandID] {
-			out.Duplicate = true
-			return out, nil
-		}
-		evs, err := decide(state)
-		if err != nil {
-			return outcome{}, decisionError(stream, err)
-		}
-		if len(evs) == 0 {
-			return out, nil
-		}
-		envs, err := envelopes(m, stream, evs)
-		if err != nil {
-			return outcome{}, err
-		}
-		res, err := x.store.Append(ctx, stream, domain.ExactVersion(version), envs)
-		if err == nil {
-			out.Version = res.NextVersion
-			out.appended = true
-			return out, nil
-		}
-		if !errors.Is(err, domain.ErrVersionConflict) {
-			return outcome{}, fmt.Errorf("append %s: %w", stream, err)
-		}
-		if attempt >= x.maxRetries {
-			return outcome{}, fmt.Errorf("append %s: still conflicting after %d attempts: %w", stream, attempt+1, err)
-		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return outcome{}, fmt.Errorf("append %s: %w", stream, err)
-		}
+// The writer keeps the stream's state between commands and, after a
+// conflict, reads only the events appended since: decisions never change
+// the state they are given (aggtest checks that in every domain test
+// case), so the state after a failed append is still the state at the
+// version it was read at.
+func execute[S any, P state[S]](ctx context.Context, x *executor, m Meta, stream string, decide func(P) ([]any, error), watch ...string) (outcome, error) {
+	id, err := uuid.Parse(m.CommandID)
+	if err != nil {
+		// prepare has checked the id; this is a caller's bug.
+		return outcome{}, fmt.Errorf("command id %q: %w", m.CommandID, domain.ErrInvalid)
 	}
-}
-
-// load applies to state the events of stream after version, which state
-// already reflects, and returns the stream's new version. It marks in seen
-// which of the watched command ids caused any of those events (seen may be
-// nil when watch is empty).
-func (x *executor) load(ctx context.Context, stream string, state aggregate, version int64, watch []string, seen map[string]bool) (int64, error) {
-	for {
-		page, err := x.store.ReadStream(ctx, stream, version+1, readPage)
-		if err != nil {
-			return 0, fmt.Errorf("read %s: %w", stream, err)
-		}
-		for _, e := range page {
-			if e.Version != version+1 {
-				return 0, fmt.Errorf("read %s: got version %d after %d", stream, e.Version, version)
-			}
-			payload, err := registry.Decode(e)
-			if err != nil {
-				return 0, fmt.Errorf("read %s: %w", stream, err)
-			}
-			state.Apply(payload)
-			version = e.Version
-			for _, id := range watch {
-				if e.Metadata.CausationID == id {
-					seen[id] = true
-				}
-			}
-		}
-		if len(page) < readPage {
-			return version, nil
-		}
-	}
+	return x.submit(ctx, stream, &call{
+		m:      m,
+		id:     id,
+		watch:  watch,
+		decide: func(a aggregate) ([]any, error) { return decide(a.(P)) },
+		fresh:  func() aggregate { return P(new(S)) },
+		clone:  func(a aggregate) aggregate { return P(a.(P).Clone()) },
+	})
 }
 
 // decisionError adds the stream to a domain error. Validation errors are
@@ -226,10 +144,7 @@ func prepare(m Meta) (Meta, *domain.ValidationError) {
 // errors found so far (command id, the stream's id). Decisions validate
 // their input before they look at the state, so taking the decision on an
 // empty state collects every other invalid field without reading the store.
-func run[S any, P interface {
-	*S
-	aggregate
-}](ctx context.Context, x *executor, m Meta, v *domain.ValidationError, stream string, decide func(P) ([]any, error)) (Result, error) {
+func run[S any, P state[S]](ctx context.Context, x *executor, m Meta, v *domain.ValidationError, stream string, decide func(P) ([]any, error)) (Result, error) {
 	_, err := decide(P(new(S)))
 	merge(v, err)
 	if err := v.Err(); err != nil {
@@ -262,7 +177,7 @@ func merge(v *domain.ValidationError, err error) {
 
 func backoff(attempt int) time.Duration {
 	d := maxBackoff
-	if attempt < 6 {
+	if attempt < 7 {
 		d = min(baseBackoff<<attempt, maxBackoff)
 	}
 	return d/2 + rand.N(d/2+1)

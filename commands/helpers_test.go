@@ -156,47 +156,6 @@ func (s *racingStore) Append(ctx context.Context, stream string, expected domain
 	return res, err
 }
 
-// gatedStore holds the first n appends until all n have arrived, so that n
-// writers surely decide on the same version, and counts the conflicts.
-type gatedStore struct {
-	commands.EventStore
-	n         int
-	mu        sync.Mutex
-	arrived   int
-	open      chan struct{}
-	conflicts int
-}
-
-func newGatedStore(s commands.EventStore, n int) *gatedStore {
-	return &gatedStore{EventStore: s, n: n, open: make(chan struct{})}
-}
-
-func (s *gatedStore) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, evs []domain.Envelope) (domain.AppendResult, error) {
-	s.mu.Lock()
-	wait := s.arrived < s.n
-	if wait {
-		s.arrived++
-		if s.arrived == s.n {
-			close(s.open)
-		}
-	}
-	s.mu.Unlock()
-	if wait {
-		select {
-		case <-s.open:
-		case <-ctx.Done():
-			return domain.AppendResult{}, ctx.Err()
-		}
-	}
-	res, err := s.EventStore.Append(ctx, stream, expected, evs)
-	if errors.Is(err, domain.ErrVersionConflict) {
-		s.mu.Lock()
-		s.conflicts++
-		s.mu.Unlock()
-	}
-	return res, err
-}
-
 // failingStore fails appends with errDown once a stream's budget of
 // appends is spent, as if the process died before writing them. Streams
 // without a budget always work.

@@ -188,3 +188,7 @@ func checkSKU(v *domain.ValidationError, field, sku string) bool {
 	}
 	return false
 }
+
+// Stats returns the counts of the handlers' work (conflicts, retries,
+// batches), shared with the other handlers given the same Config.Stats.
+func (h *Inventory) Stats() StatsSnapshot { return h.x.stats.Snapshot() }

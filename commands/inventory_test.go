@@ -3,10 +3,12 @@ package commands_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/orderflow/orderflow/commands"
@@ -249,44 +251,46 @@ func TestReserveRollsBackOnStoreFailure(t *testing.T) {
 }
 
 // TestConcurrentReservationsNeverOversell: 20 orders race for the last 5
-// units. All of them decide on the same version first, so the retry on
-// conflict is exercised; exactly 5 win.
+// units, from one process and from several; exactly 5 win.
 func TestConcurrentReservationsNeverOversell(t *testing.T) {
 	ctx := context.Background()
 	const orders, units = 20, 5
-	base := newStore()
-	restock(t, commands.NewInventory(base, commands.Config{}), "HOT", units)
-	gs := newGatedStore(base, orders)
-	h := commands.NewInventory(gs, commands.Config{})
-
-	var wg sync.WaitGroup
-	errs := make([]error, orders)
-	for i := range orders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = h.Reserve(ctx, meta(), uuid.NewString(), []inventory.Line{{SKU: "HOT", Quantity: 1}})
-		}()
-	}
-	wg.Wait()
-	won := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			won++
-		case !errors.Is(err, domain.ErrInsufficientStock):
-			t.Errorf("unexpected error: %v", err)
-		}
-	}
-	if won != units {
-		t.Errorf("%d reservations succeeded, want %d", won, units)
-	}
-	if gs.conflicts < orders-1 {
-		t.Errorf("%d version conflicts, want at least %d", gs.conflicts, orders-1)
-	}
-	st := stock(t, base, "HOT")
-	if st.Reserved != units || st.Available() != 0 || len(st.Reservations) != units {
-		t.Errorf("stock: reserved %d available %d reservations %d", st.Reserved, st.Available(), len(st.Reservations))
+	for _, processes := range []int{1, 4} {
+		t.Run(fmt.Sprintf("%d processes", processes), func(t *testing.T) {
+			s := newStore()
+			restock(t, commands.NewInventory(s, commands.Config{}), "HOT", units)
+			hs := make([]*commands.Inventory, processes)
+			for i := range hs {
+				hs[i] = commands.NewInventory(s, commands.Config{})
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, orders)
+			start := make(chan struct{})
+			for i := range orders {
+				wg.Go(func() {
+					<-start
+					_, errs[i] = hs[i%processes].Reserve(ctx, meta(), uuid.NewString(), []inventory.Line{{SKU: "HOT", Quantity: 1}})
+				})
+			}
+			close(start)
+			wg.Wait()
+			won := 0
+			for _, err := range errs {
+				switch {
+				case err == nil:
+					won++
+				case !errors.Is(err, domain.ErrInsufficientStock):
+					t.Errorf("unexpected error: %v", err)
+				}
+			}
+			if won != units {
+				t.Errorf("%d reservations succeeded, want %d", won, units)
+			}
+			st := stock(t, s, "HOT")
+			if st.Reserved != units || st.Available() != 0 || len(st.Reservations) != units {
+				t.Errorf("stock: reserved %d available %d reservations %d", st.Reserved, st.Available(), len(st.Reservations))
+			}
+		})
 	}
 }
 
@@ -297,7 +301,7 @@ func TestConcurrentMultiSKUReservationsLeaveNoPartialHolds(t *testing.T) {
 	ctx := context.Background()
 	const orders = 10
 	s := newStore()
-	h := commands.NewInventory(s, commands.Config{MaxRetries: 20})
+	h := commands.NewInventory(s, commands.Config{})
 	restock(t, h, "A", 10)
 	restock(t, h, "B", 3)
 	var wg sync.WaitGroup
@@ -396,19 +400,30 @@ func TestReleaseAndConsume(t *testing.T) {
 	}
 }
 
+// TestRetryBudgetExhausted: against a store where every append conflicts,
+// a command is retried with growing pauses until its time budget is spent,
+// then fails with a version conflict.
 func TestRetryBudgetExhausted(t *testing.T) {
 	ctx := context.Background()
-	for _, retries := range []int{0, 2} {
+	for _, budget := range []time.Duration{200 * time.Millisecond, 500 * time.Millisecond} {
 		cs := &conflictingStore{EventStore: newStore()}
-		h := commands.NewInventory(cs, commands.Config{MaxRetries: retries})
+		st := new(commands.Stats)
+		h := commands.NewInventory(cs, commands.Config{RetryBudget: budget, Stats: st})
+		start := time.Now()
 		_, err := h.Restock(ctx, meta(), "A", 1)
+		elapsed := time.Since(start)
 		wantErr(t, err, domain.ErrVersionConflict)
-		want := retries + 1
-		if retries == 0 {
-			want = commands.DefaultMaxRetries + 1
+		if elapsed < budget {
+			t.Errorf("budget %s: gave up after %s", budget, elapsed)
 		}
-		if cs.attempts != want {
-			t.Errorf("MaxRetries %d: %d attempts, want %d", retries, cs.attempts, want)
+		// Pauses of 1, 2, 4, ... ms: even a busy machine fits more than
+		// two attempts in the budget.
+		if cs.attempts < 3 {
+			t.Errorf("budget %s: %d attempts, want at least 3", budget, cs.attempts)
+		}
+		snap := st.Snapshot()
+		if snap.Conflicts != uint64(cs.attempts) || snap.Surfaced != 1 {
+			t.Errorf("budget %s: stats %+v after %d attempts", budget, snap, cs.attempts)
 		}
 	}
 }
@@ -435,7 +450,7 @@ func TestRetryStopsWhenTheContextIsDone(t *testing.T) {
 			} else {
 				cancel()
 			}
-			h := commands.NewInventory(cs, commands.Config{MaxRetries: 20})
+			h := commands.NewInventory(cs, commands.Config{})
 			_, err := h.Restock(ctx, meta(), "A", 1)
 			wantErr(t, err, context.Canceled)
 			if cs.attempts > 1 {
@@ -482,7 +497,7 @@ type cancellingStore struct {
 func (s *cancellingStore) Append(ctx context.Context, stream string, expected domain.ExpectedVersion, evs []domain.Envelope) (domain.AppendResult, error) {
 	if stream == s.stream {
 		s.cancel()
-		return domain.AppendResult{}, ctx.Err()
+		return domain.AppendResult{}, context.Canceled
 	}
 	return s.EventStore.Append(ctx, stream, expected, evs)
 }

@@ -78,7 +78,7 @@ func (h *Orders) Load(ctx context.Context, orderID string) (*order.Order, int64,
 		return nil, 0, fmt.Errorf("load order %q: %w", orderID, domain.ErrNotFound)
 	}
 	o := new(order.Order)
-	version, err := h.x.load(ctx, order.Stream(orderID), o, 0, nil, nil)
+	version, _, err := readInto(ctx, h.x.store, order.Stream(orderID), o, 0, nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -93,3 +93,7 @@ func (h *Orders) run(ctx context.Context, m Meta, orderID string, decide func(*o
 	checkID(v, "order_id", orderID)
 	return run(ctx, h.x, m, v, order.Stream(orderID), decide)
 }
+
+// Stats returns the counts of the handlers' work (conflicts, retries,
+// batches), shared with the other handlers given the same Config.Stats.
+func (h *Orders) Stats() StatsSnapshot { return h.x.stats.Snapshot() }

@@ -67,3 +67,7 @@ func (h *Shipping) run(ctx context.Context, m Meta, shipmentID string, decide fu
 	checkID(v, "shipment_id", shipmentID)
 	return run(ctx, h.x, m, v, shipping.Stream(shipmentID), decide)
 }
+
+// Stats returns the counts of the handlers' work (conflicts, retries,
+// batches), shared with the other handlers given the same Config.Stats.
+func (h *Shipping) Stats() StatsSnapshot { return h.x.stats.Snapshot() }

@@ -2,24 +2,33 @@ package domain
 
 // ExternalIDRule describes the caller-chosen identifiers (sku, customer_id),
 // for use in validation messages.
-const ExternalIDRule = "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"
+const ExternalIDRule = "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-', not only dots"
 
 // ValidExternalID reports whether s is a valid caller-chosen identifier such
-// as a sku or a customer id: it matches ^[A-Za-z0-9._-]{1,64}$.
+// as a sku or a customer id: it matches ^[A-Za-z0-9._-]{1,64}$ and is not
+// made only of dots. Such ids appear as URL path segments
+// (/api/inventory/{sku}), and a segment "." or ".." is resolved away by
+// clients and proxies before it reaches a server, so no URL could address
+// a sku named like that; longer runs of dots are refused with them to
+// keep the rule simple to state.
 func ValidExternalID(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
 	}
+	onlyDots := true
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '.', c == '_', c == '-':
+		case c == '_', c == '-':
+		case c == '.':
+			continue
 		default:
 			return false
 		}
+		onlyDots = false
 	}
-	return true
+	return !onlyDots
 }
 
 // ValidUUID reports whether s is a UUID in its canonical 36-character text

@@ -20,6 +20,14 @@ func TestValidExternalID(t *testing.T) {
 		{"slash/", false},
 		{"ünïcode", false},
 		{"semi;colon", false},
+		{".", false},
+		{"..", false},
+		{"...", false},
+		{strings.Repeat(".", 64), false},
+		{".hidden", true},
+		{"a..b", true},
+		{"..-", true},
+		{"v1.", true},
 	}
 	for _, tt := range tests {
 		if got := ValidExternalID(tt.in); got != tt.want {

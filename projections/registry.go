@@ -77,10 +77,21 @@ func EnsureSchema(ctx context.Context, db *pgxpool.Pool) error {
 	})
 }
 
+// runtimeTables are the tables runtimeSchema creates.
+var runtimeTables = []string{"projection_versions", "projection_parked", "projection_seen"}
+
 // Install creates the runtime tables and, for a projection seen for the
 // first time, version 1 of its tables, its views and its registry row. It
-// changes nothing for a projection that is already installed.
+// changes nothing for a projection that is already installed, and then
+// runs no DDL at all: a projector connected as a role with DML rights only
+// calls it on every start, after the owner of the read models installed
+// them.
 func Install(ctx context.Context, db *pgxpool.Pool, p Projection) error {
+	if ok, err := installed(ctx, db, p.Name()); err != nil {
+		return fmt.Errorf("install projection %s: %w", p.Name(), err)
+	} else if ok {
+		return nil
+	}
 	if err := EnsureSchema(ctx, db); err != nil {
 		return fmt.Errorf("install projection %s: %w", p.Name(), err)
 	}
@@ -114,6 +125,19 @@ func Install(ctx context.Context, db *pgxpool.Pool, p Projection) error {
 		return fmt.Errorf("install projection %s: %w", p.Name(), err)
 	}
 	return nil
+}
+
+// installed reports whether the runtime tables and the registry row of
+// projection name exist. Reading them needs no lock: a projection once
+// installed stays installed.
+func installed(ctx context.Context, q Querier, name string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT bool_and(to_regclass(t) IS NOT NULL) FROM unnest($1::text[]) AS t`, runtimeTables).Scan(&ok)
+	if err != nil || !ok {
+		return false, err
+	}
+	err = q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM projection_versions WHERE name = $1)", name).Scan(&ok)
+	return ok, err
 }
 
 // SchemaHash fingerprints the DDL of p's tables. A projector only writes to

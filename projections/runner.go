@@ -20,6 +20,9 @@ import (
 type Runner struct {
 	db  *pgxpool.Pool
 	log *slog.Logger
+	// owner runs the DDL: installing projections and rebuilding them. It
+	// is db unless WithOwner says otherwise.
+	owner *pgxpool.Pool
 
 	mu       sync.Mutex
 	entries  []*entry
@@ -42,12 +45,33 @@ type entry struct {
 	lastErr error
 }
 
+// RunnerOption configures a Runner.
+type RunnerOption func(*Runner)
+
+// WithOwner makes the runner create and replace the read models' tables
+// and views (Install, the rebuilds it starts) through owner, a pool
+// connected as the owner of the read models, while the projectors write
+// rows through the runner's db, whose role may have DML rights only. A
+// rebuild runs entirely on owner: its swap changes views and rows in one
+// transaction.
+func WithOwner(owner *pgxpool.Pool) RunnerOption {
+	return func(r *Runner) {
+		if owner != nil {
+			r.owner = owner
+		}
+	}
+}
+
 // NewRunner returns a runner writing to db; logger nil means slog.Default().
-func NewRunner(db *pgxpool.Pool, logger *slog.Logger) *Runner {
+func NewRunner(db *pgxpool.Pool, logger *slog.Logger, opts ...RunnerOption) *Runner {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Runner{db: db, log: logger, byName: make(map[string]*entry)}
+	r := &Runner{db: db, owner: db, log: logger, byName: make(map[string]*entry)}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Add registers a projection fed by src from the service's own store.
@@ -99,7 +123,7 @@ func (r *Runner) Install(ctx context.Context) error {
 	entries := append([]*entry(nil), r.entries...)
 	r.mu.Unlock()
 	for _, e := range entries {
-		if err := Install(ctx, r.db, e.proj); err != nil {
+		if err := Install(ctx, r.owner, e.proj); err != nil {
 			return err
 		}
 	}
@@ -150,7 +174,7 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) rebuildIfSchemaChanged(ctx context.Context, e *entry) {
 	backoff := 100 * time.Millisecond
 	for {
-		err := Install(ctx, r.db, e.proj)
+		err := Install(ctx, r.owner, e.proj)
 		if err == nil {
 			var reg registryRow
 			if reg, err = readRegistry(ctx, r.db, e.proj.Name()); err == nil {
@@ -217,7 +241,7 @@ func (r *Runner) StartRebuild(name string) error {
 	go func() {
 		defer r.wg.Done()
 		start := time.Now()
-		err := Rebuild(ctx, r.db, e.src, e.proj, func(p Progress) {
+		err := Rebuild(ctx, r.owner, e.src, e.proj, func(p Progress) {
 			r.mu.Lock()
 			e.rebuild = &p
 			r.mu.Unlock()

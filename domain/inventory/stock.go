@@ -118,10 +118,15 @@ func (s *Stock) Reserve(orderID string, quantity int) ([]any, error) {
 		return nil, nil
 	}
 	if s.settled[orderID] {
-		return nil, fmt.Errorf("reserve %s for order %s: the order's reservation was already released or consumed: %w", s.SKU, orderID, domain.ErrIllegalState)
+		return nil, domain.Refuse(domain.ErrIllegalState,
+			"the reservation of sku %s for order %s was already released or consumed; it cannot be made again", s.SKU, orderID)
 	}
 	if quantity > s.Available() {
-		return nil, fmt.Errorf("%d requested, %d available: %w", quantity, s.Available(), domain.ErrInsufficientStock)
+		if s.SKU == "" {
+			// Never restocked: the state does not know the sku's name.
+			return nil, domain.Refuse(domain.ErrInsufficientStock, "the sku was never restocked; %d requested", quantity)
+		}
+		return nil, domain.Refuse(domain.ErrInsufficientStock, "sku %s has %d available; %d requested", s.SKU, s.Available(), quantity)
 	}
 	return []any{StockReserved{SKU: s.SKU, OrderID: orderID, Quantity: quantity}}, nil
 }

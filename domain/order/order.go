@@ -7,7 +7,6 @@
 package order
 
 import (
-	"fmt"
 	"slices"
 	"time"
 
@@ -151,7 +150,7 @@ func (o *Order) Place(c PlaceOrder) ([]any, error) {
 		return nil, err
 	}
 	if o.Status != "" {
-		return nil, fmt.Errorf("place order %s: already placed: %w", c.OrderID, domain.ErrIllegalState)
+		return nil, domain.Refuse(domain.ErrIllegalState, "order %s was already placed", c.OrderID)
 	}
 	var total int64
 	for _, it := range c.Items {
@@ -176,11 +175,11 @@ func (o *Order) Confirm(shipmentID string) ([]any, error) {
 	}
 	switch {
 	case o.Status == "":
-		return nil, o.notFound("confirm")
+		return nil, o.notFound()
 	case o.Status == StatusConfirmed && o.ShipmentID == shipmentID:
 		return nil, nil
 	case o.Status != StatusPending:
-		return nil, o.illegal("confirm")
+		return nil, o.illegal("a pending order", "confirmed")
 	}
 	return []any{OrderConfirmed{OrderID: o.ID, ShipmentID: shipmentID}}, nil
 }
@@ -194,13 +193,13 @@ func (o *Order) Reject(reason string) ([]any, error) {
 	}
 	switch o.Status {
 	case "":
-		return nil, o.notFound("reject")
+		return nil, o.notFound()
 	case StatusRejected:
 		return nil, nil
 	case StatusPending:
 		return []any{OrderRejected{OrderID: o.ID, Reason: reason}}, nil
 	}
-	return nil, o.illegal("reject")
+	return nil, o.illegal("a pending order", "rejected")
 }
 
 // Cancel decides to cancel a pending or confirmed order. An order that is
@@ -211,11 +210,11 @@ func (o *Order) Cancel(reason string) ([]any, error) {
 	}
 	switch o.Status {
 	case "":
-		return nil, o.notFound("cancel")
+		return nil, o.notFound()
 	case StatusPending, StatusConfirmed:
 		return []any{OrderCancelled{OrderID: o.ID, Reason: reason}}, nil
 	}
-	return nil, o.illegal("cancel")
+	return nil, o.illegal("a pending or confirmed order", "cancelled")
 }
 
 // MarkShipped decides that a confirmed order has shipped. Marking a shipped
@@ -223,21 +222,25 @@ func (o *Order) Cancel(reason string) ([]any, error) {
 func (o *Order) MarkShipped() ([]any, error) {
 	switch o.Status {
 	case "":
-		return nil, o.notFound("mark shipped")
+		return nil, o.notFound()
 	case StatusShipped:
 		return nil, nil
 	case StatusConfirmed:
 		return []any{OrderShipped{OrderID: o.ID, ShipmentID: o.ShipmentID}}, nil
 	}
-	return nil, o.illegal("mark shipped")
+	return nil, o.illegal("a confirmed order", "marked as shipped")
 }
 
-func (o *Order) notFound(action string) error {
-	return fmt.Errorf("%s order: %w", action, domain.ErrNotFound)
+// notFound refuses a command on an order that was never placed. The state
+// of such an order does not know its id; the caller's error names it.
+func (o *Order) notFound() error {
+	return domain.Refuse(domain.ErrNotFound, "the order does not exist")
 }
 
-func (o *Order) illegal(action string) error {
-	return fmt.Errorf("%s order %s: order is %s: %w", action, o.ID, o.Status, domain.ErrIllegalState)
+// illegal refuses a command the order's status does not allow, saying
+// which orders allow it (who) and what the command does (done).
+func (o *Order) illegal(who, done string) error {
+	return domain.Refuse(domain.ErrIllegalState, "order %s is %s; only %s can be %s", o.ID, o.Status, who, done)
 }
 
 func invalid(field, message string) error {

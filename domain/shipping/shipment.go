@@ -104,8 +104,8 @@ func (s *Shipment) Schedule(c ScheduleShipment, served Destinations) ([]any, err
 		if s.OrderID == c.OrderID && (s.Status == StatusScheduled || s.Status == StatusRefused) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("schedule shipment %s for order %s: shipment is %s for order %s: %w",
-			c.ShipmentID, c.OrderID, s.Status, s.OrderID, domain.ErrIllegalState)
+		return nil, domain.Refuse(domain.ErrIllegalState, "shipment %s already exists for order %s and is %s",
+			c.ShipmentID, s.OrderID, s.describe())
 	}
 	if !served.Serves(c.Address.Country) {
 		addr := c.Address
@@ -141,7 +141,7 @@ func (s *Shipment) Refuse(shipmentID, orderID, reason string) ([]any, error) {
 	case s.Status == StatusRefused && s.OrderID == orderID:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("refuse shipment %s: shipment is %s: %w", shipmentID, s.Status, domain.ErrIllegalState)
+	return nil, domain.Refuse(domain.ErrIllegalState, "shipment %s is %s; only a shipment that was never scheduled can be refused", shipmentID, s.describe())
 }
 
 // Cancel decides to cancel a scheduled shipment. A dispatched shipment
@@ -158,7 +158,7 @@ func (s *Shipment) Cancel(reason string) ([]any, error) {
 	case StatusScheduled:
 		return []any{ShipmentCancelled{ShipmentID: s.ID, OrderID: s.OrderID, Reason: reason}}, nil
 	case StatusDispatched:
-		return nil, fmt.Errorf("cancel shipment %s: already dispatched: %w", s.ID, domain.ErrIllegalState)
+		return nil, domain.Refuse(domain.ErrIllegalState, "shipment %s was already dispatched and can no longer be cancelled", s.ID)
 	}
 	return nil, nil
 }
@@ -167,11 +167,20 @@ func (s *Shipment) Cancel(reason string) ([]any, error) {
 func (s *Shipment) Dispatch() ([]any, error) {
 	switch s.Status {
 	case "":
-		return nil, fmt.Errorf("dispatch shipment: %w", domain.ErrNotFound)
+		return nil, domain.Refuse(domain.ErrNotFound, "the shipment does not exist")
 	case StatusScheduled:
 		return []any{ShipmentDispatched{ShipmentID: s.ID, OrderID: s.OrderID}}, nil
 	}
-	return nil, fmt.Errorf("dispatch shipment %s: shipment is %s: %w", s.ID, s.Status, domain.ErrIllegalState)
+	return nil, domain.Refuse(domain.ErrIllegalState, "shipment %s is %s; only a scheduled shipment can be dispatched", s.ID, s.describe())
+}
+
+// describe is the shipment's status as the API shows it: a refused
+// shipment is shown as cancelled, with its reason.
+func (s *Shipment) describe() string {
+	if s.Status == StatusRefused {
+		return "cancelled because its destination is not served"
+	}
+	return string(s.Status)
 }
 
 func invalid(field, message string) error {

@@ -7,12 +7,14 @@ package orders
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/orderflow/orderflow/commands"
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
@@ -123,6 +125,10 @@ func (h handler) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.cmds.Cancel(r.Context(), httpx.CommandMeta(r), id, order.ReasonCancelledByCustomer); err != nil {
+		if errors.Is(err, domain.ErrNotFound) {
+			// The decision cannot name the order it never saw.
+			err = httpx.NotFoundProblem("order", id)
+		}
 		httpx.WriteError(w, r, err)
 		return
 	}

@@ -6,11 +6,13 @@ package shipping
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/orderflow/orderflow/commands"
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/shipping"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
@@ -52,6 +54,10 @@ func (h handler) dispatch(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := h.cmds.Dispatch(r.Context(), httpx.CommandMeta(r), id)
 	if err != nil {
+		if errors.Is(err, domain.ErrNotFound) {
+			// The decision cannot name the shipment it never saw.
+			err = httpx.NotFoundProblem("shipment", id)
+		}
 		httpx.WriteError(w, r, err)
 		return
 	}

@@ -20,7 +20,7 @@ import (
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and prints a table and BENCH lines.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and commands on one hot stream against the same\ncommands on 1,000 streams, and prints a table and BENCH lines.\n\n")
 		fs.PrintDefaults()
 	}
 	adminURL := fs.String("database-url", "", "superuser URL of the server to measure (default: a private cluster started from the local PostgreSQL binaries, fsync on)")
@@ -32,6 +32,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.CopyRows, "copy-rows", 300_000, "rows written by the CopyFrom reference")
 	fs.IntVar(&cfg.ReplayEvents, "replay-events", 1_000_000, "events seeded and replayed into the orders read model (-1 skips)")
 	fs.IntVar(&cfg.LagRate, "lag-rate", 5_000, "append rate in events/s while measuring projection lag (-1 skips)")
+	fs.IntVar(&cfg.CommandCallers, "command-callers", 32, "concurrent callers of restocks on one sku and on 1,000 skus (-1 skips)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

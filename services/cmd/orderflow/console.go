@@ -110,11 +110,19 @@ func (t *lineTail) Add(line string) {
 	}
 }
 
-func (t *lineTail) String() string {
+// String returns every line kept, indented.
+func (t *lineTail) String() string { return t.Last(t.max) }
+
+// Last returns the last n lines kept, indented.
+func (t *lineTail) Last(n int) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.lines) == 0 {
+	lines := t.lines
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	if len(lines) == 0 {
 		return "  (no output)"
 	}
-	return "  " + strings.Join(t.lines, "\n  ")
+	return "  " + strings.Join(lines, "\n  ")
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -62,8 +61,13 @@ func runDev(ctx context.Context, args []string) error {
 
 Runs the stack on this machine: an embedded NATS server, a private
 PostgreSQL cluster (unless DATABASE_URL names a superuser URL to use, or
-NATS_URL a NATS server) and each service as a child process. Ctrl-C stops
-everything.
+NATS_URL a NATS server) and each service as a child process.
+
+A child that exits (a service, or the private PostgreSQL) is restarted
+with backoff; a "status:" line shows every change, and SIGUSR1
+(kill -USR1 PID) prints a table of the children and their restarts.
+Ctrl-C stops everything. So does a child that exits 5 times within a
+minute, and then the data directory is kept for --data-dir.
 
 Flags:
 `)
@@ -79,7 +83,12 @@ Flags:
 	if opts.portBase < 1 || opts.portBase+4 > 65535 {
 		return usagef("dev: --port-base %d out of range 1..65531", opts.portBase)
 	}
-	d := &devStack{opts: opts, con: newConsole(os.Stdout)}
+	// Registered before anything starts: SIGUSR1's default action would
+	// end the stack.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	d := &devStack{opts: opts, con: newConsole(os.Stdout), pgTail: newLineTail(30), statusRequests: usr1}
 	return d.run(ctx)
 }
 
@@ -95,15 +104,28 @@ type devStack struct {
 	natsURL string
 
 	pg       *pgserver.Server
+	pgTail   *lineTail
 	adminURL string
 
 	children []*serviceProc
+
+	// statusRequests delivers SIGUSR1, which asks for the status table.
+	statusRequests <-chan os.Signal
+	// served is set once the banner is out: from then on clients may
+	// hold acknowledged writes in the data directory.
+	served bool
 }
 
 func (d *devStack) run(ctx context.Context) (err error) {
 	defer func() {
-		if sErr := d.shutdown(); sErr != nil {
+		// A stack that stops on its own after it served keeps the data it
+		// acknowledged, whatever its directory.
+		abnormal := err != nil && d.served
+		if sErr := d.shutdown(abnormal); sErr != nil {
 			err = errors.Join(err, sErr)
+		}
+		if abnormal && d.ownDir {
+			err = fmt.Errorf("%w\n\nThe data is kept in %s; run the stack on it again with:\n  orderflow dev --data-dir %s", err, d.dir, d.dir)
 		}
 	}()
 	start := time.Now()
@@ -117,6 +139,7 @@ func (d *devStack) run(ctx context.Context) (err error) {
 		return err
 	}
 	d.banner(time.Since(start))
+	d.served = true
 	return d.supervise(ctx)
 }
 
@@ -133,7 +156,7 @@ func (d *devStack) start(ctx context.Context) error {
 	if err := d.startPostgres(ctx); err != nil {
 		return err
 	}
-	urls := make(map[string]string, len(services))
+	urls := make(map[string]pgdb.URLs, len(services))
 	for _, svc := range services {
 		u, err := pgdb.Provision(ctx, d.adminURL, svc)
 		if err != nil {
@@ -141,15 +164,15 @@ func (d *devStack) start(ctx context.Context) error {
 		}
 		urls[svc] = u
 	}
-	d.con.Printf("provisioned a database and role per service (%s)\n", strings.Join(services, ", "))
+	d.con.Printf("provisioned a database per service (%s), each with an owner role for migrations and a runtime role with DML rights only\n", strings.Join(services, ", "))
 
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
 	for _, svc := range services {
-		p := &serviceProc{name: svc, port: servicePort(d.opts.portBase, svc), tail: newLineTail(30)}
-		if err := p.start(exe, urls[svc], d.natsURL, d.con); err != nil {
+		p := &serviceProc{name: svc, port: servicePort(d.opts.portBase, svc), tail: newLineTail(30), con: d.con}
+		if err := p.start(exe, urls[svc], d.natsURL); err != nil {
 			return err
 		}
 		d.children = append(d.children, p)
@@ -223,7 +246,7 @@ func (d *devStack) startPostgres(ctx context.Context) error {
 	t := time.Now()
 	s, err := pgserver.Start(ctx, pgserver.Config{
 		Dir: filepath.Join(d.dir, "postgres"),
-		Log: d.con.Writer("postgres", nil),
+		Log: d.con.Writer("postgres", d.pgTail),
 	})
 	if err != nil {
 		return fmt.Errorf("start PostgreSQL: %w", err)
@@ -233,74 +256,26 @@ func (d *devStack) startPostgres(ctx context.Context) error {
 	return nil
 }
 
-// waitHealthy polls every service's /healthz until all answer 200, one of
-// them exits, or healthTimeout passes.
+// waitHealthy waits until every service answers GET /healthz, one of them
+// exits, or healthTimeout passes.
 func (d *devStack) waitHealthy(ctx context.Context) error {
 	deadline := time.Now().Add(healthTimeout)
-	client := &http.Client{Timeout: time.Second}
 	for _, p := range d.children {
-		health := fmt.Sprintf("http://127.0.0.1:%d/healthz", p.port)
-		for {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, health, nil)
-			if err != nil {
+		if err := p.waitServing(ctx, deadline); err != nil {
+			if ctx.Err() != nil {
 				return err
 			}
-			resp, err := client.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-				err = fmt.Errorf("status %d", resp.StatusCode)
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s did not answer GET %s within %s (last: %v); its last log lines:\n%s", p.name, health, healthTimeout, err, p.tail.String())
-			}
-			select {
-			case <-p.proc.Done():
-				return fmt.Errorf("%s exited while starting (%v); its last log lines:\n%s", p.name, p.proc.Err(), p.tail.String())
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-			}
+			return fmt.Errorf("%s %w; its last log lines:\n%s", p.name, err, p.tail.String())
 		}
 	}
 	return nil
 }
 
-// supervise waits for a signal (a clean stop) or for anything to die
-// (an error, so the exit status says so).
-func (d *devStack) supervise(ctx context.Context) error {
-	exited := make(chan *serviceProc, len(d.children))
-	for _, p := range d.children {
-		go func() {
-			select {
-			case <-p.proc.Done():
-				exited <- p
-			case <-ctx.Done():
-			}
-		}()
-	}
-	var pgDone <-chan struct{}
-	if d.pg != nil {
-		pgDone = d.pg.Done()
-	}
-	select {
-	case <-ctx.Done():
-		d.con.Printf("shutting down...\n")
-		return nil
-	case p := <-exited:
-		d.con.Printf("%s exited unexpectedly, shutting down...\n", p.name)
-		return fmt.Errorf("%s exited unexpectedly (%v); its last log lines:\n%s", p.name, p.proc.Err(), p.tail.String())
-	case <-pgDone:
-		d.con.Printf("PostgreSQL exited unexpectedly, shutting down...\n")
-		return fmt.Errorf("PostgreSQL exited unexpectedly; its last log lines:\n%s", lastLines(d.pg.LogTail(), 20))
-	}
-}
-
 // shutdown stops whatever start started, children first so that nothing
-// they still do fails against a vanished NATS or database.
-func (d *devStack) shutdown() error {
+// they still do fails against a vanished NATS or database. A temporary
+// data directory is removed unless --keep asks to keep it or the stack
+// stopped abnormally.
+func (d *devStack) shutdown(abnormal bool) error {
 	t := time.Now()
 	var errs []error
 	stopServices(d.children, stopGrace)
@@ -316,7 +291,7 @@ func (d *devStack) shutdown() error {
 	}
 	switch {
 	case d.dir == "":
-	case d.ownDir && !d.opts.keep:
+	case d.ownDir && !d.opts.keep && !abnormal && len(errs) == 0:
 		if err := os.RemoveAll(d.dir); err != nil {
 			errs = append(errs, fmt.Errorf("remove data dir: %w", err))
 		}
@@ -379,7 +354,7 @@ func (d *devStack) banner(took time.Duration) {
 	case d.opts.keep:
 		fmt.Fprintf(&w, "  %-10s %s (kept at exit: --keep)\n", "data", d.dir)
 	default:
-		fmt.Fprintf(&w, "  %-10s %s (removed at exit)\n", "data", d.dir)
+		fmt.Fprintf(&w, "  %-10s %s (removed at Ctrl-C; kept if the stack fails)\n", "data", d.dir)
 	}
 	fmt.Fprintf(&w, `
 Try:
@@ -399,9 +374,14 @@ Try:
   curl -i -X POST %[4]s/api/shipments/SHIPMENT_ID/dispatch %[1]s -d '{}'
 
 Until the sagas coordinator joins the dev stack, placed orders stay pending.
+
+A child that exits is restarted (PostgreSQL on the same data and port); a
+"status:" line shows every change, and kill -USR1 %[5]d prints a table of
+the children, their PIDs and restarts. A child that exits %[6]d times within
+%[7]s stops the stack.
 Press Ctrl-C to stop everything.
 
-`, js, inventory, orders, shipping)
+`, js, inventory, orders, shipping, os.Getpid(), maxExits, exitWindow)
 	d.con.Printf("%s", w.String())
 }
 
@@ -410,15 +390,31 @@ type serviceProc struct {
 	name string
 	port int
 	tail *lineTail
+	con  *console
 
+	// command makes the command of a new incarnation, the same each time.
+	command func() *exec.Cmd
+	// proc is the running incarnation; the supervisor replaces it.
 	proc *childproc.Child
 }
 
-func (p *serviceProc) start(exe, databaseURL, natsURL string, con *console) error {
-	cmd := exec.Command(exe, "serve", p.name, "--addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
-	cmd.Env = append(envWithout(os.Environ(), "DATABASE_URL", "NATS_URL", "ADDR"),
-		"DATABASE_URL="+databaseURL, "NATS_URL="+natsURL)
-	out := con.Writer(p.name, p.tail)
+// start runs the service as its runtime role (DATABASE_URL), with the
+// owner role's URL for its migrations and rebuilds (OWNER_DATABASE_URL).
+// A restart (spawn) runs it again with the same command.
+func (p *serviceProc) start(exe string, db pgdb.URLs, natsURL string) error {
+	p.command = func() *exec.Cmd {
+		cmd := exec.Command(exe, "serve", p.name, "--addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
+		cmd.Env = append(envWithout(os.Environ(), "DATABASE_URL", "OWNER_DATABASE_URL", "NATS_URL", "ADDR"),
+			"DATABASE_URL="+db.Service, "OWNER_DATABASE_URL="+db.Owner, "NATS_URL="+natsURL)
+		return cmd
+	}
+	return p.spawn()
+}
+
+// spawn starts a new incarnation of the service.
+func (p *serviceProc) spawn() error {
+	cmd := p.command()
+	out := p.con.Writer(p.name, p.tail)
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group keeps a terminal's Ctrl-C from reaching the
 	// service, so that the dev command stops the services in order; the
@@ -458,12 +454,4 @@ func redactURL(s string) string {
 		return "a keyword/value DSN"
 	}
 	return u.Redacted()
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -87,9 +87,10 @@ list shows every projection's status and lag; replay rebuilds projection
 NAME (one of %s) from the event store in that database while the current
 version keeps serving queries, then swaps the new version in.
 
-The database is --database-url URL (default: env DATABASE_URL), or
---service SERVICE with a superuser URL (--admin-url, default: env
-DATABASE_URL) from which the service's database %s<service> is derived.
+The database is --database-url URL (default: env OWNER_DATABASE_URL, else
+DATABASE_URL; a replay must connect as the owner of the read models or as a
+superuser), or --service SERVICE with a superuser URL (--admin-url, default:
+env DATABASE_URL) from which the service's database %s<service> is derived.
 
 Run "orderflow projections list -h" for the flags.
 `, strings.Join(catalogNames(""), ", "), pgdb.Prefix)
@@ -103,20 +104,25 @@ type dbFlags struct {
 }
 
 func (f *dbFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.databaseURL, "database-url", "", "the service's database URL (default: env DATABASE_URL)")
+	fs.StringVar(&f.databaseURL, "database-url", "", "the service's database URL, as its owner role or a superuser (default: env OWNER_DATABASE_URL, else DATABASE_URL)")
 	fs.StringVar(&f.service, "service", "", "work on this service's database: "+strings.Join(serveNames(), ", ")+"; needs --admin-url")
 	fs.StringVar(&f.adminURL, "admin-url", "", "with --service: a superuser URL of the server (default: env DATABASE_URL)")
 }
 
 // resolve returns the URL of the database to work on.
 func (f dbFlags) resolve() (string, error) {
-	const hint = "give --database-url URL (the service's database; or env DATABASE_URL), or --service " +
+	const hint = "give --database-url URL (the service's database; or env OWNER_DATABASE_URL or DATABASE_URL), or --service " +
 		"orders|inventory|shipping with --admin-url URL (a superuser URL; or env DATABASE_URL)"
 	if f.service == "" {
 		if f.adminURL != "" {
 			return "", usagef("--admin-url goes with --service; %s", hint)
 		}
+		// Where a service runs, DATABASE_URL is its runtime role, which
+		// may not build tables; the owner's URL beside it may.
 		u := f.databaseURL
+		if u == "" {
+			u = os.Getenv("OWNER_DATABASE_URL")
+		}
 		if u == "" {
 			u = os.Getenv("DATABASE_URL")
 		}
@@ -237,7 +243,7 @@ func openDatabase(ctx context.Context, rawURL string) (*database, error) {
 	d.actAs = user
 	if owner != user {
 		if !member {
-			return nil, fmt.Errorf("database %s: connected as %s, but its read models belong to %s; connect as %s or as a superuser", d.name, user, owner, owner)
+			return nil, fmt.Errorf("database %s: connected as %s, but its read models belong to %s; connect as %s (the service's OWNER_DATABASE_URL) or as a superuser", d.name, user, owner, owner)
 		}
 		setRole := "SET ROLE " + pgx.Identifier{owner}.Sanitize()
 		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {

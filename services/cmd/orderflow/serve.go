@@ -15,7 +15,9 @@ import (
 func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", os.Getenv("ADDR"), "listen address (env ADDR; default the service's port: :8081 orders, :8082 inventory, :8083 shipping)")
-	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "the service's PostgreSQL URL (env DATABASE_URL)")
+	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "the service's PostgreSQL URL, as the role it runs as (env DATABASE_URL)")
+	ownerURL := fs.String("owner-database-url", os.Getenv("OWNER_DATABASE_URL"),
+		"the same database as the owner of its tables, used only for migrations and read-model rebuilds (env OWNER_DATABASE_URL; default: the database URL)")
 	natsURL := fs.String("nats-url", os.Getenv("NATS_URL"), "NATS URL (env NATS_URL)")
 	logFormat := fs.String("log-format", envOr("LOG_FORMAT", "text"), "log format on stderr: text or json (env LOG_FORMAT)")
 	fs.Usage = func() {
@@ -51,11 +53,12 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	return serve.Run(ctx, serve.Config{
-		Service:     service,
-		Addr:        *addr,
-		DatabaseURL: *dbURL,
-		NATSURL:     *natsURL,
-		Logger:      logger,
+		Service:          service,
+		Addr:             *addr,
+		DatabaseURL:      *dbURL,
+		OwnerDatabaseURL: *ownerURL,
+		NATSURL:          *natsURL,
+		Logger:           logger,
 	})
 }
 

@@ -1,7 +1,9 @@
 // Package bench measures the event store against references taken in the
 // same run on the same PostgreSQL server: plain one-row autocommit INSERTs
-// and COPY of rows of the same shape. The machines it runs on are noisy, so
-// the figures that matter are the ratios within one run.
+// and COPY of rows of the same shape. It also measures commands on one hot
+// stream against the same commands spread over many streams, both through
+// the command layer and the PostgreSQL store. The machines it runs on are
+// noisy, so the figures that matter are the ratios within one run.
 //
 // The readable table is followed by one `BENCH <name> <value> <unit>` line
 // per figure so that runs can be compared by script.
@@ -46,6 +48,10 @@ type Config struct {
 	// LagRate is the append rate, in events/s, at which projection lag is
 	// measured for Duration. Default 5,000; negative skips it.
 	LagRate int
+	// CommandCallers is how many callers send commands, in the phases
+	// that compare one hot stream with 1,000 streams. Default 32;
+	// negative skips those phases.
+	CommandCallers int
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +75,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LagRate == 0 {
 		c.LagRate = 5_000
+	}
+	if c.CommandCallers == 0 {
+		c.CommandCallers = 32
 	}
 }
 
@@ -108,6 +117,15 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 		{fmt.Sprintf("event store: single-event appends, %d writers, distinct streams", cfg.Writers), r.appendSingle},
 		{fmt.Sprintf("event store: 100-event appends, %d writers, distinct streams", cfg.BatchWriters), r.appendBatch},
 	}
+	if cfg.CommandCallers > 0 {
+		steps = append(steps, []struct {
+			title string
+			fn    func(context.Context) error
+		}{
+			{fmt.Sprintf("commands: restocks of one sku, %d callers", cfg.CommandCallers), r.hotStream},
+			{fmt.Sprintf("commands: restocks of %d skus, %d callers", spreadStreams, cfg.CommandCallers), r.spread},
+		}...)
+	}
 	for round := 1; round <= cfg.Rounds; round++ {
 		for i, s := range steps {
 			fmt.Fprintf(w, "round %d/%d [%d/%d] %s ...", round, cfg.Rounds, i+1, len(steps), s.title)
@@ -122,6 +140,11 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 			r.last("append_single_64w_eps")/r.last("ref_insert_autocommit_rps"),
 			r.last("append_batch100_eps")/r.last("ref_copyfrom_rps"),
 			r.last("append_single_64w_p99_ms"))
+		if cfg.CommandCallers > 0 {
+			fmt.Fprintf(w, "round %d: hot/spread %.2fx, %.1f commands per append, %.0f conflicts surfaced\n", round,
+				r.last("hot_stream_commands_per_s")/r.last("spread_commands_per_s"),
+				r.last("hot_stream_commands_per_append"), r.last("hot_stream_conflicts_surfaced"))
+		}
 	}
 	if cfg.ReplayEvents > 0 {
 		fmt.Fprintf(w, "replay: %d order events into the orders read model ...\n", cfg.ReplayEvents)
@@ -168,11 +191,19 @@ func (r *runner) last(name string) float64 {
 	return v[len(v)-1]
 }
 
-// get returns the median of a figure's rounds.
+// get returns the median of a figure's rounds, or for a count their sum:
+// one round's errors must not hide behind the others' zeros.
 func (r *runner) get(name string) float64 {
 	v := slices.Clone(r.vals[name])
 	if len(v) == 0 {
 		return 0
+	}
+	if r.units[name] == "count" {
+		sum := 0.0
+		for _, x := range v {
+			sum += x
+		}
+		return sum
 	}
 	slices.Sort(v)
 	return v[len(v)/2]
@@ -383,10 +414,25 @@ func (r *runner) report() {
 		lp99 := r.get("projection_lag_p99_ms")
 		row("  p99", lp99, "ms", 0, "< 100 ms", lp99 < 100)
 	}
+	if _, ok := r.vals["hot_stream_commands_per_s"]; ok {
+		hot, spread := r.get("hot_stream_commands_per_s"), r.get("spread_commands_per_s")
+		surfaced := r.get("hot_stream_conflicts_surfaced")
+		row(fmt.Sprintf("commands on one stream, %d callers", r.cfg.CommandCallers), hot, "c/s", spread, fmt.Sprintf(">= 0.5x %d streams", spreadStreams), hot >= 0.5*spread)
+		row("  commands per append", r.get("hot_stream_commands_per_append"), "", 0, "-", true)
+		row("  conflicts surfaced to callers", surfaced, "", 0, "0", surfaced == 0)
+		row(fmt.Sprintf("commands on %d streams, %d callers", spreadStreams, r.cfg.CommandCallers), spread, "c/s", 0, "-", true)
+		if spread > 0 {
+			r.figs = append(r.figs, Figure{"hot_stream_to_spread_ratio", hot / spread, "x"})
+		}
+	}
 	row("reference: autocommit INSERT", ins, "r/s", 0, "-", true)
 	row("reference: CopyFrom", cp, "r/s", 0, "-", true)
 	fmt.Fprintln(r.w)
 	for _, f := range r.figs {
+		if f.Unit == "count" {
+			fmt.Fprintf(r.w, "BENCH %s %.0f\n", f.Name, f.Value)
+			continue
+		}
 		fmt.Fprintf(r.w, "BENCH %s %.2f %s\n", f.Name, f.Value, f.Unit)
 	}
 }

@@ -36,7 +36,7 @@ func TestRun(t *testing.T) {
 	var out bytes.Buffer
 	figs, err := Run(ctx, &out, newDB, Config{
 		Duration: 200 * time.Millisecond, Rounds: 1, Writers: 4, BatchWriters: 2,
-		CopyRows: copyRows, ReplayEvents: 2_000, LagRate: 1_000,
+		CopyRows: copyRows, ReplayEvents: 2_000, LagRate: 1_000, CommandCallers: 8,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
@@ -47,6 +47,8 @@ func TestRun(t *testing.T) {
 		"append_single_64w_eps", "append_single_64w_p50_ms", "append_single_64w_p99_ms",
 		"append_batch100_eps", "replay_1m_eps",
 		"projection_lag_rate_eps", "projection_lag_p50_ms", "projection_lag_p99_ms",
+		"hot_stream_commands_per_s", "hot_stream_commands_per_append", "spread_commands_per_s",
+		"hot_stream_to_spread_ratio",
 	}
 	got := make(map[string]float64)
 	for _, f := range figs {
@@ -61,6 +63,15 @@ func TestRun(t *testing.T) {
 			t.Errorf("no BENCH line for %s", name)
 		}
 	}
+	// Every restock of the hot stream succeeded: a count of 0, printed as
+	// the integer it is.
+	if v, ok := got["hot_stream_conflicts_surfaced"]; !ok || v != 0 {
+		t.Errorf("hot_stream_conflicts_surfaced = %v (measured: %t), want 0", v, ok)
+	}
+	if !strings.Contains(out.String(), "\nBENCH hot_stream_conflicts_surfaced 0\n") {
+		t.Errorf("no BENCH line for hot_stream_conflicts_surfaced:\n%s", out.String())
+	}
+	want = append(want, "hot_stream_conflicts_surfaced")
 	if len(figs) != len(want) {
 		t.Errorf("%d figures, want %d: %v", len(figs), len(want), figs)
 	}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxBodyBytes is the largest request body a service accepts (1 MiB).
@@ -55,11 +56,14 @@ func BadRequest(slug, format string, args ...any) *Problem {
 
 // DecodeJSON reads r's body into dst, which must point to a struct. It is
 // strict: a non-empty body must not be declared as another format (else
-// 415; see isJSONMediaType), be at most
-// MaxBodyBytes (else 413), hold exactly one JSON object (else 400) whose
+// 415; see isJSONMediaType), be at most MaxBodyBytes (else 413), hold
+// exactly one JSON object (else 400) with no key repeated in any object
+// and only valid UTF-8 in its strings (else 400 naming the field), whose
 // fields all exist in dst with exactly their JSON names and have the right
-// JSON types (else 400 naming the field, e.g. "items[1].quantity"). An empty
-// body leaves dst unchanged, as "{}" would. Every error is a *Problem.
+// JSON types (else 400 naming the field, e.g. "items[1].quantity"). An
+// integer field takes any integral number (1, 1.0, 1e2), as JSON Schema
+// counts them all as integers. An empty body leaves dst unchanged, as
+// "{}" would. Every error is a *Problem.
 func DecodeJSON(r *http.Request, dst any) error {
 	body, err := ReadBody(r)
 	if err != nil {
@@ -75,35 +79,36 @@ func DecodeJSONBytes(contentType string, body []byte, dst any) error {
 	}
 	if !isJSONMediaType(contentType) {
 		p := NewProblem(http.StatusUnsupportedMediaType, SlugUnsupportedMediaType,
-			"the request body must be application/json")
+			"the request body must be JSON, sent as application/json")
 		return p
-	}
-
-	// First pass: parse into generic values to catch syntax errors and
-	// trailing data, and to check the shape against dst with exact paths.
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var generic any
-	if err := dec.Decode(&generic); err != nil {
-		return malformed(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return BadRequest(SlugMalformedJSON, "the request body must hold a single JSON value; found more data after it")
-	}
-	if _, ok := generic.(map[string]any); !ok {
-		return BadRequest(SlugMalformedJSON, "the request body must be a JSON object")
 	}
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return fmt.Errorf("decode json: destination must be a non-nil pointer, got %T", dst)
 	}
-	if fe := checkShape(generic, rv.Type().Elem(), ""); fe != nil {
+
+	// First pass: a token walk that builds generic values and catches
+	// what encoding/json lets through silently (see parseStrict), then a
+	// check of their shape against dst with exact paths.
+	generic, err := parseStrict(body)
+	if err != nil {
+		return err
+	}
+	var sh shaper
+	if fe := sh.check(generic, rv.Type().Elem(), "", func(v any) { generic = v }); fe != nil {
 		return ValidationProblem("the request body has invalid fields", *fe)
 	}
+	if sh.changed {
+		// Integral numbers written as 1.0 or 1e2 were rewritten for
+		// integer fields, which encoding/json would refuse as they are.
+		if body, err = json.Marshal(generic); err != nil {
+			return fmt.Errorf("decode json: re-encode: %w", err)
+		}
+	}
 
-	// Second pass: the real decode. The shape check makes failures here
+	// Second pass: the real decode. The checks above make failures here
 	// unlikely; they are still reported as client errors.
-	dec = json.NewDecoder(bytes.NewReader(body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		var te *json.UnmarshalTypeError
@@ -121,18 +126,21 @@ func malformed(err error) *Problem {
 	if errors.As(err, &se) {
 		return BadRequest(SlugMalformedJSON, "the request body is not valid JSON (at byte %d): %s", se.Offset, se.Error())
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return BadRequest(SlugMalformedJSON, "the request body is not valid JSON: it ends early")
 	}
 	return BadRequest(SlugMalformedJSON, "the request body is not valid JSON")
 }
 
 // isJSONMediaType reports whether a body declared as contentType is read
-// as JSON. Besides JSON types it accepts no declaration, text/plain and
-// application/x-www-form-urlencoded, which is what `curl -d` sends unless
-// told otherwise: the body is still parsed strictly as JSON, so a real form
-// body gets a 400, while a JSON body typed at a shell just works. Types that
-// are clearly something else (XML, multipart, HTML, ...) get a 415.
+// as JSON: when it is declared application/json, or not at all, or as
+// text/plain or application/x-www-form-urlencoded, which is what `curl -d`
+// sends unless told otherwise. The body is still parsed strictly as JSON,
+// so a real form body gets a 400, while a JSON body typed at a shell just
+// works. Anything else gets a 415, also other JSON types such as
+// application/merge-patch+json, whose meaning differs (the OpenAPI
+// document lists exactly the types accepted here, so that a validating
+// proxy and the service agree).
 func isJSONMediaType(contentType string) bool {
 	if contentType == "" {
 		return true
@@ -145,7 +153,198 @@ func isJSONMediaType(contentType string) bool {
 	case "application/json", "application/x-www-form-urlencoded", "text/plain":
 		return true
 	}
-	return strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+	return false
+}
+
+// maxJSONDepth bounds the nesting of a request body. The API's bodies nest
+// three levels; the bound keeps a body of a million brackets from costing
+// a deep recursion.
+const maxJSONDepth = 32
+
+// parseStrict parses body, which must be one JSON object and nothing
+// after it, into generic values (map[string]any, []any, string,
+// json.Number, bool, nil). Unlike encoding/json it refuses, naming the
+// field:
+//
+//   - a key repeated in one object (encoding/json keeps the last value);
+//   - a string or key holding invalid UTF-8 or an escaped lone UTF-16
+//     surrogate such as "\ud800" (encoding/json turns both into U+FFFD,
+//     so the damage would be stored silently).
+//
+// It walks the body with json.Decoder.Token, which validates the syntax
+// and reports where each token ends, so that the raw text of every string
+// can be checked.
+func parseStrict(body []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	p := &strictParser{body: body, dec: dec}
+	tok, _, err := p.next()
+	if err != nil {
+		return nil, malformed(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, BadRequest(SlugMalformedJSON, "the request body must be a JSON object")
+	}
+	v, err := p.object("", 1)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, BadRequest(SlugMalformedJSON, "the request body must hold a single JSON value; found more data after it")
+	}
+	return v, nil
+}
+
+type strictParser struct {
+	body []byte
+	dec  *json.Decoder
+}
+
+// next returns the next token and the raw bytes from the end of the
+// previous token to the end of this one (separators and white space, then
+// the token).
+func (p *strictParser) next() (json.Token, []byte, error) {
+	start := p.dec.InputOffset()
+	tok, err := p.dec.Token()
+	if err != nil {
+		return nil, nil, err
+	}
+	return tok, p.body[start:p.dec.InputOffset()], nil
+}
+
+// value parses the value at path whose first token is tok.
+func (p *strictParser) value(tok json.Token, raw []byte, path string, depth int) (any, error) {
+	switch t := tok.(type) {
+	case json.Delim:
+		switch t {
+		case '{':
+			return p.object(path, depth+1)
+		case '[':
+			return p.array(path, depth+1)
+		}
+		return nil, BadRequest(SlugMalformedJSON, "the request body is not valid JSON")
+	case string:
+		if msg := stringProblem(t, raw); msg != "" {
+			return nil, ValidationProblem("the request body has invalid fields", FieldError{Field: path, Message: msg})
+		}
+	}
+	return tok, nil
+}
+
+func (p *strictParser) object(path string, depth int) (any, error) {
+	if depth > maxJSONDepth {
+		return nil, BadRequest(SlugMalformedJSON, "the request body nests deeper than %d levels", maxJSONDepth)
+	}
+	obj := make(map[string]any)
+	for {
+		tok, raw, err := p.next()
+		if err != nil {
+			return nil, malformed(err)
+		}
+		if d, ok := tok.(json.Delim); ok && d == '}' {
+			return obj, nil
+		}
+		key, ok := tok.(string)
+		if !ok { // Token reports a non-string key as a syntax error
+			return nil, BadRequest(SlugMalformedJSON, "the request body is not valid JSON")
+		}
+		field := join(path, key)
+		if msg := stringProblem(key, raw); msg != "" {
+			return nil, ValidationProblem("the request body has invalid fields",
+				FieldError{Field: field, Message: "the field name " + msg})
+		}
+		if _, dup := obj[key]; dup {
+			return nil, ValidationProblem("the request body has invalid fields",
+				FieldError{Field: field, Message: "appears more than once in its object; send each field once"})
+		}
+		tok, raw, err = p.next()
+		if err != nil {
+			return nil, malformed(err)
+		}
+		if obj[key], err = p.value(tok, raw, field, depth); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (p *strictParser) array(path string, depth int) (any, error) {
+	if depth > maxJSONDepth {
+		return nil, BadRequest(SlugMalformedJSON, "the request body nests deeper than %d levels", maxJSONDepth)
+	}
+	arr := []any{}
+	for i := 0; ; i++ {
+		tok, raw, err := p.next()
+		if err != nil {
+			return nil, malformed(err)
+		}
+		if d, ok := tok.(json.Delim); ok && d == ']' {
+			return arr, nil
+		}
+		v, err := p.value(tok, raw, path+"["+strconv.Itoa(i)+"]", depth)
+		if err != nil {
+			return nil, err
+		}
+		arr = append(arr, v)
+	}
+}
+
+// stringProblem says what is wrong with a JSON string whose decoded value
+// is s and whose raw text ends raw (from its opening quote on, after any
+// separators), or returns "". encoding/json decodes both invalid UTF-8 and
+// lone surrogate escapes to U+FFFD, so only a decoded string holding U+FFFD
+// needs its raw text looked at.
+func stringProblem(s string, raw []byte) string {
+	if !strings.ContainsRune(s, utf8.RuneError) {
+		return ""
+	}
+	lit := raw[bytes.IndexByte(raw, '"'):]
+	if !utf8.Valid(lit) {
+		return "must be valid UTF-8"
+	}
+	const lone = `must not hold a lone UTF-16 surrogate escape (\ud800 to \udfff not in a valid pair)`
+	// The decoder checked the syntax: every backslash starts a valid
+	// escape and every \u has four hex digits.
+	for i := 0; i < len(lit); i++ {
+		if lit[i] != '\\' {
+			continue
+		}
+		i++
+		if lit[i] != 'u' {
+			continue
+		}
+		r := hex4(lit[i+1 : i+5])
+		i += 4
+		switch {
+		case 0xD800 <= r && r < 0xDC00: // high half: a low half must follow
+			if i+6 < len(lit) && lit[i+1] == '\\' && lit[i+2] == 'u' {
+				if lo := hex4(lit[i+3 : i+7]); 0xDC00 <= lo && lo < 0xE000 {
+					i += 6
+					continue
+				}
+			}
+			return lone
+		case 0xDC00 <= r && r < 0xE000: // a low half alone
+			return lone
+		}
+	}
+	return ""
+}
+
+// hex4 decodes four hex digits (checked by the JSON decoder).
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case '0' <= c && c <= '9':
+			r |= rune(c - '0')
+		case 'a' <= c && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case 'A' <= c && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		}
+	}
+	return r
 }
 
 var (
@@ -154,11 +353,19 @@ var (
 	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-// checkShape walks a generically decoded JSON value along the Go type it is
-// meant for and reports the first unknown field or type mismatch with its
-// full path. Field names match exactly (encoding/json alone would accept any
-// letter case). JSON null is accepted anywhere, as encoding/json does.
-func checkShape(v any, t reflect.Type, path string) *FieldError {
+// shaper checks generically decoded JSON values against the Go type they
+// are meant for; changed records that it rewrote a value (see check).
+type shaper struct {
+	changed bool
+}
+
+// check walks v along t and reports the first unknown field or type
+// mismatch with its full path. Field names match exactly (encoding/json
+// alone would accept any letter case). JSON null is accepted anywhere, as
+// encoding/json does. An integral number written with a fraction or an
+// exponent (1.0, 1e2) for an integer field is replaced, through set, by
+// its plain form, which encoding/json can decode.
+func (sh *shaper) check(v any, t reflect.Type, path string, set func(any)) *FieldError {
 	if v == nil {
 		return nil
 	}
@@ -189,7 +396,7 @@ func checkShape(v any, t reflect.Type, path string) *FieldError {
 			if !ok {
 				return &FieldError{Field: join(path, name), Message: "unknown field"}
 			}
-			if fe := checkShape(obj[name], ft, join(path, name)); fe != nil {
+			if fe := sh.check(obj[name], ft, join(path, name), func(nv any) { obj[name] = nv }); fe != nil {
 				return fe
 			}
 		}
@@ -199,7 +406,7 @@ func checkShape(v any, t reflect.Type, path string) *FieldError {
 			return &FieldError{Field: path, Message: "must be an object"}
 		}
 		for _, k := range sortedKeys(obj) {
-			if fe := checkShape(obj[k], t.Elem(), join(path, k)); fe != nil {
+			if fe := sh.check(obj[k], t.Elem(), join(path, k), func(nv any) { obj[k] = nv }); fe != nil {
 				return fe
 			}
 		}
@@ -218,7 +425,7 @@ func checkShape(v any, t reflect.Type, path string) *FieldError {
 			return &FieldError{Field: path, Message: fmt.Sprintf("must have at most %d elements", t.Len())}
 		}
 		for i, e := range arr {
-			if fe := checkShape(e, t.Elem(), path+"["+strconv.Itoa(i)+"]"); fe != nil {
+			if fe := sh.check(e, t.Elem(), path+"["+strconv.Itoa(i)+"]", func(nv any) { arr[i] = nv }); fe != nil {
 				return fe
 			}
 		}
@@ -231,27 +438,18 @@ func checkShape(v any, t reflect.Type, path string) *FieldError {
 			return &FieldError{Field: path, Message: "must be a boolean"}
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		n, ok := v.(json.Number)
-		if !ok {
-			return &FieldError{Field: path, Message: "must be an integer"}
-		}
-		if _, err := strconv.ParseInt(n.String(), 10, t.Bits()); err != nil {
-			if isIntegerLiteral(n.String()) {
-				return &FieldError{Field: path, Message: "is out of range"}
-			}
-			return &FieldError{Field: path, Message: "must be an integer"}
-		}
+		return sh.integer(v, path, set, func(lit string) error {
+			_, err := strconv.ParseInt(lit, 10, t.Bits())
+			return err
+		}, "must be an integer")
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		n, ok := v.(json.Number)
-		if !ok {
-			return &FieldError{Field: path, Message: "must be a non-negative integer"}
-		}
-		if _, err := strconv.ParseUint(n.String(), 10, t.Bits()); err != nil {
-			if isIntegerLiteral(n.String()) {
-				return &FieldError{Field: path, Message: "is out of range"}
+		return sh.integer(v, path, set, func(lit string) error {
+			if strings.HasPrefix(lit, "-") {
+				return strconv.ErrSyntax
 			}
-			return &FieldError{Field: path, Message: "must be a non-negative integer"}
-		}
+			_, err := strconv.ParseUint(lit, 10, t.Bits())
+			return err
+		}, "must be a non-negative integer")
 	case reflect.Float32, reflect.Float64:
 		n, ok := v.(json.Number)
 		if !ok {
@@ -264,17 +462,80 @@ func checkShape(v any, t reflect.Type, path string) *FieldError {
 	return nil
 }
 
-func isIntegerLiteral(s string) bool {
-	s = strings.TrimPrefix(s, "-")
-	if s == "" {
-		return false
+// integer checks a value meant for an integer field: parse reports
+// whether the plain decimal literal fits the field (a range error) or
+// not at all (any other error, e.g. a negative value for an unsigned
+// field); want is the message for a value that is no integer.
+func (sh *shaper) integer(v any, path string, set func(any), parse func(string) error, want string) *FieldError {
+	n, ok := v.(json.Number)
+	if !ok {
+		return &FieldError{Field: path, Message: want}
 	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
+	lit, integral, huge := integerLiteral(n.String())
+	switch {
+	case !integral:
+		return &FieldError{Field: path, Message: want}
+	case huge:
+		return &FieldError{Field: path, Message: "is out of range"}
+	}
+	if err := parse(lit); err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return &FieldError{Field: path, Message: "is out of range"}
 		}
+		return &FieldError{Field: path, Message: want}
 	}
-	return true
+	if lit != n.String() {
+		set(json.Number(lit))
+		sh.changed = true
+	}
+	return nil
+}
+
+// maxIntegerDigits is more than any Go integer type holds; integerLiteral
+// reports longer integers as huge instead of spelling them out.
+const maxIntegerDigits = 40
+
+// integerLiteral returns the plain decimal form of the JSON number s when
+// s denotes an integer (1, -0, 1.0, 1e2, 2.50e1 are all integers, as JSON
+// Schema counts them), and whether it does. An integer of more than
+// maxIntegerDigits digits is reported as huge, without its literal, so
+// that an exponent like 1e999999999 costs nothing.
+func integerLiteral(s string) (lit string, integral, huge bool) {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	mant, expText := s, ""
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant, expText = s[:i], s[i+1:]
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(intPart+frac, "0")
+	if digits == "" {
+		return "0", true, false // zero, whatever its exponent
+	}
+	trimmed := strings.TrimRight(digits, "0")
+	// value = trimmed * 10^exp, with trimmed ending in a non-zero digit.
+	exp := len(digits) - len(trimmed) - len(frac)
+	if expText != "" {
+		e, err := strconv.Atoi(expText)
+		switch {
+		case (err != nil || e < -1<<30) && strings.HasPrefix(expText, "-"):
+			return "", false, false // a non-zero value times 10^-huge
+		case err != nil || e > 1<<30:
+			return "", true, true
+		}
+		exp += e
+	}
+	switch {
+	case exp < 0:
+		return "", false, false
+	case len(trimmed)+exp > maxIntegerDigits:
+		return "", true, true
+	}
+	lit = trimmed + strings.Repeat("0", exp)
+	if neg {
+		lit = "-" + lit
+	}
+	return lit, true, false
 }
 
 // jsonFields maps the JSON names of t's exported fields (following

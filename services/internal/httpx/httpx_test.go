@@ -133,7 +133,7 @@ func TestDecodeJSON(t *testing.T) {
 	}{
 		{"ok", "application/json", `{"customer_id":"c","items":[{"sku":"a","quantity":2}],"ptr":3,"when":"2024-01-02T03:04:05Z"}`, 0, "", ""},
 		{"ok charset", "application/json; charset=utf-8", `{"flag":true}`, 0, "", ""},
-		{"ok problem+json suffix", "application/merge-patch+json", `{}`, 0, "", ""},
+		{"other JSON type", "application/merge-patch+json", `{}`, 415, SlugUnsupportedMediaType, ""},
 		{"empty body", "", ``, 0, "", ""},
 		{"whitespace body", "text/plain", "  \n", 0, "", ""},
 		{"nulls", "application/json", `{"items":null,"ptr":null,"customer_id":null}`, 0, "", ""},

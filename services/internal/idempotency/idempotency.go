@@ -1,12 +1,24 @@
 // Package idempotency makes a service's POST commands safe to repeat. A
 // client sends an Idempotency-Key header; the first request with that key
-// is executed and its answer stored in the service's database; a repeat
-// with the same body gets the stored answer replayed without executing
-// anything, a repeat with a different body is refused.
+// is executed and, if its answer is final (see Final), that answer is
+// stored in the service's database; a repeat with the same body gets the
+// stored answer replayed without executing anything, a repeat with a
+// different body is refused. A transient answer (contention, rate limit,
+// server error, anything carrying Retry-After) is passed to the client but
+// not stored: the key is released so that the retry the answer asks for
+// gets a fresh attempt.
+//
+// While a request runs, its key is held by a claim with a short lease that
+// the request's process keeps extending (database clock, so replicas
+// agree). A request that ends without a final answer (an error, a panic, a
+// cancelled or timed-out context) releases the claim at once; a process
+// that dies stops extending it, and the key becomes claimable when the
+// lease runs out, within seconds.
 //
 // Storing the answer happens after the command's events are appended, so a
-// crash in between would lose the answer but not the effect. That is why
-// the command id is derived from the key (see DeriveCommandID): the retry
+// crash in between would lose the answer but not the effect, and a
+// transient answer may hide an effect that did commit. That is why the
+// command id is derived from the key (see DeriveCommandID): the retry
 // executes the same command again, and the command handlers recognise a
 // command id they have already applied and change nothing.
 package idempotency
@@ -23,6 +35,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,6 +54,21 @@ const ReplayedHeader = "Idempotent-Replayed"
 
 // MaxKeyLength is the longest key accepted.
 const MaxKeyLength = 200
+
+// DefaultLease is the claim lease when Config.Lease is zero: about the
+// longest a key stays blocked after the process running its request died.
+const DefaultLease = 5 * time.Second
+
+// MinLease is the shortest claim lease Config accepts. The owner extends
+// its claim every third of the lease; shorter leases would risk a busy
+// but live owner losing its claim between two extensions.
+const MinLease = time.Second
+
+// ErrClaimLost reports that a request's claim on its key was no longer
+// held when its answer was to be stored: its lease ran out (the owner could
+// not extend it in time) and another request took the key over. The
+// effect is not lost; the answer just is not remembered.
+var ErrClaimLost = errors.New("idempotency: claim lost to another request")
 
 // storedHeaders are the response headers kept with an answer.
 var storedHeaders = []string{"Content-Type", "Location"}
@@ -67,10 +95,12 @@ type Config struct {
 	Service string
 	// TTL is how long an answer is remembered. Default 24h.
 	TTL time.Duration
-	// Lease is how long an in-flight claim blocks repeats. A claim older
-	// than this is taken to belong to a crashed request, and a repeat takes
-	// it over (safe, see the package comment). It must exceed the longest
-	// request. Default 1m.
+	// Lease is how long an in-flight claim blocks repeats unless its owner
+	// extends it; the owner does so every Lease/3 while its request runs.
+	// A claim not extended in time is taken to belong to a dead process,
+	// and a repeat takes it over (safe, see the package comment). It is
+	// therefore about the longest time a key stays blocked after its
+	// process was killed. At least MinLease; default DefaultLease.
 	Lease time.Duration
 	// PurgeInterval is how often RunPurger deletes expired keys.
 	// Default 10m.
@@ -88,6 +118,8 @@ func (c Config) Validate() error {
 		return errors.New("idempotency: durations must not be negative")
 	case c.TTL != 0 && c.TTL < time.Minute:
 		return fmt.Errorf("idempotency: TTL %s is shorter than a minute", c.TTL)
+	case c.Lease != 0 && c.Lease < MinLease:
+		return fmt.Errorf("idempotency: Lease %s is shorter than %s", c.Lease, MinLease)
 	}
 	return nil
 }
@@ -97,7 +129,7 @@ func (c *Config) setDefaults() {
 		c.TTL = 24 * time.Hour
 	}
 	if c.Lease == 0 {
-		c.Lease = time.Minute
+		c.Lease = DefaultLease
 	}
 	if c.PurgeInterval == 0 {
 		c.PurgeInterval = 10 * time.Minute
@@ -136,8 +168,9 @@ func ValidKey(key string) bool { return httpx.PrintableASCII(key, MaxKeyLength) 
 
 // Middleware applies idempotency to POST requests that carry the header;
 // other requests pass through untouched. The handler finds the derived
-// command id with httpx.CommandID (httpx.CommandMeta uses it). Place it inside httpx.RequestID
-// and httpx.Recover.
+// command id with httpx.CommandID (httpx.CommandMeta uses it). Place it
+// inside httpx.RequestID and httpx.Recover, and inside any request timeout,
+// so that a timed-out request stops extending its claim.
 func (s *Store) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		values, sent := r.Header[http.CanonicalHeaderKey(Header)]
@@ -182,22 +215,26 @@ func (s *Store) Middleware(next http.Handler) http.Handler {
 		}
 
 		// Claimed: execute, capturing the answer so it can be stored before
-		// the client sees it.
+		// the client sees it, and keep the claim alive meanwhile.
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		ctx := httpx.WithCommandID(r.Context(), DeriveCommandID(s.cfg.Service, scope, key))
 		rec := &capture{header: make(http.Header)}
-		finished := false
+		stopHolding := s.hold(r.Context(), scope, key, c.token)
+		returned := false
 		defer func() {
-			if !finished { // the handler panicked: give the key back
+			if !returned { // the handler panicked: give the key back now
+				stopHolding()
 				s.release(r.Context(), scope, key, c.token)
 			}
 		}()
 		next.ServeHTTP(rec, r.WithContext(ctx))
-		finished = true
+		returned = true
+		stopHolding()
 
 		a := rec.answer()
-		if a.Status >= 500 {
+		if !Final(a.Status, rec.header, a.Body) {
+			// A retry may well get another answer; let it run.
 			s.release(r.Context(), scope, key, c.token)
 		} else if err := s.complete(r.Context(), scope, key, c.token, a); err != nil {
 			// The effect happened; a retry re-executes the same command id,
@@ -211,6 +248,48 @@ func (s *Store) Middleware(next http.Handler) http.Handler {
 		w.WriteHeader(a.Status)
 		_, _ = w.Write(a.Body)
 	})
+}
+
+// Final reports whether an answer is final, that is one that a retry of
+// the same request would get again, and so may be remembered under its
+// key: a 2xx, or a 4xx other than those that only describe the moment.
+// Not final are 408, 425 and 429; a 409 whose problem type is
+// version-conflict (contention, which a later attempt may win); any answer
+// carrying Retry-After, since it asks for a retry; and everything else,
+// every 5xx included.
+func Final(status int, header http.Header, body []byte) bool {
+	if header.Get("Retry-After") != "" {
+		return false
+	}
+	switch {
+	case status >= 200 && status < 300:
+		return true
+	case status < 400 || status >= 500:
+		return false
+	}
+	switch status {
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return false
+	case http.StatusConflict:
+		return problemSlug(body) != httpx.SlugVersionConflict
+	}
+	return true
+}
+
+// problemSlug returns the last path segment of the problem type in body,
+// or "" when body is not a problem.
+func problemSlug(body []byte) string {
+	var p struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(body, &p) != nil {
+		return ""
+	}
+	i := strings.LastIndexByte(p.Type, '/')
+	if i < 0 {
+		return ""
+	}
+	return p.Type[i+1:]
 }
 
 type answer struct {
@@ -321,6 +400,63 @@ func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte
 	return claimResult{outcome: outcomeInFlight}, nil
 }
 
+// hold keeps the claim identified by token alive while its request runs:
+// every Lease/3 it moves the lease's end to now + Lease by the database
+// clock. It stops when the returned function is called (which waits for a
+// renewal under way), when ctx is done, or when the claim turns out to be
+// lost. Stopping at ctx's end means that a handler still stuck after its
+// request was cancelled or timed out blocks the key for at most one more
+// lease.
+func (s *Store) hold(ctx context.Context, scope, key string, token uuid.UUID) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		every := s.cfg.Lease / 3
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			held, err := s.renew(ctx, scope, key, token, every)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				// Try again at the next tick; the lease has two more
+				// thirds to go.
+				s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "extending idempotency claim failed",
+					slog.String("scope", scope), slog.String("error", err.Error()))
+			case err == nil && !held:
+				s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency claim lost while its request ran",
+					slog.String("scope", scope))
+				return
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// renew extends the claim's lease and reports whether the claim is still
+// ours. A renewal slower than timeout is abandoned so the next tick can
+// try again well before the lease runs out.
+func (s *Store) renew(ctx context.Context, scope, key string, token uuid.UUID, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE idempotency_keys SET locked_until = now() + $4 * interval '1 millisecond'
+		WHERE scope = $1 AND key = $2 AND claim_token = $3 AND state = 'in_flight'`,
+		scope, key, token, millis(s.cfg.Lease))
+	if err != nil {
+		return false, fmt.Errorf("extend claim: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // complete stores the answer under a claim we still hold.
 func (s *Store) complete(ctx context.Context, scope, key string, token uuid.UUID, a answer) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -336,10 +472,10 @@ func (s *Store) complete(ctx context.Context, scope, key string, token uuid.UUID
 		WHERE scope = $1 AND key = $2 AND claim_token = $3`,
 		scope, key, token, a.Status, headers, a.Body, millis(s.cfg.TTL))
 	if err != nil {
-		return err
+		return fmt.Errorf("store answer: %w", err)
 	}
 	if tag.RowsAffected() != 1 {
-		return errors.New("claim lost (lease expired and taken over)")
+		return ErrClaimLost
 	}
 	return nil
 }
@@ -351,7 +487,8 @@ func (s *Store) release(ctx context.Context, scope, key string, token uuid.UUID)
 	if _, err := s.pool.Exec(ctx,
 		"DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND claim_token = $3 AND state = 'in_flight'",
 		scope, key, token); err != nil {
-		// The lease expires on its own; until then repeats get 409 in-flight.
+		// The lease runs out on its own; until then repeats get 409
+		// in-flight.
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "releasing idempotency claim failed",
 			slog.String("scope", scope), slog.String("error", err.Error()))
 	}

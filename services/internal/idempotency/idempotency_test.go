@@ -1,14 +1,18 @@
 package idempotency_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,27 +23,65 @@ import (
 	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+// deadOwnerEnv, when set to a database URL, turns the test binary into
+// the process that TestKilledOwnerClaimIsTakenOver kills: it claims a key
+// in that database, says so on stdout and blocks.
+const deadOwnerEnv = "ORDERFLOW_IDEMPOTENCY_DEAD_OWNER_DB"
+
+func TestMain(m *testing.M) {
+	if url := os.Getenv(deadOwnerEnv); url != "" {
+		holdClaimUntilKilled(url)
+		os.Exit(2) // not reached
+	}
+	testenv.Main(m)
+}
+
+// reply is what the fixture's handler answers.
+type reply struct {
+	status     int
+	slug       string // when set, the answer is a problem of this type
+	retryAfter int    // when > 0, sent as Retry-After
+}
 
 // fixture is a server whose handler counts executions and answers what the
 // test tells it to.
 type fixture struct {
-	pool     *pgxpool.Pool
-	store    *idempotency.Store
-	srv      *httptest.Server
-	calls    atomic.Int32
-	mu       sync.Mutex
-	status   int
-	block    chan struct{} // when non-nil, the handler waits on it
-	entered  chan struct{}
-	panicNow bool
-	ids      []string // command ids seen
+	url   string // of the test's database
+	pool  *pgxpool.Pool
+	store *idempotency.Store
+	srv   *httptest.Server
+	calls atomic.Int32
+
+	mu            sync.Mutex
+	reply         reply
+	block         chan struct{} // when non-nil, the handler waits on it
+	entered       chan struct{} // when non-nil, the handler reports entry on it
+	panicNow      bool
+	waitForCancel bool     // the handler waits for its context to end and answers its error
+	ids           []string // command ids seen
 }
 
-func newFixture(t *testing.T) *fixture {
+// fixtureConfig tunes newFixture.
+type fixtureConfig struct {
+	lease   time.Duration // the Store's lease; default one minute
+	timeout time.Duration // when > 0, each request's context ends after it
+}
+
+// newFixture serves a counting handler behind the middleware. Its lease
+// is long (a minute) unless set, so that a key that becomes free within a
+// test was released, not left to expire.
+func newFixture(t *testing.T, fc ...fixtureConfig) *fixture {
 	t.Helper()
+	var c fixtureConfig
+	if len(fc) > 0 {
+		c = fc[0]
+	}
+	if c.lease == 0 {
+		c.lease = time.Minute
+	}
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
+	url := testenv.Postgres(t)
+	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,18 +93,18 @@ func newFixture(t *testing.T) *fixture {
 	if err := idempotency.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	store, err := idempotency.New(pool, idempotency.Config{Service: "test"})
+	store, err := idempotency.New(pool, idempotency.Config{Service: "test", Lease: c.lease})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{pool: pool, store: store, status: http.StatusAccepted}
+	f := &fixture{url: url, pool: pool, store: store, reply: reply{status: http.StatusAccepted}}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := f.calls.Add(1)
 		id, _ := httpx.CommandID(r.Context())
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		f.ids = append(f.ids, id)
-		status, block, entered, panicNow := f.status, f.block, f.entered, f.panicNow
+		rp, block, entered, panicNow, waitForCancel := f.reply, f.block, f.entered, f.panicNow, f.waitForCancel
 		f.mu.Unlock()
 		if entered != nil {
 			entered <- struct{}{}
@@ -73,13 +115,36 @@ func newFixture(t *testing.T) *fixture {
 		if panicNow {
 			panic("handler failed")
 		}
+		if waitForCancel {
+			<-r.Context().Done()
+			httpx.WriteError(w, r, fmt.Errorf("command: %w", r.Context().Err()))
+			return
+		}
+		if rp.slug != "" {
+			p := httpx.NewProblem(rp.status, rp.slug, fmt.Sprintf("call %d", n))
+			p.RetryAfter = rp.retryAfter
+			httpx.WriteProblem(w, p)
+			return
+		}
+		if rp.retryAfter > 0 {
+			w.Header().Set("Retry-After", fmt.Sprint(rp.retryAfter))
+		}
 		w.Header().Set("Location", "/things/"+fmt.Sprint(n))
 		w.Header().Set("X-Other", "not stored")
 		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
+		w.WriteHeader(rp.status)
 		fmt.Fprintf(w, `{"call":%d,"echo":%q}`, n, body)
 	})
-	f.srv = httptest.NewServer(httpx.RequestID(httpx.Recover(store.Middleware(handler))))
+	var h http.Handler = store.Middleware(handler)
+	if c.timeout > 0 {
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), c.timeout)
+			defer cancel()
+			inner.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	f.srv = httptest.NewServer(httpx.RequestID(httpx.Recover(h)))
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -98,6 +163,30 @@ func (f *fixture) commandIDs() []string {
 	return append([]string(nil), f.ids...)
 }
 
+// rows counts the rows stored under key, whatever their state.
+func (f *fixture) rows(t *testing.T, key string) int {
+	t.Helper()
+	var n int
+	if err := f.pool.QueryRow(context.Background(),
+		"SELECT count(*) FROM idempotency_keys WHERE key = $1", key).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// eventually polls cond every few milliseconds until it holds or within
+// has passed.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval, not a wait for the condition
+	}
+}
+
 type response struct {
 	status  int
 	header  http.Header
@@ -107,9 +196,15 @@ type response struct {
 
 func (f *fixture) post(t *testing.T, path, key, body string) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, f.srv.URL+path, strings.NewReader(body))
+	return f.postCtx(t, context.Background(), path, key, body)
+}
+
+func (f *fixture) postCtx(t *testing.T, ctx context.Context, path, key, body string) response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.srv.URL+path, strings.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return response{}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
@@ -117,12 +212,15 @@ func (f *fixture) post(t *testing.T, path, key, body string) response {
 	}
 	res, err := f.srv.Client().Do(req)
 	if err != nil {
-		t.Fatal(err)
+		if ctx.Err() == nil {
+			t.Error(err)
+		}
+		return response{}
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
 	}
 	return response{status: res.StatusCode, header: res.Header, body: string(b), replays: res.Header.Get(idempotency.ReplayedHeader) == "true"}
 }
@@ -231,12 +329,18 @@ func TestTooLargeBody(t *testing.T) {
 func TestInFlightDuplicate(t *testing.T) {
 	f := newFixture(t)
 	block, entered := make(chan struct{}), make(chan struct{}, 1)
+	unblock := sync.OnceFunc(func() { close(block) })
+	t.Cleanup(unblock) // runs before the server closes, should a check fail
 	f.set(func(f *fixture) { f.block, f.entered = block, entered })
 	done := make(chan response, 1)
 	go func() { done <- f.post(t, "/things", "slow", `{}`) }()
 	<-entered
-	wantProblem(t, f.post(t, "/things", "slow", `{}`), http.StatusConflict, httpx.SlugIdempotencyInFlight)
-	close(block)
+	r := f.post(t, "/things", "slow", `{}`)
+	wantProblem(t, r, http.StatusConflict, httpx.SlugIdempotencyInFlight)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("in-flight answer without Retry-After")
+	}
+	unblock()
 	if r := <-done; r.status != http.StatusAccepted {
 		t.Fatalf("first request: %+v", r)
 	}
@@ -248,49 +352,348 @@ func TestInFlightDuplicate(t *testing.T) {
 	}
 }
 
-func TestServerErrorsAreNotStored(t *testing.T) {
-	f := newFixture(t)
-	f.set(func(f *fixture) { f.status = http.StatusServiceUnavailable })
-	if r := f.post(t, "/things", "k", `{}`); r.status != http.StatusServiceUnavailable {
-		t.Fatalf("first: %+v", r)
+func TestFinal(t *testing.T) {
+	problem := func(slug string) []byte {
+		return []byte(`{"type":"` + httpx.ProblemTypeBase + slug + `","title":"x","status":409}`)
 	}
-	f.set(func(f *fixture) { f.status = http.StatusAccepted })
-	if r := f.post(t, "/things", "k", `{}`); r.status != http.StatusAccepted || r.replays {
-		t.Fatalf("retry after 503: %+v", r)
+	retryAfter := http.Header{"Retry-After": {"1"}}
+	tests := []struct {
+		name   string
+		status int
+		header http.Header
+		body   []byte
+		final  bool
+	}{
+		{"202", http.StatusAccepted, nil, []byte(`{}`), true},
+		{"200 empty", http.StatusOK, nil, nil, true},
+		{"400 validation", http.StatusBadRequest, nil, problem(httpx.SlugValidation), true},
+		{"404", http.StatusNotFound, nil, problem(httpx.SlugNotFound), true},
+		{"409 illegal state", http.StatusConflict, nil, problem(httpx.SlugIllegalState), true},
+		{"409 insufficient stock", http.StatusConflict, nil, problem(httpx.SlugInsufficientStock), true},
+		{"409 not a problem", http.StatusConflict, nil, []byte(`not json`), true},
+		{"413", http.StatusRequestEntityTooLarge, nil, problem(httpx.SlugPayloadTooLarge), true},
+		{"409 version conflict", http.StatusConflict, nil, problem(httpx.SlugVersionConflict), false},
+		{"409 version conflict, other host", http.StatusConflict, nil,
+			[]byte(`{"type":"https://example.test/problems/version-conflict"}`), false},
+		{"409 with Retry-After", http.StatusConflict, retryAfter, problem(httpx.SlugIllegalState), false},
+		{"202 with Retry-After", http.StatusAccepted, retryAfter, nil, false},
+		{"408", http.StatusRequestTimeout, nil, nil, false},
+		{"425", http.StatusTooEarly, nil, nil, false},
+		{"429", http.StatusTooManyRequests, nil, nil, false},
+		{"500", http.StatusInternalServerError, nil, problem(httpx.SlugInternal), false},
+		{"502", http.StatusBadGateway, nil, nil, false},
+		{"503", http.StatusServiceUnavailable, nil, problem(httpx.SlugUnavailable), false},
+		{"302", http.StatusFound, nil, nil, false},
 	}
-	if ids := f.commandIDs(); f.calls.Load() != 2 || ids[0] != ids[1] {
-		t.Fatalf("calls %d ids %q: a retry must run again with the same command id", f.calls.Load(), ids)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := idempotency.Final(tt.status, tt.header, tt.body); got != tt.final {
+				t.Fatalf("Final(%d, %v, %s) = %v, want %v", tt.status, tt.header, tt.body, got, tt.final)
+			}
+		})
 	}
 }
 
-func TestClientErrorsAreStored(t *testing.T) {
-	f := newFixture(t)
-	f.set(func(f *fixture) { f.status = http.StatusConflict })
-	f.post(t, "/things", "k", `{}`)
-	f.set(func(f *fixture) { f.status = http.StatusAccepted })
-	if r := f.post(t, "/things", "k", `{}`); r.status != http.StatusConflict || !r.replays {
-		t.Fatalf("retry after 409: %+v", r)
+// TestTransientAnswersAreNotStored: after a transient answer the key is
+// free at once, a same-key retry runs again with the same command id and
+// gets the new answer, and that answer is then replayed.
+func TestTransientAnswersAreNotStored(t *testing.T) {
+	tests := []struct {
+		name  string
+		first reply
+	}{
+		{"409 version-conflict", reply{status: http.StatusConflict, slug: httpx.SlugVersionConflict}},
+		{"409 version-conflict with Retry-After", reply{status: http.StatusConflict, slug: httpx.SlugVersionConflict, retryAfter: 1}},
+		{"503 with Retry-After", reply{status: http.StatusServiceUnavailable, slug: httpx.SlugUnavailable, retryAfter: 1}},
+		{"500", reply{status: http.StatusInternalServerError, slug: httpx.SlugInternal}},
+		{"429 with Retry-After", reply{status: http.StatusTooManyRequests, slug: httpx.SlugRateLimited, retryAfter: 2}},
+		{"408", reply{status: http.StatusRequestTimeout, slug: httpx.SlugUnavailable}},
+		{"425", reply{status: http.StatusTooEarly, slug: httpx.SlugUnavailable}},
+		{"400 with Retry-After", reply{status: http.StatusBadRequest, slug: httpx.SlugBadRequest, retryAfter: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.set(func(f *fixture) { f.reply = tt.first })
+			first := f.post(t, "/things", "k", `{"a":1}`)
+			if first.status != tt.first.status || first.replays {
+				t.Fatalf("first: %+v", first)
+			}
+			if tt.first.retryAfter > 0 && first.header.Get("Retry-After") != fmt.Sprint(tt.first.retryAfter) {
+				t.Fatalf("first answer lost its Retry-After: %v", first.header)
+			}
+			if n := f.rows(t, "k"); n != 0 {
+				t.Fatalf("%d rows left under the key after a transient answer, want 0", n)
+			}
+
+			f.set(func(f *fixture) { f.reply = reply{status: http.StatusAccepted} })
+			retry := f.post(t, "/things", "k", `{"a":1}`)
+			if retry.status != http.StatusAccepted || retry.replays || !strings.Contains(retry.body, `"call":2`) {
+				t.Fatalf("retry: %+v", retry)
+			}
+			ids := f.commandIDs()
+			if len(ids) != 2 || ids[0] != ids[1] || ids[0] != idempotency.DeriveCommandID("test", "POST /things", "k") {
+				t.Fatalf("command ids %q: the retry must run again under the same derived id", ids)
+			}
+
+			f.set(func(f *fixture) { f.reply = reply{status: http.StatusConflict, slug: httpx.SlugVersionConflict} })
+			again := f.post(t, "/things", "k", `{"a":1}`)
+			if again.status != http.StatusAccepted || !again.replays || again.body != retry.body ||
+				again.header.Get("Location") != retry.header.Get("Location") {
+				t.Fatalf("after the 202: %+v, want the 202 replayed", again)
+			}
+			if n := f.calls.Load(); n != 2 {
+				t.Fatalf("handler ran %d times, want 2", n)
+			}
+		})
 	}
 }
 
-func TestPanicReleasesClaim(t *testing.T) {
-	f := newFixture(t)
-	f.set(func(f *fixture) { f.panicNow = true })
-	if r := f.post(t, "/things", "k", `{}`); r.status != http.StatusInternalServerError {
-		t.Fatalf("panic: %+v", r)
+// TestFinalAnswersAreReplayed: answers that a retry would get again are
+// remembered, refusals included.
+func TestFinalAnswersAreReplayed(t *testing.T) {
+	tests := []struct {
+		name  string
+		first reply
+	}{
+		{"202", reply{status: http.StatusAccepted}},
+		{"201", reply{status: http.StatusCreated}},
+		{"400 validation", reply{status: http.StatusBadRequest, slug: httpx.SlugValidation}},
+		{"404 not-found", reply{status: http.StatusNotFound, slug: httpx.SlugNotFound}},
+		{"409 illegal-state", reply{status: http.StatusConflict, slug: httpx.SlugIllegalState}},
+		{"409 insufficient-stock", reply{status: http.StatusConflict, slug: httpx.SlugInsufficientStock}},
 	}
-	f.set(func(f *fixture) { f.panicNow = false })
-	if r := f.post(t, "/things", "k", `{}`); r.status != http.StatusAccepted || r.replays {
-		t.Fatalf("after panic: %+v", r)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.set(func(f *fixture) { f.reply = tt.first })
+			first := f.post(t, "/things", "k", `{}`)
+			if first.status != tt.first.status || first.replays {
+				t.Fatalf("first: %+v", first)
+			}
+			f.set(func(f *fixture) { f.reply = reply{status: http.StatusAccepted} })
+			again := f.post(t, "/things", "k", `{}`)
+			if !again.replays || again.status != first.status || again.body != first.body ||
+				again.header.Get("Content-Type") != first.header.Get("Content-Type") {
+				t.Fatalf("retry: %+v, want %d %s replayed", again, first.status, first.body)
+			}
+			if n := f.calls.Load(); n != 1 {
+				t.Fatalf("handler ran %d times, want 1", n)
+			}
+		})
+	}
+}
+
+// TestDyingRequestReleasesClaimAtOnce: a request that ends by a panic, by
+// its client going away or by its timeout gives its key back at once, well
+// before its (one-minute) lease would run out, and a retry runs under the
+// same command id.
+func TestDyingRequestReleasesClaimAtOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		fc   fixtureConfig
+		die  func(t *testing.T, f *fixture)
+	}{
+		{"panic", fixtureConfig{}, func(t *testing.T, f *fixture) {
+			f.set(func(f *fixture) { f.panicNow = true })
+			wantProblem(t, f.post(t, "/things", "k", `{}`), http.StatusInternalServerError, httpx.SlugInternal)
+			// The claim was released before the 500 was written.
+			if n := f.rows(t, "k"); n != 0 {
+				t.Fatalf("%d rows left after the panic, want 0", n)
+			}
+		}},
+		{"client gone", fixtureConfig{}, func(t *testing.T, f *fixture) {
+			entered := make(chan struct{}, 1)
+			f.set(func(f *fixture) { f.waitForCancel, f.entered = true, entered })
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan struct{})
+			go func() { defer close(done); f.postCtx(t, ctx, "/things", "k", `{}`) }()
+			<-entered
+			wantProblem(t, f.post(t, "/things", "k", `{}`), http.StatusConflict, httpx.SlugIdempotencyInFlight)
+			cancel()
+			<-done
+			eventually(t, 20*time.Second, "claim released after the client went away", func() bool { return f.rows(t, "k") == 0 })
+		}},
+		{"timeout", fixtureConfig{timeout: 100 * time.Millisecond}, func(t *testing.T, f *fixture) {
+			f.set(func(f *fixture) { f.waitForCancel = true })
+			r := f.post(t, "/things", "k", `{}`)
+			wantProblem(t, r, http.StatusServiceUnavailable, httpx.SlugUnavailable)
+			if r.header.Get("Retry-After") == "" {
+				t.Fatalf("timeout answer without Retry-After: %v", r.header)
+			}
+			if n := f.rows(t, "k"); n != 0 {
+				t.Fatalf("%d rows left after the timeout, want 0", n)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, tt.fc)
+			tt.die(t, f)
+			f.set(func(f *fixture) { f.panicNow, f.waitForCancel, f.entered = false, false, nil })
+			if r := f.post(t, "/things", "k", `{}`); r.status != http.StatusAccepted || r.replays {
+				t.Fatalf("retry: %+v", r)
+			}
+			ids := f.commandIDs()
+			if ids[0] != ids[len(ids)-1] {
+				t.Fatalf("command ids %q: the retry must reuse the derived id", ids)
+			}
+			if r := f.post(t, "/things", "k", `{}`); !r.replays {
+				t.Fatalf("after the retry: %+v", r)
+			}
+		})
+	}
+}
+
+// TestLiveClaimIsExtended: a request that runs longer than the lease keeps
+// its key, because its process extends the lease while it runs.
+func TestLiveClaimIsExtended(t *testing.T) {
+	const lease = 3 * time.Second
+	f := newFixture(t, fixtureConfig{lease: lease})
+	ctx := context.Background()
+	block, entered := make(chan struct{}), make(chan struct{}, 1)
+	unblock := sync.OnceFunc(func() { close(block) })
+	t.Cleanup(unblock)
+	f.set(func(f *fixture) { f.block, f.entered = block, entered })
+	done := make(chan response, 1)
+	go func() { done <- f.post(t, "/things", "slow", `{}`) }()
+	<-entered
+
+	var firstEnd time.Time
+	if err := f.pool.QueryRow(ctx, "SELECT locked_until FROM idempotency_keys WHERE key = 'slow'").Scan(&firstEnd); err != nil {
+		t.Fatal(err)
+	}
+	// Wait, by the database clock, until the first lease is over.
+	eventually(t, lease+20*time.Second, "the first lease to end", func() bool {
+		var over bool
+		if err := f.pool.QueryRow(ctx, "SELECT now() > $1", firstEnd).Scan(&over); err != nil {
+			t.Fatal(err)
+		}
+		return over
+	})
+	r := f.post(t, "/things", "slow", `{}`)
+	wantProblem(t, r, http.StatusConflict, httpx.SlugIdempotencyInFlight)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("in-flight answer without Retry-After")
+	}
+	var extended bool
+	if err := f.pool.QueryRow(ctx, "SELECT locked_until > $1 FROM idempotency_keys WHERE key = 'slow'", firstEnd).Scan(&extended); err != nil || !extended {
+		t.Fatalf("lease not extended (%v)", err)
+	}
+
+	unblock()
+	if r := <-done; r.status != http.StatusAccepted {
+		t.Fatalf("first request: %+v", r)
+	}
+	if r := f.post(t, "/things", "slow", `{}`); !r.replays {
+		t.Fatalf("after completion: %+v", r)
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+}
+
+// holdClaimUntilKilled runs in a child process (see TestMain): it claims
+// key "k" on POST /things in the database at url with the default lease,
+// prints "claimed" and blocks in the handler until it is killed.
+func holdClaimUntilKilled(url string) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	store, err := idempotency.New(pool, idempotency.Config{Service: "test"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	h := store.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		fmt.Println("claimed")
+		<-ctx.Done() // never: only SIGKILL ends this process
+	}))
+	req := httptest.NewRequest(http.MethodPost, "/things", strings.NewReader(`{}`))
+	req.Header.Set(idempotency.Header, "k")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	fmt.Fprintln(os.Stderr, "the request was not claimed")
+	os.Exit(1)
+}
+
+// TestKilledOwnerClaimIsTakenOver: a process killed while holding a claim
+// stops extending it, and another process gets the key within about one
+// (default) lease, running the same command id.
+func TestKilledOwnerClaimIsTakenOver(t *testing.T) {
+	// The fixture is the live replica; the child, on the same database,
+	// is the one that dies.
+	f := newFixture(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), deadOwnerEnv+"="+f.url)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-waited
+	})
+	claimed := make(chan bool, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		claimed <- line == "claimed\n"
+		_, _ = io.Copy(io.Discard, out)
+		waited <- cmd.Wait()
+	}()
+	select {
+	case ok := <-claimed:
+		if !ok {
+			t.Fatal("the child process did not claim the key")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the child process did not claim the key within a minute")
+	}
+
+	// Alive, the child holds the key.
+	wantProblem(t, f.post(t, "/things", "k", `{}`), http.StatusConflict, httpx.SlugIdempotencyInFlight)
+	if n := f.calls.Load(); n != 0 {
+		t.Fatalf("handler ran %d times while the owner lived", n)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var got response
+	eventually(t, idempotency.DefaultLease+15*time.Second, "the dead owner's key to be taken over", func() bool {
+		got = f.post(t, "/things", "k", `{}`)
+		if got.status == http.StatusConflict && strings.Contains(got.body, httpx.SlugIdempotencyInFlight) {
+			return false
+		}
+		return true
+	})
+	if got.status != http.StatusAccepted || got.replays {
+		t.Fatalf("takeover: %+v", got)
+	}
+	t.Logf("key taken over %s after the kill (lease %s)", time.Since(killed).Round(time.Millisecond), idempotency.DefaultLease)
+	if ids := f.commandIDs(); len(ids) != 1 || ids[0] != idempotency.DeriveCommandID("test", "POST /things", "k") {
+		t.Fatalf("command ids %q, want the derived one once", ids)
+	}
+	if r := f.post(t, "/things", "k", `{}`); !r.replays {
+		t.Fatalf("after takeover: %+v", r)
 	}
 }
 
 func TestAbandonedClaimIsTakenOver(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	// A claim left by a crashed process: in flight, lease long expired.
+	// A claim left by a crashed process: in flight, lease expired.
 	if _, err := f.pool.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, state, claim_token, locked_until, expires_at)
-		VALUES ('POST /things', 'k', sha256('{}'::bytea), 'in_flight', gen_random_uuid(), now() - interval '1 second', now() + interval '1 hour')`); err != nil {
+		VALUES ('POST /things', 'k', sha256('{}'::bytea), 'in_flight', gen_random_uuid(), now() - interval '1 millisecond', now() + interval '1 hour')`); err != nil {
 		t.Fatal(err)
 	}
 	r := f.post(t, "/things", "k", `{}`)
@@ -302,6 +705,59 @@ func TestAbandonedClaimIsTakenOver(t *testing.T) {
 	}
 	if r := f.post(t, "/things", "k", `{}`); !r.replays {
 		t.Fatalf("after takeover: %+v", r)
+	}
+}
+
+// TestMigrationForgetsTransientAnswers: answers stored by earlier versions
+// that were not final are deleted by migration 0002; final ones and live
+// claims stay.
+func TestMigrationForgetsTransientAnswers(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	problem := func(slug string) string {
+		return `{"type":"` + httpx.ProblemTypeBase + slug + `","title":"Conflict","status":409}`
+	}
+	rows := []struct {
+		key    string
+		state  string
+		status any
+		body   any
+		kept   bool
+	}{
+		{"accepted", "done", 202, `{"sku":"a"}`, true},
+		{"validation", "done", 400, problem(httpx.SlugValidation), true},
+		{"illegal-state", "done", 409, problem(httpx.SlugIllegalState), true},
+		{"in-flight", "in_flight", nil, nil, true},
+		{"version-conflict", "done", 409, problem(httpx.SlugVersionConflict), false},
+		{"rate-limited", "done", 429, problem(httpx.SlugRateLimited), false},
+		{"request-timeout", "done", 408, `{}`, false},
+		{"too-early", "done", 425, `{}`, false},
+	}
+	for _, r := range rows {
+		var body any
+		if s, ok := r.body.(string); ok {
+			body = []byte(s)
+		}
+		if _, err := f.pool.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, state, claim_token, locked_until, status, headers, body, expires_at)
+			VALUES ('POST /things', $1, sha256('{}'::bytea), $2,
+			        CASE WHEN $2 = 'in_flight' THEN gen_random_uuid() END,
+			        CASE WHEN $2 = 'in_flight' THEN now() + interval '1 minute' END,
+			        $3, '{}'::jsonb, $4, now() + interval '1 hour')`,
+			r.key, r.state, r.status, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Re-run the migration as if the database had been at version 1.
+	if _, err := f.pool.Exec(ctx, "DELETE FROM schema_migrations WHERE component = 'idempotency' AND version = 2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := idempotency.Migrate(ctx, f.pool); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if got := f.rows(t, r.key) == 1; got != r.kept {
+			t.Errorf("%s: kept %v, want %v", r.key, got, r.kept)
+		}
 	}
 }
 
@@ -376,6 +832,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no service", idempotency.Config{}, false},
 		{"negative", idempotency.Config{Service: "x", Lease: -time.Second}, false},
 		{"short ttl", idempotency.Config{Service: "x", TTL: time.Second}, false},
+		{"short lease", idempotency.Config{Service: "x", Lease: idempotency.MinLease - time.Millisecond}, false},
+		{"shortest lease", idempotency.Config{Service: "x", Lease: idempotency.MinLease}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,10 +17,17 @@ import (
 // envelope; the headers repeat what a consumer may want to filter or trace
 // on without decoding it.
 const (
-	HeaderMsgID       = jetstream.MsgIDHeader // the event id; JetStream drops repeats within the duplicate window
-	HeaderType        = "Orderflow-Type"
-	HeaderStream      = "Orderflow-Stream"
-	HeaderPosition    = "Orderflow-Position"
+	HeaderMsgID  = jetstream.MsgIDHeader // the event id; JetStream drops repeats within the duplicate window
+	HeaderType   = "Orderflow-Type"
+	HeaderStream = "Orderflow-Stream"
+	// HeaderPosition is the event's global position in its source store.
+	HeaderPosition = "Orderflow-Position"
+	// HeaderSource names the store the message comes from: the name of the
+	// relay that published it, which is the service's context ("orders",
+	// "sagas", ...). Positions are only unique within one store, so the
+	// pair (source, position) identifies a message; a relay resuming after
+	// a crash looks for its own pairs to skip what is already there.
+	HeaderSource      = "Orderflow-Source"
 	HeaderTraceParent = "traceparent"
 	HeaderTraceState  = "tracestate"
 )
@@ -32,6 +39,9 @@ var (
 	ErrUnroutable  = errors.New("natsbus: event has no subject")
 	ErrUnencodable = errors.New("natsbus: event cannot be encoded")
 	ErrMalformed   = errors.New("natsbus: malformed message")
+	// ErrInvalidSource is returned by Encode for a source name that is not
+	// a subject token; relays check their name up front with ValidSource.
+	ErrInvalidSource = errors.New("natsbus: invalid source name")
 )
 
 // ContextRoute ties the streams of one bounded context, recognised by their
@@ -151,11 +161,62 @@ func validToken(s string) bool {
 	return true
 }
 
-// Encode builds the message for e: its subject (Route), the JSON envelope
-// as body and the headers. It also names the JetStream stream the message
+// ValidSource reports whether name can be the source of messages (see
+// HeaderSource): a subject token of letters, digits, '_' and '-'.
+func ValidSource(name string) bool { return validToken(name) }
+
+// RelaySubjects returns the subject filters a relay of source publishes
+// on: events.<context>.> for a context of the routing table, plus
+// commands.> for the sagas context, whose CommandIssued events are the
+// only commands. For any other name (a relay whose store is not one
+// context's, as in tests) it is every subject of the topology. A relay
+// looks for its own messages only there, so the filters keep that search
+// from reading the other contexts' messages.
+func RelaySubjects(source string) []string {
+	if !knownContext(source) {
+		return []string{EventsSubjects, CommandsSubjects}
+	}
+	out := []string{"events." + source + ".>"}
+	if source == ContextSagas {
+		out = append(out, CommandsSubjects)
+	}
+	return out
+}
+
+// StreamOf returns the JetStream stream of the topology that captures
+// subject (a subject or a filter): EventsStream for events.*,
+// CommandsStream for commands.*.
+func StreamOf(subject string) (string, bool) {
+	switch {
+	case strings.HasPrefix(subject, "events."):
+		return EventsStream, true
+	case strings.HasPrefix(subject, "commands."):
+		return CommandsStream, true
+	}
+	return "", false
+}
+
+// Origin returns the source and position a message's headers name (see
+// HeaderSource), and false when either is missing or malformed, as on a
+// message that no relay published.
+func Origin(h nats.Header) (source string, position uint64, ok bool) {
+	source = h.Get(HeaderSource)
+	position, err := strconv.ParseUint(h.Get(HeaderPosition), 10, 64)
+	if source == "" || err != nil || position == 0 {
+		return "", 0, false
+	}
+	return source, position, true
+}
+
+// Encode builds the message that source (the publishing relay's name,
+// see HeaderSource) sends for e: its subject (Route), the JSON envelope as
+// body and the headers. It also names the JetStream stream the message
 // must land in, so that a misconfigured server rejects it rather than
 // storing it elsewhere.
-func Encode(e domain.Envelope) (*nats.Msg, error) {
+func Encode(source string, e domain.Envelope) (*nats.Msg, error) {
+	if !ValidSource(source) {
+		return nil, fmt.Errorf("%w: %q is not a subject token", ErrInvalidSource, source)
+	}
 	subject, err := Route(e)
 	if err != nil {
 		return nil, err
@@ -170,16 +231,14 @@ func Encode(e domain.Envelope) (*nats.Msg, error) {
 	m.Header.Set(HeaderType, e.Type)
 	m.Header.Set(HeaderStream, e.Stream)
 	m.Header.Set(HeaderPosition, strconv.FormatUint(e.Position, 10))
+	m.Header.Set(HeaderSource, source)
 	if e.Metadata.TraceParent != "" {
 		m.Header.Set(HeaderTraceParent, e.Metadata.TraceParent)
 		if e.Metadata.TraceState != "" {
 			m.Header.Set(HeaderTraceState, e.Metadata.TraceState)
 		}
 	}
-	stream := EventsStream
-	if strings.HasPrefix(subject, "commands.") {
-		stream = CommandsStream
-	}
+	stream, _ := StreamOf(subject) // Route makes only subjects it knows
 	m.Header.Set(jetstream.ExpectedStreamHeader, stream)
 	return m, nil
 }

@@ -3,6 +3,8 @@ package natsbus_test
 import (
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,7 +63,7 @@ func TestRoute(t *testing.T) {
 				if !errors.Is(err, natsbus.ErrUnroutable) {
 					t.Fatalf("Route = %q, %v; want ErrUnroutable", got, err)
 				}
-				if _, err := natsbus.Encode(tt.e); !errors.Is(err, natsbus.ErrUnroutable) {
+				if _, err := natsbus.Encode("orders", tt.e); !errors.Is(err, natsbus.ErrUnroutable) {
 					t.Fatalf("Encode err = %v, want ErrUnroutable", err)
 				}
 				return
@@ -97,8 +99,120 @@ func TestContextOf(t *testing.T) {
 	}
 }
 
+func TestEncodeRefusesInvalidSource(t *testing.T) {
+	for _, source := range []string{"", "orders.v2", "in ventory", "orders>", strings.Repeat("s", 129)} {
+		if _, err := natsbus.Encode(source, envelope("order-1", "OrderPlaced", `{}`)); !errors.Is(err, natsbus.ErrInvalidSource) {
+			t.Errorf("Encode with source %q: err = %v, want ErrInvalidSource", source, err)
+		}
+		if natsbus.ValidSource(source) {
+			t.Errorf("ValidSource(%q) = true", source)
+		}
+	}
+	for _, source := range []string{"orders", "sagas", "test-relay_2"} {
+		if !natsbus.ValidSource(source) {
+			t.Errorf("ValidSource(%q) = false", source)
+		}
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	header := func(kv ...string) nats.Header {
+		h := nats.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	tests := []struct {
+		name   string
+		h      nats.Header
+		source string
+		pos    uint64
+		ok     bool
+	}{
+		{"both", header(natsbus.HeaderSource, "orders", natsbus.HeaderPosition, "17"), "orders", 17, true},
+		{"no source", header(natsbus.HeaderPosition, "17"), "", 0, false},
+		{"no position", header(natsbus.HeaderSource, "orders"), "", 0, false},
+		{"position zero", header(natsbus.HeaderSource, "orders", natsbus.HeaderPosition, "0"), "", 0, false},
+		{"position not a number", header(natsbus.HeaderSource, "orders", natsbus.HeaderPosition, "x7"), "", 0, false},
+		{"negative position", header(natsbus.HeaderSource, "orders", natsbus.HeaderPosition, "-3"), "", 0, false},
+		{"no headers", nil, "", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			source, pos, ok := natsbus.Origin(tt.h)
+			if source != tt.source || pos != tt.pos || ok != tt.ok {
+				t.Fatalf("Origin = %q, %d, %v; want %q, %d, %v", source, pos, ok, tt.source, tt.pos, tt.ok)
+			}
+		})
+	}
+}
+
+// TestRelaySubjects: the filters a relay searches cover every subject
+// Route gives the events of its context, and nothing of another
+// context's events.
+func TestRelaySubjects(t *testing.T) {
+	matches := func(filter, subject string) bool {
+		f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+		for i, tok := range f {
+			switch {
+			case tok == ">":
+				return len(s) > i
+			case i >= len(s):
+				return false
+			case tok != "*" && tok != s[i]:
+				return false
+			}
+		}
+		return len(f) == len(s)
+	}
+	anyMatch := func(filters []string, subject string) bool {
+		for _, f := range filters {
+			if matches(f, subject) {
+				return true
+			}
+		}
+		return false
+	}
+	routed := map[string][]domain.Envelope{
+		natsbus.ContextOrders:    {envelope("order-1", "OrderPlaced", `{}`)},
+		natsbus.ContextInventory: {envelope("stock-A", "StockReserved", `{}`)},
+		natsbus.ContextShipping:  {envelope("shipment-1", "ShipmentScheduled", `{}`)},
+		natsbus.ContextSagas:     {envelope("saga-1", "SagaStarted", `{}`), envelope("saga-1", natsbus.CommandIssued, reserve)},
+	}
+	for relay := range routed {
+		filters := natsbus.RelaySubjects(relay)
+		for owner, evs := range routed {
+			for _, e := range evs {
+				subject, err := natsbus.Route(e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, want := anyMatch(filters, subject), owner == relay; got != want {
+					t.Errorf("relay %s: filters %v match %s: %v, want %v", relay, filters, subject, got, want)
+				}
+				// A filter that matches a subject names the same stream.
+				stream, _ := natsbus.StreamOf(subject)
+				for _, f := range filters {
+					if fs, ok := natsbus.StreamOf(f); !ok || matches(f, subject) && fs != stream {
+						t.Errorf("filter %s is in stream %q, its subject %s in %q", f, fs, subject, stream)
+					}
+				}
+			}
+		}
+	}
+	if got := natsbus.RelaySubjects("test"); !slices.Equal(got, []string{natsbus.EventsSubjects, natsbus.CommandsSubjects}) {
+		t.Errorf("RelaySubjects of a name outside the routing table = %v, want every subject", got)
+	}
+	for subject, want := range map[string]string{"events.orders.X": natsbus.EventsStream, "commands.>": natsbus.CommandsStream, "other.x": ""} {
+		if got, _ := natsbus.StreamOf(subject); got != want {
+			t.Errorf("StreamOf(%q) = %q, want %q", subject, got, want)
+		}
+	}
+}
+
 func TestEncodeUnencodable(t *testing.T) {
-	_, err := natsbus.Encode(envelope("order-1", "OrderPlaced", `{not json`))
+	_, err := natsbus.Encode("orders", envelope("order-1", "OrderPlaced", `{not json`))
 	if !errors.Is(err, natsbus.ErrUnencodable) {
 		t.Fatalf("Encode of invalid JSON data: err = %v, want ErrUnencodable", err)
 	}
@@ -128,7 +242,7 @@ func TestEncodeDecodeThroughJetStream(t *testing.T) {
 	cmd.Position = 43
 
 	for _, e := range []domain.Envelope{ev, cmd, ev} { // the repeat is dropped
-		m, err := natsbus.Encode(e)
+		m, err := natsbus.Encode("sagas", e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,6 +264,7 @@ func TestEncodeDecodeThroughJetStream(t *testing.T) {
 		natsbus.HeaderType:        "OrderPlaced",
 		natsbus.HeaderStream:      "order-1",
 		natsbus.HeaderPosition:    "42",
+		natsbus.HeaderSource:      "sagas",
 		natsbus.HeaderTraceParent: ev.Metadata.TraceParent,
 		natsbus.HeaderTraceState:  "vendor=1",
 	} {
@@ -162,6 +277,9 @@ func TestEncodeDecodeThroughJetStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameEnvelope(t, got, ev)
+	if src, pos, ok := natsbus.Origin(m.Header); !ok || src != "sagas" || pos != 42 {
+		t.Errorf("Origin = %q, %d, %v; want sagas, 42", src, pos, ok)
+	}
 
 	commands := natsbustest.Messages(t, js, natsbus.CommandsStream)
 	if len(commands) != 1 || commands[0].Subject != "commands.inventory.reserve" {
@@ -190,7 +308,7 @@ func TestEncodeNamesTheStream(t *testing.T) {
 	if _, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"events.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	m, err := natsbus.Encode(envelope("order-1", "OrderPlaced", `{}`))
+	m, err := natsbus.Encode("orders", envelope("order-1", "OrderPlaced", `{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +318,7 @@ func TestEncodeNamesTheStream(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	good, err := natsbus.Encode(envelope("order-1", "OrderPlaced", `{}`))
+	good, err := natsbus.Encode("orders", envelope("order-1", "OrderPlaced", `{}`))
 	if err != nil {
 		t.Fatal(err)
 	}

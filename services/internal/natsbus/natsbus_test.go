@@ -176,7 +176,27 @@ func TestConnectWaitsForServer(t *testing.T) {
 		t.Fatalf("Connect with no server: err = %v, want deadline exceeded", err)
 	}
 
-	// A server that comes up while Connect waits is taken.
+	// A server that comes up while Connect waits is taken. Until Connect
+	// has tried the port, something that accepts and drops connections
+	// holds it, so the server surely starts after a failed attempt.
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tried := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return // closed
+			}
+			c.Close()
+			select {
+			case tried <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	type result struct {
 		nc  *nats.Conn
 		js  jetstream.JetStream
@@ -187,7 +207,16 @@ func TestConnectWaitsForServer(t *testing.T) {
 		nc, js, err := natsbus.Connect(ctxT(t), url, "patient")
 		done <- result{nc, js, err}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-tried:
+	case r := <-done:
+		t.Fatalf("Connect returned (%v) while nothing served NATS", r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Connect did not try the port within 10s")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := natsembed.Start(ctxT(t), natsembed.Config{Port: port})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 // Package pgdb holds the PostgreSQL chores every service shares: applying a
 // component's embedded schema migrations exactly once, and provisioning a
-// service's own database and role (database per service).
+// service's own database with its two roles, an owner that runs the
+// migrations and a runtime role with DML rights only (database per
+// service, least privilege).
 package pgdb
 
 import (

@@ -179,72 +179,244 @@ func withDB(t *testing.T, dsn, db string) string {
 	return u.String()
 }
 
-func TestProvisionIsolatesServices(t *testing.T) {
+// wantCode fails the test unless err is a PostgreSQL error with code.
+func wantCode(t *testing.T, err error, code, what string) {
+	t.Helper()
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != code {
+		t.Errorf("%s: err = %v, want SQLSTATE %s", what, err, code)
+	}
+}
+
+const insufficientPrivilege = "42501"
+
+// provision provisions a service with a name of its own for this test and
+// drops its database and roles when the test ends.
+func provision(t *testing.T, prefix string) (service string, urls pgdb.URLs) {
+	t.Helper()
+	admin := testenv.PostgresAdminURL(t)
+	service = prefix + "_" + uniqueSuffix(t)
+	t.Cleanup(func() { dropService(t, admin, service) })
+	urls, err := pgdb.Provision(context.Background(), admin, service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return service, urls
+}
+
+// widgetMigrations is a component's schema with a table whose key comes
+// from a sequence, a view and a function, as a service's migrations may
+// have.
+var widgetMigrations = fstest.MapFS{
+	"0001_widgets.sql": {Data: []byte(`
+		CREATE TABLE widgets (id bigserial PRIMARY KEY, name text NOT NULL);
+		CREATE VIEW widget_names AS SELECT name FROM widgets;
+		CREATE FUNCTION widget_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM widgets';`)},
+}
+
+func TestProvisionLeastPrivilege(t *testing.T) {
+	ctx := context.Background()
+	alpha, alphaURLs := provision(t, "alpha")
+	beta, betaURLs := provision(t, "beta")
+
+	// The owner role runs the migrations.
+	if err := pgdb.Migrate(ctx, newPool(t, alphaURLs.Owner), "widgets", widgetMigrations); err != nil {
+		t.Fatalf("migrate as the owner: %v", err)
+	}
+	app := newPool(t, alphaURLs.Service)
+	var user string
+	if err := app.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil {
+		t.Fatal(err)
+	}
+	if user != pgdb.ServiceRole(alpha) {
+		t.Fatalf("service URL connects as %s, want %s", user, pgdb.ServiceRole(alpha))
+	}
+
+	t.Run("service role reads and writes rows", func(t *testing.T) {
+		for _, stmt := range []string{
+			"INSERT INTO widgets (name) VALUES ('a'), ('b')", // nextval on the owner's sequence
+			"UPDATE widgets SET name = 'c' WHERE name = 'b'",
+			"DELETE FROM widgets WHERE name = 'a'",
+			"SELECT count(*) FROM widget_names",
+			"SELECT widget_count()",
+			"SELECT count(*) FROM schema_migrations",
+			"SELECT pg_advisory_xact_lock(42)",
+		} {
+			if _, err := app.Exec(ctx, stmt); err != nil {
+				t.Errorf("%s: %v", stmt, err)
+			}
+		}
+		var names []string
+		rows, err := app.Query(ctx, "SELECT name FROM widget_names")
+		if err == nil {
+			names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil || len(names) != 1 || names[0] != "c" {
+			t.Errorf("rows seen by the service role: %v, %v; want [c]", names, err)
+		}
+	})
+
+	t.Run("service role changes no schema", func(t *testing.T) {
+		for _, stmt := range []string{
+			"CREATE TABLE intruder (id int)",
+			"CREATE VIEW intruder AS SELECT 1",
+			"CREATE TEMP TABLE intruder (id int)",
+			"CREATE SCHEMA intruder",
+			"CREATE FUNCTION intruder() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+			"CREATE INDEX ON widgets (name)",
+			"ALTER TABLE widgets ADD COLUMN extra int",
+			"ALTER TABLE widgets OWNER TO CURRENT_USER",
+			"DROP TABLE widgets",
+			"DROP VIEW widget_names",
+			"TRUNCATE widgets",
+			"CREATE OR REPLACE VIEW widget_names AS SELECT name FROM widgets",
+		} {
+			_, err := app.Exec(ctx, stmt)
+			wantCode(t, err, insufficientPrivilege, stmt)
+		}
+	})
+
+	t.Run("later tables are granted to the service role", func(t *testing.T) {
+		more := fstest.MapFS{
+			"0001_widgets.sql": widgetMigrations["0001_widgets.sql"],
+			"0002_parts.sql":   {Data: []byte("CREATE TABLE parts (id bigserial PRIMARY KEY, widget bigint NOT NULL);")},
+		}
+		if err := pgdb.Migrate(ctx, newPool(t, alphaURLs.Owner), "widgets", more); err != nil {
+			t.Fatalf("migrate as the owner: %v", err)
+		}
+		if _, err := app.Exec(ctx, "INSERT INTO parts (widget) VALUES (1)"); err != nil {
+			t.Errorf("service role on a table created after provisioning: %v", err)
+		}
+		_, err := app.Exec(ctx, "DROP TABLE parts")
+		wantCode(t, err, insufficientPrivilege, "DROP TABLE parts")
+	})
+
+	t.Run("no role reaches another database", func(t *testing.T) {
+		for _, c := range []struct {
+			role, dsn string
+			others    []string
+		}{
+			{"alpha owner", alphaURLs.Owner, []string{pgdb.Name(beta), "postgres", "template1"}},
+			{"alpha service", alphaURLs.Service, []string{pgdb.Name(beta), "postgres", "template1"}},
+			{"beta owner", betaURLs.Owner, []string{pgdb.Name(alpha), "postgres", "template1"}},
+			{"beta service", betaURLs.Service, []string{pgdb.Name(alpha), "postgres", "template1"}},
+		} {
+			if err := connectErr(ctx, c.dsn); err != nil {
+				t.Errorf("%s cannot connect to its own database: %v", c.role, err)
+			}
+			for _, db := range c.others {
+				wantCode(t, connectErr(ctx, withDB(t, c.dsn, db)), insufficientPrivilege, c.role+" connecting to "+db)
+			}
+		}
+	})
+
+	t.Run("superusers still reach the shared databases", func(t *testing.T) {
+		admin := testenv.PostgresAdminURL(t)
+		for _, db := range pgdb.SharedDatabases {
+			if err := connectErr(ctx, withDB(t, admin, db)); err != nil {
+				t.Errorf("admin connecting to %s: %v", db, err)
+			}
+		}
+	})
+}
+
+func TestReprovisionKeepsDataAndResetsPasswords(t *testing.T) {
 	ctx := context.Background()
 	admin := testenv.PostgresAdminURL(t)
-	suffix := uniqueSuffix(t)
-	alpha, beta := "alpha_"+suffix, "beta_"+suffix
-	t.Cleanup(func() { dropService(t, admin, alpha); dropService(t, admin, beta) })
-
-	alphaURL, err := pgdb.Provision(ctx, admin, alpha)
-	if err != nil {
+	svc, first := provision(t, "again")
+	if err := pgdb.Migrate(ctx, newPool(t, first.Owner), "widgets", widgetMigrations); err != nil {
 		t.Fatal(err)
 	}
-	betaURL, err := pgdb.Provision(ctx, admin, beta)
-	if err != nil {
+	if _, err := newPool(t, first.Service).Exec(ctx, "INSERT INTO widgets (name) VALUES ('kept')"); err != nil {
 		t.Fatal(err)
 	}
 
-	// Each role reaches its own database and may create tables there.
-	for _, dsn := range []string{alphaURL, betaURL} {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatalf("connect to own database: %v", err)
-		}
-		if _, err := conn.Exec(ctx, "CREATE TABLE secrets (v text)"); err != nil {
-			t.Fatalf("create table in own database: %v", err)
-		}
-		conn.Close(ctx)
-	}
-
-	// alpha's role cannot connect to beta's database (and vice versa).
-	for _, c := range []struct{ dsn, db string }{{alphaURL, pgdb.Name(beta)}, {betaURL, pgdb.Name(alpha)}} {
-		err := connectErr(ctx, withDB(t, c.dsn, c.db))
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
-			t.Fatalf("connecting to %s with another service's role: err = %v, want permission denied (42501)", c.db, err)
-		}
-	}
-
-	// Re-provisioning is idempotent and resets the password: the old URL
-	// stops working, the new one works.
-	alphaURL2, err := pgdb.Provision(ctx, admin, alpha)
+	second, err := pgdb.Provision(ctx, admin, svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if alphaURL2 == alphaURL {
-		t.Fatal("re-provision returned the same password")
+	if second.Owner == first.Owner || second.Service == first.Service {
+		t.Fatal("re-provision returned the same passwords")
 	}
-	if err := connectErr(ctx, alphaURL2); err != nil {
-		t.Fatalf("new URL: %v", err)
+	for _, dsn := range []string{second.Owner, second.Service} {
+		if err := connectErr(ctx, dsn); err != nil {
+			t.Fatalf("new URL: %v", err)
+		}
 	}
 	if passwordsChecked(ctx, t, admin) {
-		if err := connectErr(ctx, alphaURL); err == nil {
-			t.Fatal("old password still accepted after re-provision")
+		for _, dsn := range []string{first.Owner, first.Service} {
+			if err := connectErr(ctx, dsn); err == nil {
+				t.Error("old password still accepted after re-provision")
+			}
 		}
 	} else {
 		t.Log("server trusts TCP logins; old-password rejection not checked")
 	}
-	// The data survived re-provisioning.
-	conn, err := pgx.Connect(ctx, alphaURL2)
+	var n int
+	if err := newPool(t, second.Service).QueryRow(ctx, "SELECT count(*) FROM widgets WHERE name = 'kept'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows after re-provision: %d, %v; want 1", n, err)
+	}
+	_, err = newPool(t, second.Service).Exec(ctx, "CREATE TABLE intruder (id int)")
+	wantCode(t, err, insufficientPrivilege, "CREATE TABLE after re-provision")
+}
+
+// TestProvisionUpgradesSingleRoleDatabase provisions a database laid out as
+// before the runtime role existed: one role owning the database and its
+// tables. That role becomes the owner role, and the new runtime role gets
+// the rows of the existing tables.
+func TestProvisionUpgradesSingleRoleDatabase(t *testing.T) {
+	ctx := context.Background()
+	admin := testenv.PostgresAdminURL(t)
+	svc := "legacy_" + uniqueSuffix(t)
+	t.Cleanup(func() { dropService(t, admin, svc) })
+	owner := pgx.Identifier{pgdb.OwnerRole(svc)}.Sanitize()
+	adminConn := connect(t, admin)
+	for _, stmt := range []string{
+		"CREATE ROLE " + owner + " LOGIN",
+		"CREATE DATABASE " + pgx.Identifier{pgdb.Name(svc)}.Sanitize() + " OWNER " + owner,
+	} {
+		if _, err := adminConn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	legacy := connect(t, withDB(t, admin, pgdb.Name(svc)))
+	for _, stmt := range []string{
+		"SET ROLE " + owner,
+		"CREATE TABLE old_rows (id bigserial PRIMARY KEY, v text)",
+		"INSERT INTO old_rows (v) VALUES ('before')",
+	} {
+		if _, err := legacy.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	urls, err := pgdb.Provision(ctx, admin, svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n); err != nil {
-		t.Fatalf("table lost after re-provision: %v", err)
+	app := newPool(t, urls.Service)
+	if _, err := app.Exec(ctx, "INSERT INTO old_rows (v) VALUES ('after')"); err != nil {
+		t.Fatalf("service role on a table from before the upgrade: %v", err)
 	}
+	var n int
+	if err := app.QueryRow(ctx, "SELECT count(*) FROM old_rows").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("rows: %d, %v; want 2", n, err)
+	}
+	_, err = app.Exec(ctx, "DROP TABLE old_rows")
+	wantCode(t, err, insufficientPrivilege, "DROP TABLE old_rows")
+	if _, err := newPool(t, urls.Owner).Exec(ctx, "ALTER TABLE old_rows ADD COLUMN w text"); err != nil {
+		t.Fatalf("owner role on its table: %v", err)
+	}
+}
+
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // passwordsChecked reports whether the server authenticates TCP logins by
@@ -276,6 +448,7 @@ func TestProvisionRejectsBadInput(t *testing.T) {
 		{"upper case", "postgres://localhost/postgres", "Orders"},
 		{"injection", "postgres://localhost/postgres", `x"; DROP ROLE postgres; --`},
 		{"empty", "postgres://localhost/postgres", ""},
+		{"runtime role suffix", "postgres://localhost/postgres", "orders" + pgdb.ServiceRoleSuffix},
 		{"keyword dsn", "host=localhost dbname=postgres", "orders"},
 	}
 	for _, tt := range tests {
@@ -287,24 +460,40 @@ func TestProvisionRejectsBadInput(t *testing.T) {
 	}
 }
 
+// TestProvisionConcurrent provisions two services three times each, all at
+// once: every call succeeds, and the passwords of exactly one call per
+// service are in force.
 func TestProvisionConcurrent(t *testing.T) {
 	ctx := context.Background()
 	admin := testenv.PostgresAdminURL(t)
-	svc := "conc_" + uniqueSuffix(t)
-	t.Cleanup(func() { dropService(t, admin, svc) })
+	suffix := uniqueSuffix(t)
+	services := []string{"conc_a_" + suffix, "conc_b_" + suffix}
+	for _, svc := range services {
+		t.Cleanup(func() { dropService(t, admin, svc) })
+	}
+	const calls = 3
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = pgdb.Provision(ctx, admin, svc)
-		}()
+	urls := make([][calls]pgdb.URLs, len(services))
+	errs := make([][calls]error, len(services))
+	for s, svc := range services {
+		for i := range calls {
+			wg.Go(func() { urls[s][i], errs[s][i] = pgdb.Provision(ctx, admin, svc) })
+		}
 	}
 	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("provision %d: %v", i, err)
+	checked := passwordsChecked(ctx, t, admin)
+	for s, svc := range services {
+		working := 0
+		for i := range calls {
+			if errs[s][i] != nil {
+				t.Fatalf("provision %s, call %d: %v", svc, i, errs[s][i])
+			}
+			if connectErr(ctx, urls[s][i].Service) == nil && connectErr(ctx, urls[s][i].Owner) == nil {
+				working++
+			}
+		}
+		if working == 0 || (checked && working != 1) {
+			t.Errorf("%s: %d of %d calls' URLs work, want 1", svc, working, calls)
 		}
 	}
 }
@@ -329,10 +518,15 @@ func dropService(t *testing.T, admin, service string) {
 		return
 	}
 	defer conn.Close(ctx)
-	ident := pgx.Identifier{pgdb.Name(service)}.Sanitize()
-	for _, stmt := range []string{"DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)", "DROP ROLE IF EXISTS " + ident} {
+	// The database first: it holds the objects and default privileges that
+	// the roles' dependencies point at.
+	for _, stmt := range []string{
+		"DROP DATABASE IF EXISTS " + pgx.Identifier{pgdb.Name(service)}.Sanitize() + " WITH (FORCE)",
+		"DROP ROLE IF EXISTS " + pgx.Identifier{pgdb.ServiceRole(service)}.Sanitize(),
+		"DROP ROLE IF EXISTS " + pgx.Identifier{pgdb.OwnerRole(service)}.Sanitize(),
+	} {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Logf("cleanup %s: %v", stmt, err)
+			t.Errorf("cleanup %s: %v", stmt, err)
 		}
 	}
 }

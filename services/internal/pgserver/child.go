@@ -37,8 +37,9 @@ func terminate(ctx context.Context, c *childproc.Child, grace time.Duration) {
 			t.Stop()
 		}
 	}
-	// The postmaster leads its own process group (Setpgid), so this takes
-	// any backend that outlived it too.
+	// The postmaster leads its own process group (Setpgid); its backends
+	// and workers lead their own sessions, so Stop kills those that
+	// outlive it separately (killRemains).
 	_ = c.SignalGroup(syscall.SIGKILL)
 	<-c.Done()
 }

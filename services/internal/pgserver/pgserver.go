@@ -5,7 +5,9 @@
 // Docker or a system service: Start runs initdb (once per data directory),
 // starts postgres directly (not through pg_ctl, so the caller owns the
 // process and the kernel stops it when the caller dies) and waits until it
-// accepts connections. Stop shuts it down and removes what Start created.
+// accepts connections. Stop shuts it down and removes what Start created. A
+// postmaster that dies on its own (a crash, a SIGKILL) can be started again
+// with Restart on the same data, port and password.
 //
 // PostgreSQL refuses to run as root, so when the caller is root the cluster
 // runs as an unprivileged OS user (Config.OSUser, "postgres" by default).
@@ -25,6 +27,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -50,8 +53,14 @@ const (
 	bindRetries     = 5
 )
 
-// ErrInvalidConfig is wrapped by Config.Validate errors.
-var ErrInvalidConfig = errors.New("pgserver: invalid config")
+var (
+	// ErrInvalidConfig is wrapped by Config.Validate errors.
+	ErrInvalidConfig = errors.New("pgserver: invalid config")
+	// ErrRunning is returned by Restart while the postmaster still runs.
+	ErrRunning = errors.New("pgserver: the server is running")
+	// ErrStopped is returned by Restart after Stop.
+	ErrStopped = errors.New("pgserver: the server was stopped")
+)
 
 // Config tells Start how to run the cluster. The zero value is usable: a
 // fresh cluster in a temporary directory on a free port, fsync on.
@@ -151,9 +160,15 @@ type Server struct {
 	port     int
 	password string
 	cred     *syscall.Credential
+	bin      string
+	log      *tailBuffer
 
-	proc *childproc.Child
-	log  *tailBuffer
+	// mu guards proc, which Restart replaces, and stopped; Restart holds
+	// it throughout, so that Stop waits for a restart to end and then
+	// stops what it started.
+	mu      sync.Mutex
+	proc    *childproc.Child
+	stopped bool
 
 	stopOnce sync.Once
 	stopErr  error
@@ -182,6 +197,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.bin = bin
 	if os.Geteuid() == 0 {
 		if s.cred, err = lookupCredential(cfg.OSUser); err != nil {
 			return nil, err
@@ -202,7 +218,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			}
 		}
 		s.port = port
-		err = s.startPostgres(ctx, bin)
+		err = s.startPostgres(ctx)
 		if err == nil {
 			ok = true
 			return s, nil
@@ -234,10 +250,52 @@ func (s *Server) Port() int { return s.port }
 func (s *Server) Dir() string { return s.dir }
 
 // PID returns the process id of the postmaster.
-func (s *Server) PID() int { return s.proc.Pid() }
+func (s *Server) PID() int { return s.child().Pid() }
 
-// Done is closed when the postmaster has exited, whether through Stop or not.
-func (s *Server) Done() <-chan struct{} { return s.proc.Done() }
+// Done is closed when the postmaster has exited, whether through Stop or
+// not. After Restart it is another channel: call Done again.
+func (s *Server) Done() <-chan struct{} { return s.child().Done() }
+
+// Err says why the postmaster exited (nil for a clean exit, else its exit
+// status or signal); call it once Done is closed.
+func (s *Server) Err() error { return s.child().Err() }
+
+func (s *Server) child() *childproc.Child {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc
+}
+
+// Restart starts the postmaster again after it exited without Stop (a
+// crash, a SIGKILL), on the same directory, port and password, so that the
+// URLs handed out before stay valid; a client's pool reconnects to it on
+// its own. PostgreSQL recovers from its write-ahead log at start: with
+// fsync on (see Config.NoFsync), every committed transaction is there.
+//
+// The backends and workers of a postmaster that was SIGKILLed outlive it
+// for a while and keep its shared memory, which a new postmaster refuses to
+// share, so they are killed first. Restart
+// fails with ErrRunning while the postmaster runs and with ErrStopped after
+// Stop; other failures (the port taken meanwhile, a broken data directory)
+// leave the server stopped, and Restart may be called again.
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	select {
+	case <-s.proc.Done():
+	default:
+		return ErrRunning
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	if err := s.killRemains(ctx); err != nil {
+		return err
+	}
+	return s.startPostgres(ctx)
+}
 
 // LogTail returns the last part of the server's log.
 func (s *Server) LogTail() string { return s.log.String() }
@@ -254,7 +312,18 @@ func (s *Server) Stop(ctx context.Context) error {
 }
 
 func (s *Server) stop(ctx context.Context) error {
-	terminate(ctx, s.proc, s.cfg.StopTimeout)
+	s.mu.Lock()
+	s.stopped = true
+	proc := s.proc
+	s.mu.Unlock()
+	terminate(ctx, proc, s.cfg.StopTimeout)
+	// A postmaster that died before Stop, or that terminate had to
+	// SIGKILL, may have left backends behind.
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.killRemains(kctx); err != nil {
+		return err
+	}
 	return s.removeDirs()
 }
 
@@ -421,8 +490,9 @@ func (s *Server) initdb(ctx context.Context, bin string) error {
 var errPortInUse = errors.New("port in use")
 
 // startPostgres starts the postmaster and waits until it accepts
-// connections; on failure the process is gone when it returns.
-func (s *Server) startPostgres(ctx context.Context, bin string) error {
+// connections; on failure the process is gone when it returns. The caller
+// holds mu, or is Start, before anyone else can see s.
+func (s *Server) startPostgres(ctx context.Context) error {
 	settings := map[string]string{
 		"max_connections":    "300",
 		"shared_buffers":     "128MB",
@@ -430,6 +500,13 @@ func (s *Server) startPostgres(ctx context.Context, bin string) error {
 		"synchronous_commit": onOff(!s.cfg.NoFsync),
 		"full_page_writes":   onOff(!s.cfg.NoFsync),
 		"logging_collector":  "off",
+	}
+	if runtime.GOOS == "linux" {
+		// After a crash, PostgreSQL first makes sure that everything the
+		// dead server wrote is on disk; fsync file by file takes seconds
+		// even for a small cluster, one syncfs of the file system does
+		// the same in a fraction of that (Restart's time to serve).
+		settings["recovery_init_sync_method"] = "syncfs"
 	}
 	for k, v := range s.cfg.Settings {
 		settings[strings.ToLower(strings.TrimSpace(k))] = v
@@ -451,7 +528,7 @@ func (s *Server) startPostgres(ctx context.Context, bin string) error {
 	}
 
 	s.log.Reset()
-	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), args...)
 	cmd.Dir = s.dir
 	cmd.Env = childEnv()
 	cmd.Stdout = io.MultiWriter(s.log, s.cfg.Log)
@@ -467,7 +544,7 @@ func (s *Server) startPostgres(ctx context.Context, bin string) error {
 	}
 	s.proc = c
 
-	if err := s.waitReady(ctx); err != nil {
+	if err := s.waitReady(ctx, c); err != nil {
 		terminate(context.Background(), c, s.cfg.StopTimeout)
 		tail := s.log.String()
 		if strings.Contains(tail, "could not bind") || strings.Contains(tail, "already in use") {
@@ -480,7 +557,7 @@ func (s *Server) startPostgres(ctx context.Context, bin string) error {
 
 // waitReady polls until a superuser connection succeeds, the postmaster
 // exits or ctx ends.
-func (s *Server) waitReady(ctx context.Context) error {
+func (s *Server) waitReady(ctx context.Context, c *childproc.Child) error {
 	url := s.URL("postgres")
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -490,8 +567,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.proc.Done():
-			return fmt.Errorf("postgres exited: %v", s.proc.Err())
+		case <-c.Done():
+			return fmt.Errorf("postgres exited: %v", c.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last)
 		case <-tick.C:

@@ -224,3 +224,96 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// alive reports whether pid runs (a zombie nobody reaped does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// A SIGKILLed postmaster comes back with Restart on the same port and
+// password, with every committed row, even while a backend of the old one
+// still holds its shared memory.
+func TestRestartAfterKill(t *testing.T) {
+	// Durable settings, as the dev stack runs them: with fsync off a killed
+	// server may lose commits, and this test would rightly fail.
+	s := startTest(t, Config{})
+	url, port, oldPID := s.URL("postgres"), s.Port(), s.PID()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := s.Restart(ctx); !errors.Is(err, ErrRunning) {
+		t.Fatalf("Restart of a running server: %v, want ErrRunning", err)
+	}
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('committed')"); err != nil {
+		t.Fatal(err)
+	}
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	// A stopped backend cannot notice its postmaster's death: it keeps the
+	// shared memory attached, as a busy one does for a while.
+	if err := syscall.Kill(backend, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(backend, syscall.SIGKILL) })
+
+	if err := syscall.Kill(oldPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("Done not closed 30s after the postmaster was killed")
+	}
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("Err() = %v, want the kill", err)
+	}
+	if !alive(backend) {
+		t.Fatalf("backend %d died with its postmaster; the test would not show that Restart clears the old group", backend)
+	}
+
+	start := time.Now()
+	if err := s.Restart(ctx); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	t.Logf("restarted in %s", time.Since(start).Round(time.Millisecond))
+	if s.PID() == oldPID {
+		t.Error("PID unchanged after Restart")
+	}
+	if s.Port() != port || s.URL("postgres") != url {
+		t.Errorf("Restart moved the server: port %d, want %d", s.Port(), port)
+	}
+	if alive(backend) {
+		t.Errorf("backend %d of the killed postmaster survived Restart", backend)
+	}
+	if got := queryString(t, url, "SELECT v FROM kept"); got != "committed" {
+		t.Errorf("after restart got %q", got)
+	}
+	select {
+	case <-s.Done():
+		t.Fatal("Done of the restarted server is closed")
+	default:
+	}
+
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if !portFree(port) {
+		t.Errorf("port %d still bound after Stop", port)
+	}
+	if err := s.Restart(ctx); !errors.Is(err, ErrStopped) {
+		t.Errorf("Restart after Stop: %v, want ErrStopped", err)
+	}
+}

@@ -152,15 +152,36 @@ func (l *lease) close() {
 	_ = l.conn.Close(ctx)
 }
 
-func (l *lease) load(ctx context.Context) (uint64, error) {
-	return loadCheckpoint(ctx, l.conn, l.name)
+// load returns the checkpoint and the resume point saved with it; the
+// resume point is the zero value when none was saved or it belongs to
+// another position (the position was changed by hand).
+func (l *lease) load(ctx context.Context) (uint64, resumePoint, error) {
+	var (
+		pos int64
+		rp  *resumePoint
+	)
+	err := l.conn.QueryRow(ctx, "SELECT position, resume FROM relay_checkpoints WHERE name = $1", l.name).Scan(&pos, &rp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, resumePoint{}, nil
+	}
+	if err != nil {
+		return 0, resumePoint{}, fmt.Errorf("relay %s: load checkpoint: %w", l.name, err)
+	}
+	if rp == nil || rp.Position != uint64(pos) {
+		return uint64(pos), resumePoint{}, nil
+	}
+	return uint64(pos), *rp, nil
 }
 
-// save records pos; a checkpoint never moves back, whoever writes it.
-func (l *lease) save(ctx context.Context, pos uint64) error {
-	_, err := l.conn.Exec(ctx, `INSERT INTO relay_checkpoints (name, position, updated_at) VALUES ($1, $2, now())
-		ON CONFLICT (name) DO UPDATE SET position = GREATEST(relay_checkpoints.position, EXCLUDED.position), updated_at = now()`,
-		l.name, int64(pos))
+// save records pos and the resume point that goes with it. A checkpoint
+// never moves back, whoever writes it, and the resume point stays with
+// the position it was computed for.
+func (l *lease) save(ctx context.Context, pos uint64, rp resumePoint) error {
+	rp.Position = pos
+	_, err := l.conn.Exec(ctx, `INSERT INTO relay_checkpoints (name, position, resume, updated_at) VALUES ($1, $2, $3, now())
+		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, resume = EXCLUDED.resume, updated_at = now()
+		WHERE relay_checkpoints.position <= EXCLUDED.position`,
+		l.name, int64(pos), rp)
 	if err != nil {
 		return fmt.Errorf("relay %s: save checkpoint %d: %w", l.name, pos, err)
 	}

@@ -3,9 +3,16 @@
 // order from its checkpoint, publishes every event with Nats-Msg-Id = event
 // id, many at a time, and moves its checkpoint only past a contiguous
 // prefix of acknowledged events. On any failure it stops, backs off and
-// resumes from the checkpoint; what it publishes twice is dropped by
-// JetStream's duplicate window or, beyond it, by the consumers' dedup by
-// event id. So a relay killed or cut off at any moment loses nothing.
+// resumes from the checkpoint. So a relay killed or cut off at any moment
+// loses nothing.
+//
+// Nor does it publish anything twice, however long it was away: every
+// message names its source (the relay's name) and its position in the
+// store, and a relay that starts or takes over first reads which of its
+// events beyond the checkpoint JetStream already holds and skips exactly
+// those (see resume.go and docs/adr/0054-exact-resume.md). Only a message
+// still in flight when its relay was cut off, stored after that reading,
+// can be sent again, and JetStream's duplicate window drops it.
 //
 // JetStream receives the events in the store's order, except that an
 // event JetStream refused while accepting later ones arrives after them
@@ -42,6 +49,9 @@ type Publisher interface {
 	// Conn lets the relay wait for a connection instead of publishing into
 	// the client's reconnect buffer while the server is away.
 	Conn() *nats.Conn
+	// Stream lets the relay read what a stream already holds of its
+	// messages before it resumes.
+	Stream(ctx context.Context, name string) (jetstream.Stream, error)
 }
 
 // Errors.
@@ -73,13 +83,16 @@ const (
 
 // Config configures a relay. Name is required; the rest defaults.
 type Config struct {
-	// Name keys the relay's checkpoint and lease, e.g. the service name.
+	// Name keys the relay's checkpoint and lease and is the source every
+	// message names (natsbus.HeaderSource): the service's context, e.g.
+	// "orders". Relays of different stores need different names. A subject
+	// token: letters, digits, '_' and '-'.
 	Name string
 	// MaxInFlight caps the publishes awaiting their ack; default 256.
 	MaxInFlight int
 	// CheckpointEvery is how often acknowledged progress is saved; default
-	// 100ms. A crash republishes at most this much (plus what was in
-	// flight), which JetStream's duplicate window absorbs.
+	// 100ms. After a crash the relay reads back at least this much of its
+	// own messages from JetStream to skip them.
 	CheckpointEvery time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failure, doubling
 	// from min to max while failures repeat; defaults 100ms and 10s.
@@ -99,8 +112,10 @@ func (c Config) Validate() error {
 	switch {
 	case c.Name == "":
 		return fmt.Errorf("%w: empty name", ErrInvalidConfig)
-	case len(c.Name) > 200:
-		return fmt.Errorf("%w: name longer than 200 bytes", ErrInvalidConfig)
+	case len(c.Name) > 128:
+		return fmt.Errorf("%w: name longer than 128 bytes", ErrInvalidConfig)
+	case !natsbus.ValidSource(c.Name):
+		return fmt.Errorf("%w: name %q is not a subject token (letters, digits, '_', '-')", ErrInvalidConfig, c.Name)
 	case c.MaxInFlight < 0 || c.MaxInFlight > maxInFlightLimit:
 		return fmt.Errorf("%w: MaxInFlight %d out of range 1..%d", ErrInvalidConfig, c.MaxInFlight, maxInFlightLimit)
 	case c.CheckpointEvery < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.AckTimeout < 0, c.DrainTimeout < 0:
@@ -155,7 +170,9 @@ type Relay struct {
 	head       atomic.Uint64
 	published  atomic.Uint64
 	duplicates atomic.Uint64
+	skipped    atomic.Uint64
 	parked     atomic.Uint64
+	interrupts atomic.Uint64
 	inFlight   atomic.Int64
 	rate       atomic.Uint64 // float64 bits
 }
@@ -190,10 +207,19 @@ type Stats struct {
 	// Lag is Head - Checkpoint, in positions.
 	Lag uint64
 	// Published counts acknowledged publishes since the relay started,
-	// Duplicates those JetStream reported as already stored.
+	// Duplicates those JetStream reported as already stored (a message
+	// still in flight when a session ended, sent again by the next one).
 	Published, Duplicates uint64
-	// Parked counts events skipped because they can never be published.
+	// Skipped counts events not published because JetStream already held
+	// them when a session began: published by an earlier session whose
+	// checkpoint was not saved.
+	Skipped uint64
+	// Parked counts events passed over because they can never be
+	// published.
 	Parked uint64
+	// Interruptions counts sessions that ended on a failure and were
+	// resumed after a backoff.
+	Interruptions uint64
 	// InFlight is the number of publishes awaiting their ack.
 	InFlight int
 	// EventsPerSecond is the publish rate over the last second.
@@ -209,7 +235,9 @@ func (r *Relay) Stats() Stats {
 		Head:            r.head.Load(),
 		Published:       r.published.Load(),
 		Duplicates:      r.duplicates.Load(),
+		Skipped:         r.skipped.Load(),
 		Parked:          r.parked.Load(),
+		Interruptions:   r.interrupts.Load(),
 		InFlight:        int(r.inFlight.Load()),
 		EventsPerSecond: math.Float64frombits(r.rate.Load()),
 	}
@@ -249,6 +277,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			backoff, failures = r.cfg.MinBackoff, 0
 		}
 		failures++
+		r.interrupts.Add(1)
 		// A random wait in [backoff/2, backoff] keeps the relays of several
 		// services from hammering a recovering server in step.
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -306,6 +335,8 @@ type inflight struct {
 	fut    jetstream.PubAckFuture
 	// perm is set instead of fut when the event can never be published.
 	perm error
+	// held is set instead of fut when JetStream already holds the event.
+	held bool
 }
 
 // session is one run from the checkpoint until ctx ends or something
@@ -313,6 +344,7 @@ type inflight struct {
 type session struct {
 	r     *Relay
 	lease *lease
+	held  *held
 
 	pending    chan inflight // in position order
 	slots      chan struct{} // one per publish awaiting its ack
@@ -338,11 +370,18 @@ func (r *Relay) session(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	defer l.close()
-	from, err := l.load(ctx)
+	from, rp, err := l.load(ctx)
 	if err != nil {
 		return false, err
 	}
 	r.checkpoint.Store(from)
+	h, err := r.search(ctx, from, rp)
+	if err != nil {
+		return false, err
+	}
+	if n := len(h.keys); n > 0 {
+		r.log.Info("relay found events beyond its checkpoint already in JetStream; skipping them", "checkpoint", from, "events", n)
+	}
 	r.active.Store(true)
 	defer r.active.Store(false)
 	defer r.inFlight.Store(0)
@@ -358,6 +397,7 @@ func (r *Relay) session(ctx context.Context) (progressed bool, err error) {
 	s := &session{
 		r:          r,
 		lease:      l,
+		held:       h,
 		pending:    make(chan inflight, r.cfg.MaxInFlight),
 		slots:      make(chan struct{}, r.cfg.MaxInFlight),
 		readerErr:  make(chan error, 1),
@@ -378,6 +418,7 @@ func (s *session) read(ctx context.Context, sub eventstore.Subscription) {
 	defer close(s.readerDone)
 	fail := func(err error) { s.readerErr <- err }
 	nc := s.r.pub.Conn()
+	warned := false
 	for {
 		e, err := sub.Next(ctx)
 		if err != nil {
@@ -385,10 +426,16 @@ func (s *session) read(ctx context.Context, sub eventstore.Subscription) {
 			return
 		}
 		in := inflight{pos: e.Position, id: e.ID, stream: e.Stream, typ: e.Type}
-		msg, err := natsbus.Encode(e)
-		if err != nil {
+		var msg *nats.Msg
+		if s.held.has(e.Position, e.ID) {
+			in.held = true
+		} else if msg, err = natsbus.Encode(s.r.cfg.Name, e); err != nil {
 			// Encoding depends on the event alone: it will never work.
 			in.perm = err
+		} else if !warned && !s.held.covers(msg.Subject) {
+			warned = true
+			s.r.log.Warn("relay publishes outside the subjects it searches on resume; after a crash such events may be sent twice",
+				"subject", msg.Subject, "searched", s.held.filters)
 		}
 		select {
 		case s.slots <- struct{}{}:
@@ -396,7 +443,7 @@ func (s *session) read(ctx context.Context, sub eventstore.Subscription) {
 			fail(ctx.Err())
 			return
 		}
-		if in.perm == nil {
+		if msg != nil {
 			if nc != nil && !nc.IsConnected() {
 				fail(errNotConnected)
 				return
@@ -443,6 +490,10 @@ func (s *session) loop(ctx context.Context) error {
 		}
 		select {
 		case in := <-pendC:
+			if in.held {
+				s.skip(in)
+				continue
+			}
 			if in.fut == nil {
 				if err := s.park(ctx, in); err != nil {
 					return s.finish(ctx, nil, err)
@@ -480,10 +531,18 @@ func (s *session) loop(ctx context.Context) error {
 
 func (s *session) acknowledged(in inflight, ack *jetstream.PubAck) {
 	s.acked = in.pos
+	s.held.acked(ack.Stream, ack.Sequence)
 	s.r.published.Add(1)
 	if ack.Duplicate {
 		s.r.duplicates.Add(1)
 	}
+	s.release()
+}
+
+// skip moves past an event JetStream already holds.
+func (s *session) skip(in inflight) {
+	s.acked = in.pos
+	s.r.skipped.Add(1)
 	s.release()
 }
 
@@ -511,7 +570,7 @@ func (s *session) flush(ctx context.Context) error {
 	if s.acked <= s.saved {
 		return nil
 	}
-	if err := s.lease.save(ctx, s.acked); err != nil {
+	if err := s.lease.save(ctx, s.acked, s.held.marks(s.acked)); err != nil {
 		return err
 	}
 	s.saved = s.acked
@@ -568,6 +627,10 @@ func (s *session) finish(ctx context.Context, head *inflight, cause error) error
 	}
 drain:
 	for _, in := range rest {
+		if in.held {
+			s.skip(in)
+			continue
+		}
 		if in.fut == nil {
 			if err := s.park(bg, in); err != nil {
 				break drain

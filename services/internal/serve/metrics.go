@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
@@ -44,6 +45,8 @@ func (s *Server) registerMetrics(m *httpx.Metrics) {
 			return out
 		})
 
+	s.registerCommandMetrics(m)
+
 	if s.relay == nil {
 		return
 	}
@@ -71,4 +74,34 @@ func (s *Server) registerMetrics(m *httpx.Metrics) {
 		func() float64 { return float64(s.relay.Stats().Duplicates) })
 	counter("orderflow_relay_parked_total", "Events the relay parked because they can never be published, since the process started.",
 		func() float64 { return float64(s.relay.Stats().Parked) })
+}
+
+// registerCommandMetrics adds the counts of the command handlers to m. The
+// handlers are built after the metrics (routes calls registerMetrics
+// first) and count into the Stats set here, unless the config brought
+// its own.
+func (s *Server) registerCommandMetrics(m *httpx.Metrics) {
+	if s.cfg.Commands.Stats == nil {
+		s.cfg.Commands.Stats = new(commands.Stats)
+	}
+	stats := s.cfg.Commands.Stats
+	counter := func(name, help string, value func(commands.StatsSnapshot) uint64) {
+		m.CounterVecFunc(name, help, nil, func() []httpx.Sample {
+			return []httpx.Sample{{Value: float64(value(stats.Snapshot()))}}
+		})
+	}
+	counter("orderflow_command_conflicts_total", "Appends of commands that lost a race with another process (version conflicts), since the process started.",
+		func(st commands.StatsSnapshot) uint64 { return st.Conflicts })
+	counter("orderflow_command_retries_total", "Appends of commands tried again after a version conflict, since the process started.",
+		func(st commands.StatsSnapshot) uint64 { return st.Retries })
+	counter("orderflow_command_conflicts_surfaced_total", "Commands that failed with a version conflict because their retry budget was spent, since the process started.",
+		func(st commands.StatsSnapshot) uint64 { return st.Surfaced })
+	counter("orderflow_command_appends_total", "Successful appends of the command handlers; each stores the events of one or more commands queued on one stream.",
+		func(st commands.StatsSnapshot) uint64 { return st.Appends })
+	counter("orderflow_command_appended_commands_total", "Commands whose events were appended; divided by orderflow_command_appends_total, the mean batch size.",
+		func(st commands.StatsSnapshot) uint64 { return st.AppendedCommands })
+	m.GaugeFunc("orderflow_command_queued", "Commands waiting for their stream's writer or being run by it.",
+		func() float64 { return float64(stats.Snapshot().Queued) })
+	m.GaugeFunc("orderflow_command_cached_streams", "Streams whose state the command handlers keep in memory.",
+		func() float64 { return float64(stats.Snapshot().CachedStreams) })
 }

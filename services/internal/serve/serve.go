@@ -1,5 +1,7 @@
 // Package serve runs one orderflow service process: it connects to the
-// service's database (and NATS when configured), applies the migrations,
+// service's database (and NATS when configured), applies the migrations
+// (as the database's owner role when given its URL; the service itself
+// then runs with DML rights only),
 // wires the command handlers and the read-model queries to the HTTP routes
 // together with the shared middleware, operations endpoints and
 // idempotency, runs the service's projections and its relay in the
@@ -56,8 +58,18 @@ type Config struct {
 	Service string
 	// Addr is the listen address; default ":<the service's port>".
 	Addr string
-	// DatabaseURL is the service's own PostgreSQL database.
+	// DatabaseURL is the service's own PostgreSQL database, connected as
+	// the role the service runs as. Everything it does while running
+	// (requests, idempotency keys, the relay, the projector's rows) goes
+	// through it, so DML rights on the database's tables suffice (the
+	// runtime role of pgdb.Provision).
 	DatabaseURL string
+	// OwnerDatabaseURL is the same database connected as the owner of its
+	// tables (pgdb.Provision's owner role). It is used only for DDL: the
+	// migrations at start, installing the read model and rebuilding it.
+	// Empty means DatabaseURL, whose role must then own the tables (or be
+	// a superuser).
+	OwnerDatabaseURL string
 	// NATSURL, when set, is connected at start and checked by /readyz.
 	NATSURL string
 	// Logger defaults to slog.Default(); Run adds the attribute
@@ -90,6 +102,11 @@ func (c Config) Validate() error {
 		// pgx's message can quote the URL; keep passwords out of logs.
 		errs = append(errs, errors.New("database URL cannot be parsed"))
 	}
+	if c.OwnerDatabaseURL != "" {
+		if _, err := pgxpool.ParseConfig(c.OwnerDatabaseURL); err != nil {
+			errs = append(errs, errors.New("owner database URL cannot be parsed"))
+		}
+	}
 	if c.RequestTimeout < 0 || c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
@@ -119,6 +136,9 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.OwnerDatabaseURL == "" {
+		c.OwnerDatabaseURL = c.DatabaseURL
+	}
 }
 
 // Run serves cfg.Service on cfg.Addr until ctx ends.
@@ -139,6 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 type Server struct {
 	cfg     Config
 	pool    *pgxpool.Pool
+	owner   *pgxpool.Pool // for DDL only; pool unless an owner URL was given
 	nc      *nats.Conn
 	store   *postgres.Store
 	relay   *relay.Relay
@@ -149,10 +170,10 @@ type Server struct {
 }
 
 // New connects and migrates the service's database, installs its read
-// model, connects NATS when configured and builds the HTTP handler. Its
-// background work (the projector, rebuilds requested through the
-// operations API, the relay, purging old idempotency keys) runs until
-// Close.
+// model (both through the owner's URL), connects NATS when configured and
+// builds the HTTP handler. Its background work (the projector, rebuilds
+// requested through the operations API, the relay, purging old idempotency
+// keys) runs until Close.
 func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -173,13 +194,16 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.pool.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("serve %s: database: %w", cfg.Service, err)
 	}
-	if err := postgres.Migrate(ctx, s.pool); err != nil {
+	if err := s.openOwner(ctx); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
-	if err := idempotency.Migrate(ctx, s.pool); err != nil {
+	if err := postgres.Migrate(ctx, s.owner); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
-	if err := relay.Migrate(ctx, s.pool); err != nil {
+	if err := idempotency.Migrate(ctx, s.owner); err != nil {
+		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
+	if err := relay.Migrate(ctx, s.owner); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
 	s.store, err = postgres.New(ctx, s.pool, postgres.Config{})
@@ -230,6 +254,43 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	return s, nil
 }
 
+// openOwner connects the owner's pool, or shares the service's pool when
+// no separate owner URL was given. The owner's few connections serve
+// migrations and rebuilds (a rebuild holds one for its lock and its writes
+// and uses another for drops) and close when idle.
+func (s *Server) openOwner(ctx context.Context) error {
+	if s.cfg.OwnerDatabaseURL == s.cfg.DatabaseURL {
+		s.owner = s.pool
+		return nil
+	}
+	pc, err := pgxpool.ParseConfig(s.cfg.OwnerDatabaseURL)
+	if err != nil {
+		return errors.New("owner database URL cannot be parsed")
+	}
+	pc.MaxConns = 4
+	pc.MaxConnIdleTime = time.Minute
+	if s.owner, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+		return fmt.Errorf("owner database: %w", err)
+	}
+	// Migrating one database and serving another would fail late, with
+	// errors that do not point here.
+	const which = "SELECT current_database(), (SELECT oid FROM pg_database WHERE datname = current_database())::bigint"
+	var (
+		db, ownerDB   string
+		oid, ownerOID int64
+	)
+	if err := s.pool.QueryRow(ctx, which).Scan(&db, &oid); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if err := s.owner.QueryRow(ctx, which).Scan(&ownerDB, &ownerOID); err != nil {
+		return fmt.Errorf("owner database: %w", err)
+	}
+	if db != ownerDB || oid != ownerOID {
+		return fmt.Errorf("the owner database URL reaches database %s, the database URL %s: both must reach the service's one database", ownerDB, db)
+	}
+	return nil
+}
+
 // ReadModel is a read model fed from its service's own event store.
 type ReadModel struct {
 	// Name is the projection's name (projection_versions, operations API).
@@ -266,7 +327,7 @@ func (s *Server) newRunner(ctx context.Context) (*projections.Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := projections.NewRunner(s.pool, s.cfg.Logger.With("component", "projections"))
+	r := projections.NewRunner(s.pool, s.cfg.Logger.With("component", "projections"), projections.WithOwner(s.owner))
 	if err := r.Add(model.New(), src, s.cfg.Projector); err != nil {
 		return nil, err
 	}
@@ -348,6 +409,9 @@ func (s *Server) Close() {
 	}
 	if s.nc != nil {
 		s.nc.Close()
+	}
+	if s.owner != nil && s.owner != s.pool {
+		s.owner.Close()
 	}
 	if s.pool != nil {
 		s.pool.Close()

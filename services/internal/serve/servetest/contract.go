@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"mime"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -133,7 +134,11 @@ func (c *Contract) CheckResponse(method, path string, status int, header map[str
 		if mt != "application/problem+json" {
 			return []string{fmt.Sprintf("%s %s is not documented and answered %d %s, not a problem", method, path, status, ct)}
 		}
-		return c.checkBody(c.ref("#/components/schemas/Problem"), body, "Problem")
+		errs := c.checkBody(c.ref("#/components/schemas/Problem"), body, "Problem")
+		if status == 405 {
+			errs = append(errs, c.checkAllow(method, path, get("Allow"))...)
+		}
+		return errs
 	}
 	where := method + " " + tmpl + " " + strconv.Itoa(status)
 	resp, ok := asMap(op["responses"])[strconv.Itoa(status)]
@@ -182,13 +187,56 @@ func (c *Contract) checkBody(schema any, body []byte, where string) []string {
 	return errs
 }
 
+// checkAllow checks a 405 answer to method on path: the path must be
+// documented without that method, and Allow must list exactly the
+// documented methods (RFC 9110 requires Allow on a 405).
+func (c *Contract) checkAllow(method, path, allow string) []string {
+	where := method + " " + path + " 405"
+	var documented []string
+	for _, item := range c.pathItems(path) {
+		for m := range asMap(item) {
+			switch m {
+			case "get", "put", "post", "delete", "patch", "head", "options":
+				documented = append(documented, strings.ToUpper(m))
+			}
+		}
+	}
+	if len(documented) == 0 {
+		return []string{where + ": the document has no such path"}
+	}
+	var got []string
+	for _, m := range strings.Split(allow, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			got = append(got, m)
+		}
+	}
+	sort.Strings(got)
+	sort.Strings(documented)
+	if !slices.Equal(got, documented) {
+		return []string{fmt.Sprintf("%s: Allow %q, want the documented methods %v", where, allow, documented)}
+	}
+	return nil
+}
+
 // operation finds the operation for method and a concrete path by
 // matching the document's path templates segment by segment.
 func (c *Contract) operation(method, path string) (map[string]any, string) {
+	for tmpl, item := range c.pathItems(path) {
+		if op, ok := asMap(item)[strings.ToLower(method)]; ok {
+			return asMap(op), tmpl
+		}
+	}
+	return nil, ""
+}
+
+// pathItems returns the path items whose templates match a concrete path,
+// by template.
+func (c *Contract) pathItems(path string) map[string]any {
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
 	}
 	segs := strings.Split(path, "/")
+	out := make(map[string]any)
 	for tmpl, item := range asMap(c.doc["paths"]) {
 		tsegs := strings.Split(tmpl, "/")
 		if len(tsegs) != len(segs) {
@@ -202,14 +250,140 @@ func (c *Contract) operation(method, path string) (map[string]any, string) {
 				break
 			}
 		}
-		if !match {
-			continue
-		}
-		if op, ok := asMap(item)[strings.ToLower(method)]; ok {
-			return asMap(op), tmpl
+		if match {
+			out[tmpl] = item
 		}
 	}
-	return nil, ""
+	return out
+}
+
+// CheckRequest reports every reason a validating proxy that enforces the
+// document would refuse a request: an undocumented operation, a required
+// security scheme without credentials, a path, query or header parameter
+// that does not match its schema, a missing required body, a body of an
+// undeclared content type, a JSON body that does not match its schema.
+// target is the path with its query. Like such a proxy it sees JSON
+// through an ordinary decoder, so repeated keys and invalid UTF-8, which
+// JSON Schema cannot express, pass here.
+func (c *Contract) CheckRequest(method, target string, header map[string][]string, body []byte) []string {
+	get := func(name string) (string, bool) {
+		for k, v := range header {
+			if strings.EqualFold(k, name) && len(v) > 0 {
+				return v[0], true
+			}
+		}
+		return "", false
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return []string{fmt.Sprintf("%s %s: %v", method, target, err)}
+	}
+	op, tmpl := c.operation(method, u.Path)
+	if op == nil {
+		return []string{fmt.Sprintf("%s %s is not documented", method, u.Path)}
+	}
+	where := method + " " + tmpl
+	var errs []string
+	fail := func(path, msg string) { errs = append(errs, fmt.Sprintf("%s: %s %s", where, path, msg)) }
+
+	security, ok := op["security"]
+	if !ok {
+		security = c.doc["security"]
+	}
+	if _, hasAuth := get("Authorization"); !hasAuth {
+		for _, req := range asSlice(security) {
+			if len(asMap(req)) > 0 {
+				fail("security", fmt.Sprintf("requires credentials %v", req))
+				break
+			}
+		}
+	}
+
+	// Operation parameters override the path item's of the same name and
+	// location.
+	params := map[string]map[string]any{}
+	for _, p := range append(slices.Clone(asSlice(asMap(asMap(c.doc["paths"])[tmpl])["parameters"])), asSlice(op["parameters"])...) {
+		pm := c.deref(p)
+		params[fmt.Sprint(pm["in"], ":", pm["name"])] = pm
+	}
+	segs, tsegs := strings.Split(u.EscapedPath(), "/"), strings.Split(tmpl, "/")
+	for _, pm := range params {
+		name := fmt.Sprint(pm["name"])
+		var (
+			value   string
+			present bool
+		)
+		switch pm["in"] {
+		case "path":
+			for i, ts := range tsegs {
+				if ts == "{"+name+"}" && i < len(segs) {
+					value, err = url.PathUnescape(segs[i])
+					present = err == nil
+				}
+			}
+		case "query":
+			present = u.Query().Has(name)
+			value = u.Query().Get(name)
+		case "header":
+			value, present = get(name)
+		}
+		if !present {
+			if req, _ := pm["required"].(bool); req {
+				fail(name, "is required")
+			}
+			continue
+		}
+		c.validate(pm["schema"], c.paramValue(pm["schema"], value), fmt.Sprint(pm["in"], " ", name), fail)
+	}
+
+	rb := c.deref(op["requestBody"])
+	if len(bytes.TrimSpace(body)) == 0 {
+		if req, _ := rb["required"].(bool); req {
+			fail("body", "is required")
+		}
+		return errs
+	}
+	if len(rb) == 0 {
+		fail("body", "is not expected")
+		return errs
+	}
+	ct, _ := get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		fail("body", fmt.Sprintf("has no usable Content-Type (%q)", ct))
+		return errs
+	}
+	media, ok := asMap(rb["content"])[mt]
+	if !ok {
+		fail("body", fmt.Sprintf("content type %q not documented (have %v)", mt, keys(asMap(rb["content"]))))
+		return errs
+	}
+	if schema := asMap(media)["schema"]; schema != nil && strings.Contains(mt, "json") {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			fail("body", fmt.Sprintf("is not JSON: %v", err))
+			return errs
+		}
+		c.validate(schema, v, "$", fail)
+	}
+	return errs
+}
+
+// paramValue is the value a parameter's text stands for: a number where
+// the schema wants one and the text is one, else the text.
+func (c *Contract) paramValue(schema any, text string) any {
+	switch c.deref(schema)["type"] {
+	case "integer", "number":
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.UseNumber()
+		var n json.Number
+		if err := dec.Decode(&n); err == nil && !dec.More() {
+			return n
+		}
+	}
+	return text
 }
 
 func (c *Contract) resolve(ref string) (any, error) {
@@ -388,12 +562,14 @@ func hasType(v any, t string) bool {
 		_, ok := v.(json.Number)
 		return ok
 	case "integer":
+		// JSON Schema: any number with a zero fractional part, 1.0 and
+		// 1e2 included.
 		n, ok := v.(json.Number)
 		if !ok {
 			return false
 		}
-		_, isInt := new(big.Int).SetString(n.String(), 10)
-		return isInt
+		r, ok := new(big.Rat).SetString(n.String())
+		return ok && r.IsInt()
 	}
 	return false
 }

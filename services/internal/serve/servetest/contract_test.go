@@ -170,8 +170,22 @@ func TestCheckResponse(t *testing.T) {
 				`","status":"running","current_step":"x","steps":[],"started_at":"2024-01-02T03:04:05Z","ended_at":"soon","history":[]}`,
 			"matches none of anyOf"},
 		{"metrics", "GET", "/metrics", 200, h("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), "a_total 1\n", ""},
-		{"undocumented route", "PUT", "/api/orders/" + orderID + "/cancel", 405, h("Content-Type", "application/problem+json"),
+		{"method not allowed", "PUT", "/api/orders/" + orderID + "/cancel", 405, h("Content-Type", "application/problem+json", "Allow", "POST"),
 			`{"type":"https://orderflow.dev/problems/method-not-allowed","title":"Method Not Allowed","status":405}`, ""},
+		{"method not allowed without Allow", "PUT", "/api/orders/" + orderID + "/cancel", 405, h("Content-Type", "application/problem+json"),
+			`{"type":"https://orderflow.dev/problems/method-not-allowed","title":"Method Not Allowed","status":405}`, "want the documented methods"},
+		{"method not allowed, Allow incomplete", "DELETE", "/api/orders", 405, h("Content-Type", "application/problem+json", "Allow", "GET"),
+			`{"type":"https://orderflow.dev/problems/method-not-allowed","title":"Method Not Allowed","status":405}`, "want the documented methods [GET POST]"},
+		{"method not allowed on no path", "PUT", "/nowhere", 405, h("Content-Type", "application/problem+json", "Allow", "GET"),
+			`{"type":"https://orderflow.dev/problems/method-not-allowed","title":"Method Not Allowed","status":405}`, "no such path"},
+		{"unavailable without Retry-After", "GET", "/api/orders/" + orderID, 503, h("Content-Type", "application/problem+json"),
+			`{"type":"https://orderflow.dev/problems/unavailable","title":"Service Unavailable","status":503}`, "required header Retry-After"},
+		{"unavailable", "POST", "/api/orders", 503, h("Content-Type", "application/problem+json", "Retry-After", "1"),
+			`{"type":"https://orderflow.dev/problems/unavailable","title":"Service Unavailable","status":503}`, ""},
+		{"integral number is an integer", "POST", "/api/inventory/SKU-1/restock", 202, h("Content-Type", "application/json", "Location", "/api/inventory/SKU-1"),
+			`{"sku":"SKU-1","version":2.0}`, ""},
+		{"only dots is no sku", "POST", "/api/inventory/SKU-1/restock", 202, h("Content-Type", "application/json", "Location", "/api/inventory/SKU-1"),
+			`{"sku":"..","version":1}`, "does not match"},
 		{"undocumented route without problem", "GET", "/nope", 404, h("Content-Type", "text/plain"), "404 page not found", "not a problem"},
 	}
 	for _, tt := range tests {
@@ -228,5 +242,60 @@ func TestContractPathParameters(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestCheckRequest: the request side of the document, as a validating
+// proxy enforces it.
+func TestCheckRequest(t *testing.T) {
+	c := load(t)
+	const orderID = "1b4e28ba-2d11-4a0e-9d4b-6d1b2e3c4f50"
+	order := `{"customer_id":"c-42","items":[{"sku":"SKU-1","quantity":2,"unit_price_cents":1299}],` +
+		`"shipping_address":{"name":"Ada L.","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
+	jsonCT := map[string][]string{"Content-Type": {"application/json"}}
+	tests := []struct {
+		name           string
+		method, target string
+		header         map[string][]string
+		body           string
+		wantErr        string // "" when a proxy lets the request through
+	}{
+		{"order", "POST", "/api/orders", jsonCT, order, ""},
+		{"no token needed", "GET", "/api/orders/" + orderID, nil, "", ""},
+		{"undocumented", "PUT", "/api/orders", jsonCT, order, "not documented"},
+		{"missing body", "POST", "/api/orders", nil, "", "body is required"},
+		{"optional body", "POST", "/api/orders/" + orderID + "/cancel", nil, "", ""},
+		{"text/plain", "POST", "/api/inventory/SKU-1/restock", map[string][]string{"Content-Type": {"text/plain"}}, `{"quantity":1}`, ""},
+		{"curl -d", "POST", "/api/inventory/SKU-1/restock", map[string][]string{"Content-Type": {"application/x-www-form-urlencoded"}}, `{"quantity":1}`, ""},
+		{"xml", "POST", "/api/inventory/SKU-1/restock", map[string][]string{"Content-Type": {"application/xml"}}, `<q/>`, "not documented"},
+		{"integral quantity", "POST", "/api/inventory/SKU-1/restock", jsonCT, `{"quantity":1.0}`, ""},
+		{"fractional quantity", "POST", "/api/inventory/SKU-1/restock", jsonCT, `{"quantity":1.5}`, "want type [integer]"},
+		{"dot sku", "POST", "/api/inventory/./restock", jsonCT, `{"quantity":1}`, "path sku"},
+		{"dots sku", "POST", "/api/inventory/../restock", jsonCT, `{"quantity":1}`, "path sku"},
+		{"dotted sku", "POST", "/api/inventory/a..b/restock", jsonCT, `{"quantity":1}`, ""},
+		{"sku lookup", "GET", "/api/inventory/..", nil, "", ""},
+		{"order id not a uuid", "GET", "/api/orders/not-a-uuid", nil, "", ""},
+		{"customer only dots", "POST", "/api/orders", jsonCT, strings.Replace(order, `"c-42"`, `".."`, 1), "customer_id"},
+		{"blank name", "POST", "/api/orders", jsonCT, strings.Replace(order, `"Ada L."`, `"   "`, 1), "shipping_address.name"},
+		{"control character", "POST", "/api/orders", jsonCT, strings.Replace(order, `"Ada L."`, `"Ada\u0007"`, 1), "shipping_address.name"},
+		{"unicode text", "POST", "/api/orders", jsonCT, strings.Replace(order, `"Ada L."`, `"Zoë Ünal "`, 1), ""},
+		{"long request id", "GET", "/api/orders/" + orderID, map[string][]string{"X-Request-Id": {strings.Repeat("r", 300)}}, "", ""},
+		{"long idempotency key", "POST", "/api/orders/" + orderID + "/cancel", map[string][]string{"Idempotency-Key": {strings.Repeat("k", 201)}}, "", "Idempotency-Key"},
+		{"limit", "GET", "/api/orders?limit=0", nil, "", "query limit"},
+		{"shipment filter", "GET", "/api/shipments?order_id=x", nil, "", "query order_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := c.CheckRequest(tt.method, tt.target, tt.header, []byte(tt.body))
+			if tt.wantErr == "" {
+				if len(errs) > 0 {
+					t.Fatalf("conforming request refused: %v", errs)
+				}
+				return
+			}
+			if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, tt.wantErr) }) {
+				t.Fatalf("errors %v, want one containing %q", errs, tt.wantErr)
+			}
+		})
 	}
 }
