@@ -616,6 +616,13 @@ func (l *restockLoad) run(ctx context.Context, port int, sku string) {
 			l.failedAt = time.Now()
 		}
 		l.mu.Unlock()
+		if code != http.StatusAccepted {
+			// Paces the retries of an outage; it waits for nothing.
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 	}
 }
 

@@ -260,7 +260,7 @@ var allowCandidates = []string{
 // path no method matches (chi also calls this for methods it does not
 // know at all) is answered 404.
 func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	allowed := AllowedMethods(r)
+	allowed := allowedMethods(r)
 	if len(allowed) == 0 {
 		NotFound(w, r)
 		return
@@ -270,9 +270,9 @@ func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 		truncate(r.Method, 32)+" is not allowed here; use "+strings.Join(allowed, " or ")))
 }
 
-// AllowedMethods returns the methods the chi router that routed r serves
+// allowedMethods returns the methods the chi router that routed r serves
 // for r's path, or nil outside chi.
-func AllowedMethods(r *http.Request) []string {
+func allowedMethods(r *http.Request) []string {
 	rctx := chi.RouteContext(r.Context())
 	if rctx == nil || rctx.Routes == nil {
 		return nil

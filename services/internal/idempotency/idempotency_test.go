@@ -199,6 +199,16 @@ func (f *fixture) post(t *testing.T, path, key, body string) response {
 	return f.postCtx(t, context.Background(), path, key, body)
 }
 
+// postWithin is post for a request that must not wait for another one: if
+// the middleware let it through to a blocked handler, it gets no answer
+// (status 0) after within instead of hanging the test.
+func (f *fixture) postWithin(t *testing.T, within time.Duration, path, key, body string) response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	return f.postCtx(t, ctx, path, key, body)
+}
+
 func (f *fixture) postCtx(t *testing.T, ctx context.Context, path, key, body string) response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.srv.URL+path, strings.NewReader(body))
@@ -215,7 +225,7 @@ func (f *fixture) postCtx(t *testing.T, ctx context.Context, path, key, body str
 		if ctx.Err() == nil {
 			t.Error(err)
 		}
-		return response{}
+		return response{body: "no answer: " + err.Error()}
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
@@ -335,7 +345,7 @@ func TestInFlightDuplicate(t *testing.T) {
 	done := make(chan response, 1)
 	go func() { done <- f.post(t, "/things", "slow", `{}`) }()
 	<-entered
-	r := f.post(t, "/things", "slow", `{}`)
+	r := f.postWithin(t, 20*time.Second, "/things", "slow", `{}`)
 	wantProblem(t, r, http.StatusConflict, httpx.SlugIdempotencyInFlight)
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("in-flight answer without Retry-After")
@@ -510,7 +520,7 @@ func TestDyingRequestReleasesClaimAtOnce(t *testing.T) {
 			done := make(chan struct{})
 			go func() { defer close(done); f.postCtx(t, ctx, "/things", "k", `{}`) }()
 			<-entered
-			wantProblem(t, f.post(t, "/things", "k", `{}`), http.StatusConflict, httpx.SlugIdempotencyInFlight)
+			wantProblem(t, f.postWithin(t, 20*time.Second, "/things", "k", `{}`), http.StatusConflict, httpx.SlugIdempotencyInFlight)
 			cancel()
 			<-done
 			eventually(t, 20*time.Second, "claim released after the client went away", func() bool { return f.rows(t, "k") == 0 })
@@ -572,7 +582,7 @@ func TestLiveClaimIsExtended(t *testing.T) {
 		}
 		return over
 	})
-	r := f.post(t, "/things", "slow", `{}`)
+	r := f.postWithin(t, 20*time.Second, "/things", "slow", `{}`)
 	wantProblem(t, r, http.StatusConflict, httpx.SlugIdempotencyInFlight)
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("in-flight answer without Retry-After")

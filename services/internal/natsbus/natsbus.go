@@ -2,7 +2,9 @@
 // service relies on (EVENTS for domain events, COMMANDS for saga commands),
 // created or updated at start-up, a connection helper that reconnects
 // forever, and the one message encoding the relays publish and the
-// consumers decode (subjects, headers, body).
+// consumers decode (subjects, headers, body). Every message names its
+// source and its position there, so that a relay can tell which of its
+// events JetStream already holds.
 package natsbus
 
 import (

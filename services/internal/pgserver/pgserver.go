@@ -501,7 +501,7 @@ func (s *Server) startPostgres(ctx context.Context) error {
 		"full_page_writes":   onOff(!s.cfg.NoFsync),
 		"logging_collector":  "off",
 	}
-	if runtime.GOOS == "linux" {
+	if runtime.GOOS == "linux" && s.majorVersion() >= 14 {
 		// After a crash, PostgreSQL first makes sure that everything the
 		// dead server wrote is on disk; fsync file by file takes seconds
 		// even for a small cluster, one syncfs of the file system does
@@ -585,6 +585,17 @@ func ping(ctx context.Context, url string) error {
 	}
 	defer conn.Close(context.Background())
 	return conn.Ping(ctx)
+}
+
+// majorVersion is the PostgreSQL major version of the cluster, 0 if
+// unknown.
+func (s *Server) majorVersion() int {
+	b, err := os.ReadFile(filepath.Join(s.dataDir(), "PG_VERSION"))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
 }
 
 func onOff(b bool) string {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -301,6 +302,9 @@ func TestRestartAfterKill(t *testing.T) {
 	if got := queryString(t, url, "SELECT v FROM kept"); got != "committed" {
 		t.Errorf("after restart got %q", got)
 	}
+	if got := queryString(t, url, "SHOW recovery_init_sync_method"); runtime.GOOS == "linux" && got != "syncfs" {
+		t.Errorf("recovery_init_sync_method = %q, want syncfs (a crash restart would fsync file by file)", got)
+	}
 	select {
 	case <-s.Done():
 		t.Fatal("Done of the restarted server is closed")
@@ -315,5 +319,42 @@ func TestRestartAfterKill(t *testing.T) {
 	}
 	if err := s.Restart(ctx); !errors.Is(err, ErrStopped) {
 		t.Errorf("Restart after Stop: %v, want ErrStopped", err)
+	}
+}
+
+// Stop after the postmaster was killed leaves none of its backends behind
+// and removes the temporary directory.
+func TestStopAfterKill(t *testing.T) {
+	s := startTest(t, Config{NoFsync: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(backend, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(backend, syscall.SIGKILL) })
+	if err := syscall.Kill(s.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.Done()
+	if !alive(backend) {
+		t.Fatalf("backend %d died with its postmaster; the test would prove nothing", backend)
+	}
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if alive(backend) {
+		t.Errorf("backend %d outlived Stop", backend)
+	}
+	if _, err := os.Stat(s.Dir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temp dir %s not removed: %v", s.Dir(), err)
 	}
 }

@@ -173,10 +173,23 @@ func (l *lease) load(ctx context.Context) (uint64, resumePoint, error) {
 	return uint64(pos), *rp, nil
 }
 
+// writeTimeout bounds a write through the lease's connection.
+const writeTimeout = 5 * time.Second
+
+// writeContext detaches a write from the cancellation of ctx: pgx closes a
+// connection whose query is cancelled, and a periodic save cut off by the
+// relay's stop would take the lease's connection, and with it the final
+// save of the stop, along.
+func writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+}
+
 // save records pos and the resume point that goes with it. A checkpoint
 // never moves back, whoever writes it, and the resume point stays with
 // the position it was computed for.
 func (l *lease) save(ctx context.Context, pos uint64, rp resumePoint) error {
+	ctx, cancel := writeContext(ctx)
+	defer cancel()
 	rp.Position = pos
 	_, err := l.conn.Exec(ctx, `INSERT INTO relay_checkpoints (name, position, resume, updated_at) VALUES ($1, $2, $3, now())
 		ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, resume = EXCLUDED.resume, updated_at = now()
@@ -189,6 +202,8 @@ func (l *lease) save(ctx context.Context, pos uint64, rp resumePoint) error {
 }
 
 func (l *lease) park(ctx context.Context, p Parked) error {
+	ctx, cancel := writeContext(ctx)
+	defer cancel()
 	_, err := l.conn.Exec(ctx, `INSERT INTO relay_parked (name, position, event_id, stream, type, error)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, position) DO NOTHING`,
 		l.name, int64(p.Position), p.EventID, p.Stream, p.Type, p.Error)
