@@ -91,8 +91,9 @@ type Config struct {
 	// MaxInFlight caps the publishes awaiting their ack; default 256.
 	MaxInFlight int
 	// CheckpointEvery is how often acknowledged progress is saved; default
-	// 100ms. After a crash the relay reads back at least this much of its
-	// own messages from JetStream to skip them.
+	// 100ms. After a crash the next session reads back from JetStream what
+	// was acknowledged since the last save (about this much, plus what
+	// was in flight) to skip it.
 	CheckpointEvery time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failure, doubling
 	// from min to max while failures repeat; defaults 100ms and 10s.
@@ -380,7 +381,7 @@ func (r *Relay) session(ctx context.Context) (progressed bool, err error) {
 		return false, err
 	}
 	if n := len(h.keys); n > 0 {
-		r.log.Info("relay found events beyond its checkpoint already in JetStream; skipping them", "checkpoint", from, "events", n)
+		r.log.Info("relay found messages of its own beyond its checkpoint in JetStream; the events they carry are skipped", "checkpoint", from, "messages", n)
 	}
 	r.active.Store(true)
 	defer r.active.Store(false)
