@@ -525,7 +525,9 @@ func TestDyingRequestReleasesClaimAtOnce(t *testing.T) {
 			<-done
 			eventually(t, 20*time.Second, "claim released after the client went away", func() bool { return f.rows(t, "k") == 0 })
 		}},
-		{"timeout", fixtureConfig{timeout: 100 * time.Millisecond}, func(t *testing.T, f *fixture) {
+		// Generous, so that a slow claim on a busy machine still leaves the
+		// handler time to start before the deadline.
+		{"timeout", fixtureConfig{timeout: 2 * time.Second}, func(t *testing.T, f *fixture) {
 			f.set(func(f *fixture) { f.waitForCancel = true })
 			r := f.post(t, "/things", "k", `{}`)
 			wantProblem(t, r, http.StatusServiceUnavailable, httpx.SlugUnavailable)
@@ -541,6 +543,9 @@ func TestDyingRequestReleasesClaimAtOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, tt.fc)
 			tt.die(t, f)
+			if n := f.calls.Load(); n != 1 {
+				t.Fatalf("the dying request ran the handler %d times, want 1", n)
+			}
 			f.set(func(f *fixture) { f.panicNow, f.waitForCancel, f.entered = false, false, nil })
 			if r := f.post(t, "/things", "k", `{}`); r.status != http.StatusAccepted || r.replays {
 				t.Fatalf("retry: %+v", r)
@@ -559,7 +564,9 @@ func TestDyingRequestReleasesClaimAtOnce(t *testing.T) {
 // TestLiveClaimIsExtended: a request that runs longer than the lease keeps
 // its key, because its process extends the lease while it runs.
 func TestLiveClaimIsExtended(t *testing.T) {
-	const lease = 3 * time.Second
+	// The default lease: extensions every 1.7 s leave a busy machine 3 s
+	// of slack before the claim would lapse.
+	const lease = idempotency.DefaultLease
 	f := newFixture(t, fixtureConfig{lease: lease})
 	ctx := context.Background()
 	block, entered := make(chan struct{}), make(chan struct{}, 1)
