@@ -2,8 +2,6 @@ package pgdb_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/url"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/services/internal/pgdb"
+	"github.com/orderflow/orderflow/services/internal/pgdb/pgdbtest"
 	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
@@ -195,8 +194,7 @@ const insufficientPrivilege = "42501"
 func provision(t *testing.T, prefix string) (service string, urls pgdb.URLs) {
 	t.Helper()
 	admin := testenv.PostgresAdminURL(t)
-	service = prefix + "_" + uniqueSuffix(t)
-	t.Cleanup(func() { dropService(t, admin, service) })
+	service = pgdbtest.Service(t, admin, prefix)
 	urls, err := pgdb.Provision(context.Background(), admin, service)
 	if err != nil {
 		t.Fatal(err)
@@ -367,10 +365,9 @@ func TestReprovisionKeepsDataAndResetsPasswords(t *testing.T) {
 func TestProvisionUpgradesSingleRoleDatabase(t *testing.T) {
 	ctx := context.Background()
 	admin := testenv.PostgresAdminURL(t)
-	svc := "legacy_" + uniqueSuffix(t)
-	t.Cleanup(func() { dropService(t, admin, svc) })
+	svc := pgdbtest.Service(t, admin, "legacy")
 	owner := pgx.Identifier{pgdb.OwnerRole(svc)}.Sanitize()
-	adminConn := connect(t, admin)
+	adminConn := pgdbtest.Connect(t, admin)
 	for _, stmt := range []string{
 		"CREATE ROLE " + owner + " LOGIN",
 		"CREATE DATABASE " + pgx.Identifier{pgdb.Name(svc)}.Sanitize() + " OWNER " + owner,
@@ -379,7 +376,7 @@ func TestProvisionUpgradesSingleRoleDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	legacy := connect(t, withDB(t, admin, pgdb.Name(svc)))
+	legacy := pgdbtest.Connect(t, withDB(t, admin, pgdb.Name(svc)))
 	for _, stmt := range []string{
 		"SET ROLE " + owner,
 		"CREATE TABLE old_rows (id bigserial PRIMARY KEY, v text)",
@@ -407,16 +404,6 @@ func TestProvisionUpgradesSingleRoleDatabase(t *testing.T) {
 	if _, err := newPool(t, urls.Owner).Exec(ctx, "ALTER TABLE old_rows ADD COLUMN w text"); err != nil {
 		t.Fatalf("owner role on its table: %v", err)
 	}
-}
-
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
 }
 
 // passwordsChecked reports whether the server authenticates TCP logins by
@@ -466,11 +453,7 @@ func TestProvisionRejectsBadInput(t *testing.T) {
 func TestProvisionConcurrent(t *testing.T) {
 	ctx := context.Background()
 	admin := testenv.PostgresAdminURL(t)
-	suffix := uniqueSuffix(t)
-	services := []string{"conc_a_" + suffix, "conc_b_" + suffix}
-	for _, svc := range services {
-		t.Cleanup(func() { dropService(t, admin, svc) })
-	}
+	services := []string{pgdbtest.Service(t, admin, "conc_a"), pgdbtest.Service(t, admin, "conc_b")}
 	const calls = 3
 	var wg sync.WaitGroup
 	urls := make([][calls]pgdb.URLs, len(services))
@@ -494,39 +477,6 @@ func TestProvisionConcurrent(t *testing.T) {
 		}
 		if working == 0 || (checked && working != 1) {
 			t.Errorf("%s: %d of %d calls' URLs work, want 1", svc, working, calls)
-		}
-	}
-}
-
-// uniqueSuffix keeps names apart across runs: roles are cluster-wide and a
-// test server may be shared.
-func uniqueSuffix(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 5)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func dropService(t *testing.T, admin, service string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Logf("cleanup: %v", err)
-		return
-	}
-	defer conn.Close(ctx)
-	// The database first: it holds the objects and default privileges that
-	// the roles' dependencies point at.
-	for _, stmt := range []string{
-		"DROP DATABASE IF EXISTS " + pgx.Identifier{pgdb.Name(service)}.Sanitize() + " WITH (FORCE)",
-		"DROP ROLE IF EXISTS " + pgx.Identifier{pgdb.ServiceRole(service)}.Sanitize(),
-		"DROP ROLE IF EXISTS " + pgx.Identifier{pgdb.OwnerRole(service)}.Sanitize(),
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Errorf("cleanup %s: %v", stmt, err)
 		}
 	}
 }

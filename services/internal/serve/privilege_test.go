@@ -3,8 +3,6 @@ package serve_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -19,39 +17,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/orderflow/orderflow/services/internal/pgdb"
+	"github.com/orderflow/orderflow/services/internal/pgdb/pgdbtest"
 	"github.com/orderflow/orderflow/services/internal/serve"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
 	"github.com/orderflow/orderflow/services/internal/testenv"
 )
-
-func TestConfigValidateOwnerURL(t *testing.T) {
-	tests := []struct {
-		name  string
-		owner string
-		want  string // substring of the error; "" for valid
-	}{
-		{"no owner URL", "", ""},
-		{"owner URL", "postgres://owner@localhost/db", ""},
-		{"bad owner URL", "postgres://owner:secret@[::1", "owner database URL cannot be parsed"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := serve.Config{Service: "orders", DatabaseURL: "postgres://u@localhost/db", OwnerDatabaseURL: tt.owner}.Validate()
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Validate() = %v, want error containing %q", err, tt.want)
-			}
-			if strings.Contains(err.Error(), "secret") {
-				t.Fatalf("error leaks the password: %v", err)
-			}
-		})
-	}
-}
 
 // TestOwnerURLMustReachTheSameDatabase: migrating one database and serving
 // from another is refused at start.
@@ -79,8 +49,7 @@ func TestOwnerURLMustReachTheSameDatabase(t *testing.T) {
 func TestServesAsRuntimeRole(t *testing.T) {
 	ctx := context.Background()
 	admin := testenv.PostgresAdminURL(t)
-	name := "serve_" + randomSuffix(t)
-	t.Cleanup(func() { dropProvisioned(t, admin, name) })
+	name := pgdbtest.Service(t, admin, "serve")
 	urls, err := pgdb.Provision(ctx, admin, name)
 	if err != nil {
 		t.Fatal(err)
@@ -88,8 +57,8 @@ func TestServesAsRuntimeRole(t *testing.T) {
 	env := servetest.Start(t, "inventory", func(c *serve.Config) {
 		c.DatabaseURL, c.OwnerDatabaseURL = urls.Service, urls.Owner
 	})
-	adminConn := connectAdmin(t, admin)
-	dbConn := connectAdmin(t, onDatabase(t, admin, pgdb.Name(name)))
+	adminConn := pgdbtest.Connect(t, admin)
+	dbConn := pgdbtest.Connect(t, onDatabase(t, admin, pgdb.Name(name)))
 
 	// servetest's own pool uses the service's URL: the runtime role.
 	var user string
@@ -208,46 +177,4 @@ func onDatabase(t *testing.T, dsn, db string) string {
 	u.Path = "/" + db
 	u.RawPath = ""
 	return u.String()
-}
-
-// connectAdmin connects to dsn until the test ends.
-func connectAdmin(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-func randomSuffix(t *testing.T) string {
-	t.Helper()
-	b := make([]byte, 5)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// dropProvisioned drops what pgdb.Provision made for service: the database
-// first, which holds what the roles' dependencies point at.
-func dropProvisioned(t *testing.T, admin, service string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	defer conn.Close(ctx)
-	for _, stmt := range []string{
-		"DROP DATABASE IF EXISTS " + pgx.Identifier{pgdb.Name(service)}.Sanitize() + " WITH (FORCE)",
-		"DROP ROLE IF EXISTS " + pgx.Identifier{pgdb.ServiceRole(service)}.Sanitize(),
-		"DROP ROLE IF EXISTS " + pgx.Identifier{pgdb.OwnerRole(service)}.Sanitize(),
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Errorf("cleanup %s: %v", stmt, err)
-		}
-	}
 }
