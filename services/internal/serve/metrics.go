@@ -72,6 +72,10 @@ func (s *Server) registerMetrics(m *httpx.Metrics) {
 		func() float64 { return float64(s.relay.Stats().Published) })
 	counter("orderflow_relay_duplicates_total", "Publishes JetStream reported as already stored, since the process started.",
 		func() float64 { return float64(s.relay.Stats().Duplicates) })
+	counter("orderflow_relay_skipped_total", "Events not published again because JetStream already held them when the relay resumed, since the process started.",
+		func() float64 { return float64(s.relay.Stats().Skipped) })
+	counter("orderflow_relay_interruptions_total", "Relay sessions that ended on a failure and were started again, since the process started.",
+		func() float64 { return float64(s.relay.Stats().Interruptions) })
 	counter("orderflow_relay_parked_total", "Events the relay parked because they can never be published, since the process started.",
 		func() float64 { return float64(s.relay.Stats().Parked) })
 }
