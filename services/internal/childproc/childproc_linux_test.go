@@ -44,19 +44,6 @@ func TestHelperParent(t *testing.T) {
 	time.Sleep(time.Minute)
 }
 
-// alive reports whether pid is a running process (not gone, not a zombie
-// that nobody reaped).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 func TestParentDeathKillsChild(t *testing.T) {
 	parent := exec.Command(os.Args[0], "-test.run=^TestHelperParent$")
 	parent.Env = append(os.Environ(), helperEnv+"=1")
@@ -83,14 +70,14 @@ func TestParentDeathKillsChild(t *testing.T) {
 
 	// The threads the helper retired must not have taken the child along.
 	time.Sleep(100 * time.Millisecond)
-	if !alive(pid) {
+	if !Alive(pid) {
 		t.Fatalf("child %d died while its parent lives", pid)
 	}
 	if err := parent.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
+	for Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("child %d outlived its parent by 5s", pid)
 		}
@@ -134,7 +121,7 @@ func TestSignalGroup(t *testing.T) {
 		t.Fatal("the child outlived SIGTERM to its group by 10s")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for alive(grandchild) {
+	for Alive(grandchild) {
 		if time.Now().After(deadline) {
 			t.Fatalf("grandchild %d outlived SIGTERM to the group by 5s", grandchild)
 		}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/orderflow/orderflow/services/internal/childproc"
 )
 
 func startTest(t *testing.T, cfg Config) *Server {
@@ -226,17 +228,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// alive reports whether pid runs (a zombie nobody reaped does not).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // A SIGKILLed postmaster comes back with Restart on the same port and
 // password, with every committed row, even while a backend of the old one
 // still holds its shared memory.
@@ -281,7 +272,7 @@ func TestRestartAfterKill(t *testing.T) {
 	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Errorf("Err() = %v, want the kill", err)
 	}
-	if !alive(backend) {
+	if !childproc.Alive(backend) {
 		t.Fatalf("backend %d died with its postmaster; the test would not show that Restart clears the old group", backend)
 	}
 
@@ -296,7 +287,7 @@ func TestRestartAfterKill(t *testing.T) {
 	if s.Port() != port || s.URL("postgres") != url {
 		t.Errorf("Restart moved the server: port %d, want %d", s.Port(), port)
 	}
-	if alive(backend) {
+	if childproc.Alive(backend) {
 		t.Errorf("backend %d of the killed postmaster survived Restart", backend)
 	}
 	if got := queryString(t, url, "SELECT v FROM kept"); got != "committed" {
@@ -345,13 +336,13 @@ func TestStopAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-s.Done()
-	if !alive(backend) {
+	if !childproc.Alive(backend) {
 		t.Fatalf("backend %d died with its postmaster; the test would prove nothing", backend)
 	}
 	if err := s.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if alive(backend) {
+	if childproc.Alive(backend) {
 		t.Errorf("backend %d outlived Stop", backend)
 	}
 	if _, err := os.Stat(s.Dir()); !errors.Is(err, os.ErrNotExist) {

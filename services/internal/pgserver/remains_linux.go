@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/orderflow/orderflow/services/internal/childproc"
 )
 
 // killRemains SIGKILLs the PostgreSQL processes still serving this data
@@ -74,21 +76,10 @@ func serving(dir, exe string) []int {
 		if bin, err := os.Readlink(filepath.Join(proc, "exe")); err != nil || strings.TrimSuffix(bin, " (deleted)") != exe {
 			continue
 		}
-		if b, err := os.ReadFile(filepath.Join(proc, "stat")); err != nil || zombie(string(b)) {
+		if !childproc.Alive(pid) {
 			continue
 		}
 		pids = append(pids, pid)
 	}
 	return pids
-}
-
-// zombie reads the state from a /proc/<pid>/stat line, "pid (comm) state
-// ...", where comm may hold spaces and parentheses.
-func zombie(stat string) bool {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 || i+2 >= len(stat) {
-		return false
-	}
-	st := stat[i+2]
-	return st == 'Z' || st == 'X'
 }
