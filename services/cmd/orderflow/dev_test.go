@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -483,7 +484,33 @@ func (r *devRun) servicePIDs(svc string) []int {
 // postmasters lists the postmasters of this stack's data directory (their
 // command line names it; the backends' do not).
 func (r *devRun) postmasters() []int {
-	return processesMatching(filepath.Join(r.dir, "postgres", "data") + " ")
+	// A backend that was just forked still shows the postmaster's command
+	// line until it sets its own title, so the postmaster is told apart by
+	// its parent, which is not a postgres process of this data directory.
+	matching := processesMatching(filepath.Join(r.dir, "postgres", "data") + " ")
+	var out []int
+	for _, pid := range matching {
+		if !slices.Contains(matching, parentPID(pid)) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// parentPID reads the parent of pid from /proc/<pid>/stat ("pid (comm)
+// state ppid ..."; comm may hold spaces and parentheses), or 0.
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
 }
 
 func onlyPID(t *testing.T, what string, pids []int) int {
