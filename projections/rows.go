@@ -14,7 +14,9 @@ import (
 const copyThreshold = 100
 
 // Columns describes a read-model table for the bulk writes of Apply: one
-// statement per batch whatever its size, never one per row.
+// statement per batch whatever its size, never one per row. The read
+// models do not write it by hand: viewkit.Columns derives it from the db
+// tags of a row type, where each column is declared once.
 type Columns struct {
 	// Table is the logical table name.
 	Table string

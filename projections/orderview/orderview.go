@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/order"
@@ -49,16 +48,17 @@ type View struct {
 
 // Projection folds order events into the orders table.
 type Projection struct {
-	*viewkit.Table[[16]byte, row, *row]
+	*viewkit.Table[[16]byte, row]
 }
 
 // New returns the orders projection.
 func New() *Projection {
-	return &Projection{viewkit.New(viewkit.Spec[[16]byte, row, *row]{
+	return &Projection{viewkit.New(viewkit.Spec[[16]byte, row]{
 		Name:     Name,
 		Prefix:   order.StreamPrefix,
 		Register: order.RegisterEvents,
 		Columns:  columns,
+		Indexes:  indexes,
 		Key:      viewkit.UUIDKey,
 		Create:   create,
 		Fold:     fold,
@@ -67,80 +67,61 @@ func New() *Projection {
 
 var _ projections.Projection = (*Projection)(nil)
 
-// Schema implements projections.Projection. Every list is ordered newest
-// first by (created_at, order_id), and each filter has an index in that
-// order, so a page is one index range scan.
-// Items and address are stored as json, not jsonb: they are only ever
-// returned whole, and json takes about half the time to write in a replay.
-func (*Projection) Schema(t projections.Tables) projections.Schema {
+// row is an order as stored, and its tags are the orders table: see
+// viewkit.Columns. The JSON columns stay encoded unless an event replaces
+// them. Items and address are json, not jsonb: they are only ever returned
+// whole, and json takes about half the time to write in a replay. Only
+// OrderPlaced, which creates the row, sets the fixed columns.
+type row struct {
+	ID         [16]byte        `db:"order_id,uuid,key"`
+	CustomerID string          `db:"customer_id,text,fixed"`
+	Status     string          `db:"status,text"`
+	Items      json.RawMessage `db:"items,json,fixed"`
+	Total      int64           `db:"total_cents,bigint,fixed"`
+	Address    json.RawMessage `db:"shipping_address,json,fixed"`
+	SagaID     [16]byte        `db:"saga_id,uuid,fixed"`
+	ShipmentID string          `db:"shipment_id,text"`
+	Reason     string          `db:"reason,text"`
+	CreatedAt  time.Time       `db:"created_at,timestamptz,fixed"`
+	UpdatedAt  time.Time       `db:"updated_at,timestamptz"`
+	Version    int64           `db:"version,bigint"`
+}
+
+var columns = viewkit.NewColumns[row](table)
+
+// indexes serve the lists: every list is ordered newest first by
+// (created_at, order_id), and each filter has an index in that order, so
+// a page is one index range scan.
+func indexes(t projections.Tables) []string {
 	name := t.Name(table)
-	return projections.Schema{
-		Tables: []string{`CREATE TABLE ` + name + ` (
-			order_id         uuid        PRIMARY KEY,
-			customer_id      text        NOT NULL,
-			status           text        NOT NULL,
-			items            json        NOT NULL,
-			total_cents      bigint      NOT NULL,
-			shipping_address json        NOT NULL,
-			saga_id          uuid        NOT NULL,
-			shipment_id      text        NOT NULL,
-			reason           text        NOT NULL,
-			created_at       timestamptz NOT NULL,
-			updated_at       timestamptz NOT NULL,
-			version          bigint      NOT NULL
-		)`},
-		Indexes: []string{
-			`CREATE INDEX ` + t.Index(table, "by_created") + ` ON ` + name + ` (created_at DESC, order_id DESC)`,
-			`CREATE INDEX ` + t.Index(table, "by_customer") + ` ON ` + name + ` (customer_id, created_at DESC, order_id DESC)`,
-			`CREATE INDEX ` + t.Index(table, "by_status") + ` ON ` + name + ` (status, created_at DESC, order_id DESC)`,
-		},
+	return []string{
+		`CREATE INDEX ` + t.Index(table, "by_created") + ` ON ` + name + ` (created_at DESC, order_id DESC)`,
+		`CREATE INDEX ` + t.Index(table, "by_customer") + ` ON ` + name + ` (customer_id, created_at DESC, order_id DESC)`,
+		`CREATE INDEX ` + t.Index(table, "by_status") + ` ON ` + name + ` (status, created_at DESC, order_id DESC)`,
 	}
 }
 
-var columns = projections.Columns{
-	Table: table,
-	Names: []string{"order_id", "customer_id", "status", "items", "total_cents", "shipping_address",
-		"saga_id", "shipment_id", "reason", "created_at", "updated_at", "version"},
-	Types: []string{"uuid", "text", "text", "json", "bigint", "json",
-		"uuid", "text", "text", "timestamptz", "timestamptz", "bigint"},
-	Key: 1,
-	// Only OrderPlaced, which creates the row, sets the others.
-	Mutable: []string{"status", "shipment_id", "reason", "updated_at", "version"},
-}
-
-// row is an order as stored; the JSON columns stay encoded unless an event
-// replaces them.
-type row struct {
-	id         [16]byte
-	customerID string
-	status     string
-	items      json.RawMessage
-	total      int64
-	address    json.RawMessage
-	sagaID     [16]byte
-	shipmentID string
-	reason     string
-	createdAt  time.Time
-	updatedAt  time.Time
-	version    int64
-}
-
-// Key implements viewkit.Row.
-func (r *row) Key() [16]byte { return r.id }
-
-// Version implements viewkit.Row.
-func (r *row) Version() int64 { return r.version }
-
-// Values implements viewkit.Row.
-func (r *row) Values() []any {
-	return []any{r.id, r.customerID, r.status, r.items, r.total, r.address,
-		r.sagaID, r.shipmentID, r.reason, r.createdAt, r.updatedAt, r.version}
-}
-
-// Scan implements viewkit.Row.
-func (r *row) Scan(rows pgx.Rows) error {
-	return rows.Scan(&r.id, &r.customerID, &r.status, &r.items, &r.total, &r.address,
-		&r.sagaID, &r.shipmentID, &r.reason, &r.createdAt, &r.updatedAt, &r.version)
+// view is r as the API shows it.
+func (r *row) view() (View, error) {
+	v := View{
+		OrderID:    uuid.UUID(r.ID).String(),
+		CustomerID: r.CustomerID,
+		Status:     r.Status,
+		TotalCents: r.Total,
+		SagaID:     uuid.UUID(r.SagaID).String(),
+		ShipmentID: r.ShipmentID,
+		Reason:     r.Reason,
+		CreatedAt:  r.CreatedAt.UTC(),
+		UpdatedAt:  r.UpdatedAt.UTC(),
+		Version:    r.Version,
+	}
+	if err := json.Unmarshal(r.Items, &v.Items); err != nil {
+		return View{}, fmt.Errorf("order %s items: %w", v.OrderID, err)
+	}
+	if err := json.Unmarshal(r.Address, &v.ShippingAddress); err != nil {
+		return View{}, fmt.Errorf("order %s address: %w", v.OrderID, err)
+	}
+	return v, nil
 }
 
 // create returns the row an OrderPlaced creates, or nil for the other
@@ -160,22 +141,22 @@ func fold(r *row, e domain.Envelope, payload any) {
 		// A second OrderPlaced in one stream is not a decision the
 		// aggregate makes; only the version moves.
 	case order.OrderConfirmed:
-		r.status = string(order.StatusConfirmed)
-		r.shipmentID = ev.ShipmentID
+		r.Status = string(order.StatusConfirmed)
+		r.ShipmentID = ev.ShipmentID
 	case order.OrderRejected:
-		r.status = string(order.StatusRejected)
-		r.reason = ev.Reason
+		r.Status = string(order.StatusRejected)
+		r.Reason = ev.Reason
 	case order.OrderCancelled:
-		r.status = string(order.StatusCancelled)
-		r.reason = ev.Reason
+		r.Status = string(order.StatusCancelled)
+		r.Reason = ev.Reason
 	case order.OrderShipped:
-		r.status = string(order.StatusShipped)
+		r.Status = string(order.StatusShipped)
 		if ev.ShipmentID != "" {
-			r.shipmentID = ev.ShipmentID
+			r.ShipmentID = ev.ShipmentID
 		}
 	}
-	r.updatedAt = e.RecordedAt.UTC()
-	r.version = e.Version
+	r.UpdatedAt = e.RecordedAt.UTC()
+	r.Version = e.Version
 }
 
 func placedRow(id [16]byte, e domain.Envelope, ev order.OrderPlaced) (*row, error) {
@@ -200,18 +181,18 @@ func placedRow(id [16]byte, e domain.Envelope, ev order.OrderPlaced) (*row, erro
 		created = e.RecordedAt
 	}
 	return &row{
-		id:         id,
-		customerID: ev.CustomerID,
-		status:     string(order.StatusPending),
-		items:      itemsJSON,
-		total:      ev.TotalCents,
-		address:    addrJSON,
-		sagaID:     sagaID,
+		ID:         id,
+		CustomerID: ev.CustomerID,
+		Status:     string(order.StatusPending),
+		Items:      itemsJSON,
+		Total:      ev.TotalCents,
+		Address:    addrJSON,
+		SagaID:     sagaID,
 		// PostgreSQL keeps microseconds; truncating here keeps a row the
 		// same whether it was just written or read back.
-		createdAt: created.UTC().Truncate(time.Microsecond),
-		updatedAt: e.RecordedAt.UTC(),
-		version:   e.Version,
+		CreatedAt: created.UTC().Truncate(time.Microsecond),
+		UpdatedAt: e.RecordedAt.UTC(),
+		Version:   e.Version,
 	}, nil
 }
 
@@ -270,24 +251,7 @@ func List(ctx context.Context, q projections.Querier, f Filter, limit int, after
 // newestFirst is the order of every list.
 const newestFirst = viewkit.NewestFirst("order_id")
 
-var selectView = `SELECT order_id::text, customer_id, status, items, total_cents, shipping_address,
-	saga_id::text, shipment_id, reason, created_at, updated_at, version FROM ` + projections.View(table)
-
-func scanView(rows pgx.Rows) (View, error) {
-	var (
-		v              View
-		items, address []byte
-	)
-	if err := rows.Scan(&v.OrderID, &v.CustomerID, &v.Status, &items, &v.TotalCents, &address,
-		&v.SagaID, &v.ShipmentID, &v.Reason, &v.CreatedAt, &v.UpdatedAt, &v.Version); err != nil {
-		return View{}, err
-	}
-	if err := json.Unmarshal(items, &v.Items); err != nil {
-		return View{}, fmt.Errorf("order %s items: %w", v.OrderID, err)
-	}
-	if err := json.Unmarshal(address, &v.ShippingAddress); err != nil {
-		return View{}, fmt.Errorf("order %s address: %w", v.OrderID, err)
-	}
-	v.CreatedAt, v.UpdatedAt = v.CreatedAt.UTC(), v.UpdatedAt.UTC()
-	return v, nil
-}
+var (
+	selectView = columns.SelectView()
+	scanView   = viewkit.Scanner(columns, (*row).view)
+)

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/order"
@@ -59,16 +58,17 @@ type View struct {
 
 // Projection folds shipment events into the shipments table.
 type Projection struct {
-	*viewkit.Table[[16]byte, row, *row]
+	*viewkit.Table[[16]byte, row]
 }
 
 // New returns the shipments projection.
 func New() *Projection {
-	return &Projection{viewkit.New(viewkit.Spec[[16]byte, row, *row]{
+	return &Projection{viewkit.New(viewkit.Spec[[16]byte, row]{
 		Name:     Name,
 		Prefix:   shipping.StreamPrefix,
 		Register: shipping.RegisterEvents,
 		Columns:  columns,
+		Indexes:  indexes,
 		Key:      viewkit.UUIDKey,
 		Create:   createdRow,
 		Fold:     fold,
@@ -77,66 +77,52 @@ func New() *Projection {
 
 var _ projections.Projection = (*Projection)(nil)
 
-// Schema implements projections.Projection. Lists are newest first by
-// (created_at, shipment_id), with an index per filter in that order.
-// Items and address are stored as json, not jsonb: they are only ever
-// returned whole, and json takes about half the time to write in a replay.
-func (*Projection) Schema(t projections.Tables) projections.Schema {
+// row is a shipment as stored, and its tags are the shipments table: see
+// viewkit.Columns. Items and address are json, not jsonb: they are only
+// ever returned whole, and json takes about half the time to write in a
+// replay. Only the event that creates the row sets the fixed columns.
+type row struct {
+	ID        [16]byte        `db:"shipment_id,uuid,key"`
+	OrderID   [16]byte        `db:"order_id,uuid,fixed"`
+	Status    string          `db:"status,text"`
+	Items     json.RawMessage `db:"items,json,fixed"`
+	Address   json.RawMessage `db:"address,json,fixed"`
+	Reason    string          `db:"reason,text"`
+	CreatedAt time.Time       `db:"created_at,timestamptz,fixed"`
+	UpdatedAt time.Time       `db:"updated_at,timestamptz"`
+	Version   int64           `db:"version,bigint"`
+}
+
+var columns = viewkit.NewColumns[row](table)
+
+// indexes serve the lists, newest first by (created_at, shipment_id), with
+// an index per filter in that order.
+func indexes(t projections.Tables) []string {
 	name := t.Name(table)
-	return projections.Schema{
-		Tables: []string{`CREATE TABLE ` + name + ` (
-			shipment_id uuid        PRIMARY KEY,
-			order_id    uuid        NOT NULL,
-			status      text        NOT NULL,
-			items       json        NOT NULL,
-			address     json        NOT NULL,
-			reason      text        NOT NULL,
-			created_at  timestamptz NOT NULL,
-			updated_at  timestamptz NOT NULL,
-			version     bigint      NOT NULL
-		)`},
-		Indexes: []string{
-			`CREATE INDEX ` + t.Index(table, "by_created") + ` ON ` + name + ` (created_at DESC, shipment_id DESC)`,
-			`CREATE INDEX ` + t.Index(table, "by_order") + ` ON ` + name + ` (order_id, created_at DESC, shipment_id DESC)`,
-		},
+	return []string{
+		`CREATE INDEX ` + t.Index(table, "by_created") + ` ON ` + name + ` (created_at DESC, shipment_id DESC)`,
+		`CREATE INDEX ` + t.Index(table, "by_order") + ` ON ` + name + ` (order_id, created_at DESC, shipment_id DESC)`,
 	}
 }
 
-var columns = projections.Columns{
-	Table: table,
-	Names: []string{"shipment_id", "order_id", "status", "items", "address", "reason", "created_at", "updated_at", "version"},
-	Types: []string{"uuid", "uuid", "text", "json", "json", "text", "timestamptz", "timestamptz", "bigint"},
-	Key:   1,
-	// Only the event that creates the row sets the others.
-	Mutable: []string{"status", "reason", "updated_at", "version"},
-}
-
-type row struct {
-	id        [16]byte
-	orderID   [16]byte
-	status    string
-	items     json.RawMessage
-	address   json.RawMessage
-	reason    string
-	createdAt time.Time
-	updatedAt time.Time
-	version   int64
-}
-
-// Key implements viewkit.Row.
-func (r *row) Key() [16]byte { return r.id }
-
-// Version implements viewkit.Row.
-func (r *row) Version() int64 { return r.version }
-
-// Values implements viewkit.Row.
-func (r *row) Values() []any {
-	return []any{r.id, r.orderID, r.status, r.items, r.address, r.reason, r.createdAt, r.updatedAt, r.version}
-}
-
-// Scan implements viewkit.Row.
-func (r *row) Scan(rows pgx.Rows) error {
-	return rows.Scan(&r.id, &r.orderID, &r.status, &r.items, &r.address, &r.reason, &r.createdAt, &r.updatedAt, &r.version)
+// view is r as the API shows it.
+func (r *row) view() (View, error) {
+	v := View{
+		ShipmentID: uuid.UUID(r.ID).String(),
+		OrderID:    uuid.UUID(r.OrderID).String(),
+		Status:     r.Status,
+		Reason:     r.Reason,
+		CreatedAt:  r.CreatedAt.UTC(),
+		UpdatedAt:  r.UpdatedAt.UTC(),
+		Version:    r.Version,
+	}
+	if err := json.Unmarshal(r.Items, &v.Items); err != nil {
+		return View{}, fmt.Errorf("shipment %s items: %w", v.ShipmentID, err)
+	}
+	if err := json.Unmarshal(r.Address, &v.Address); err != nil {
+		return View{}, fmt.Errorf("shipment %s address: %w", v.ShipmentID, err)
+	}
+	return v, nil
 }
 
 // emptyAddress is shown for a refused shipment, whose event carries no
@@ -148,7 +134,7 @@ var emptyAddress = json.RawMessage(`{"name":"","line1":"","city":"","postal_code
 // no row.
 func createdRow(id [16]byte, e domain.Envelope, payload any) (*row, error) {
 	at := e.RecordedAt.UTC()
-	n := &row{id: id, createdAt: at, updatedAt: at, version: e.Version}
+	n := &row{ID: id, CreatedAt: at, UpdatedAt: at, Version: e.Version}
 	switch ev := payload.(type) {
 	case shipping.ShipmentScheduled:
 		oid, err := uuid.Parse(ev.OrderID)
@@ -159,27 +145,27 @@ func createdRow(id [16]byte, e domain.Envelope, payload any) (*row, error) {
 		if items == nil {
 			items = []order.Item{}
 		}
-		if n.items, err = viewkit.JSON(e, items); err != nil {
+		if n.Items, err = viewkit.JSON(e, items); err != nil {
 			return nil, err
 		}
-		if n.address, err = viewkit.JSON(e, ev.Address); err != nil {
+		if n.Address, err = viewkit.JSON(e, ev.Address); err != nil {
 			return nil, err
 		}
-		n.orderID, n.status = oid, StatusScheduled
+		n.OrderID, n.Status = oid, StatusScheduled
 	case shipping.ShipmentRefused:
 		oid, err := uuid.Parse(ev.OrderID)
 		if err != nil {
 			return nil, projections.Undecodable(e, fmt.Errorf("order_id: %w", err))
 		}
-		n.orderID, n.status, n.reason = oid, StatusCancelled, ev.Reason
-		n.items, n.address = json.RawMessage(`[]`), emptyAddress
+		n.OrderID, n.Status, n.Reason = oid, StatusCancelled, ev.Reason
+		n.Items, n.Address = json.RawMessage(`[]`), emptyAddress
 		if len(ev.Items) > 0 {
-			if n.items, err = viewkit.JSON(e, ev.Items); err != nil {
+			if n.Items, err = viewkit.JSON(e, ev.Items); err != nil {
 				return nil, err
 			}
 		}
 		if ev.Address != nil {
-			if n.address, err = viewkit.JSON(e, *ev.Address); err != nil {
+			if n.Address, err = viewkit.JSON(e, *ev.Address); err != nil {
 				return nil, err
 			}
 		}
@@ -193,18 +179,20 @@ func createdRow(id [16]byte, e domain.Envelope, payload any) (*row, error) {
 func fold(r *row, e domain.Envelope, payload any) {
 	switch ev := payload.(type) {
 	case shipping.ShipmentCancelled:
-		r.status, r.reason = StatusCancelled, ev.Reason
+		r.Status, r.Reason = StatusCancelled, ev.Reason
 	case shipping.ShipmentDispatched:
-		r.status = StatusDispatched
+		r.Status = StatusDispatched
 	}
-	r.updatedAt, r.version = e.RecordedAt.UTC(), e.Version
+	r.UpdatedAt, r.Version = e.RecordedAt.UTC(), e.Version
 }
 
 // newestFirst is the order of every list.
 const newestFirst = viewkit.NewestFirst("shipment_id")
 
-var selectView = `SELECT shipment_id::text, order_id::text, status, items, address, reason, created_at, updated_at, version FROM ` +
-	projections.View(table)
+var (
+	selectView = columns.SelectView()
+	scanView   = viewkit.Scanner(columns, (*row).view)
+)
 
 // Get returns the shipment with id, or domain.ErrNotFound (also for an id
 // that is not a UUID).
@@ -248,22 +236,4 @@ func List(ctx context.Context, q projections.Querier, f Filter, limit int, after
 		return nil, "", fmt.Errorf("list shipments: %w", err)
 	}
 	return views, next, nil
-}
-
-func scanView(rows pgx.Rows) (View, error) {
-	var (
-		v              View
-		items, address []byte
-	)
-	if err := rows.Scan(&v.ShipmentID, &v.OrderID, &v.Status, &items, &address, &v.Reason, &v.CreatedAt, &v.UpdatedAt, &v.Version); err != nil {
-		return View{}, err
-	}
-	if err := json.Unmarshal(items, &v.Items); err != nil {
-		return View{}, fmt.Errorf("shipment %s items: %w", v.ShipmentID, err)
-	}
-	if err := json.Unmarshal(address, &v.Address); err != nil {
-		return View{}, fmt.Errorf("shipment %s address: %w", v.ShipmentID, err)
-	}
-	v.CreatedAt, v.UpdatedAt = v.CreatedAt.UTC(), v.UpdatedAt.UTC()
-	return v, nil
 }

@@ -1,11 +1,13 @@
 package shipmentview
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/orderflow/orderflow/domain/shipping"
+	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/projections/internal/eventtest"
 )
 
@@ -21,7 +23,19 @@ func TestRefusedShipmentShowsCancelledWithReason(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !changed || r.status != StatusCancelled || r.reason != shipping.ReasonDestinationNotServed || string(r.items) != "[]" || r.version != 1 {
+	if !changed || r.Status != StatusCancelled || r.Reason != shipping.ReasonDestinationNotServed || string(r.Items) != "[]" || r.Version != 1 {
 		t.Errorf("refused shipment row %+v", r)
+	}
+}
+
+// TestColumns pins the table the row's tags declare. The schema hash is
+// the one of the DDL written by hand before the tags declared it: a change
+// makes every deployment rebuild the read model, so it must be deliberate.
+func TestColumns(t *testing.T) {
+	if got, want := projections.SchemaHash(New()), "bc6239490ac4a30c"; got != want {
+		t.Errorf("schema hash %s, want %s; schema:\n%s", got, want, New().Schema(projections.Tables{Version: 1}))
+	}
+	if got, want := columns.Updated(), []string{"status", "reason", "updated_at", "version"}; !slices.Equal(got, want) {
+		t.Errorf("updates write %v, want %v", got, want)
 	}
 }

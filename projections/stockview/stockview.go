@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/inventory"
 	"github.com/orderflow/orderflow/projections"
@@ -40,12 +38,13 @@ type View struct {
 
 // Projection folds stock events into the stock table.
 type Projection struct {
-	*viewkit.Table[string, row, *row]
+	*viewkit.Table[string, row]
 }
 
-// New returns the stock projection.
+// New returns the stock projection. The list is ordered by sku, the
+// primary key, so the table needs no other index.
 func New() *Projection {
-	return &Projection{viewkit.New(viewkit.Spec[string, row, *row]{
+	return &Projection{viewkit.New(viewkit.Spec[string, row]{
 		Name:     Name,
 		Prefix:   inventory.StreamPrefix,
 		Register: inventory.RegisterEvents,
@@ -58,55 +57,31 @@ func New() *Projection {
 
 var _ projections.Projection = (*Projection)(nil)
 
-// Schema implements projections.Projection. The list is ordered by sku,
-// the primary key, so it needs no other index.
-func (*Projection) Schema(t projections.Tables) projections.Schema {
-	return projections.Schema{
-		Tables: []string{`CREATE TABLE ` + t.Name(table) + ` (
-			sku        text        PRIMARY KEY COLLATE "C",
-			on_hand    bigint      NOT NULL,
-			reserved   bigint      NOT NULL,
-			available  bigint      NOT NULL,
-			version    bigint      NOT NULL,
-			updated_at timestamptz NOT NULL
-		)`},
-	}
-}
-
-var columns = projections.Columns{
-	Table: table,
-	Names: []string{"sku", "on_hand", "reserved", "available", "version", "updated_at"},
-	Types: []string{"text", "bigint", "bigint", "bigint", "bigint", "timestamptz"},
-	Key:   1,
-}
-
+// row is a sku as stored, and its tags are the stock table: see
+// viewkit.Columns. Skus sort bytewise (collation C), as the list pages
+// them.
 type row struct {
-	sku              string
-	onHand, reserved int64
-	version          int64
-	updatedAt        time.Time
+	SKU      string `db:"sku,text,key,collate=C"`
+	OnHand   int64  `db:"on_hand,bigint"`
+	Reserved int64  `db:"reserved,bigint"`
+	// Available is OnHand - Reserved, never below 0; fold keeps it so.
+	Available int64     `db:"available,bigint"`
+	Version   int64     `db:"version,bigint"`
+	UpdatedAt time.Time `db:"updated_at,timestamptz"`
 }
 
-// Key implements viewkit.Row.
-func (r *row) Key() string { return r.sku }
+var columns = viewkit.NewColumns[row](table)
 
-// Version implements viewkit.Row.
-func (r *row) Version() int64 { return r.version }
-
-// Values implements viewkit.Row.
-func (r *row) Values() []any {
-	return []any{r.sku, r.onHand, r.reserved, max(r.onHand-r.reserved, 0), r.version, r.updatedAt}
-}
-
-// Scan implements viewkit.Row; available is derived, so it is skipped.
-func (r *row) Scan(rows pgx.Rows) error {
-	return rows.Scan(&r.sku, &r.onHand, &r.reserved, nil, &r.version, &r.updatedAt)
+// view is r as the API shows it.
+func (r *row) view() (View, error) {
+	return View{SKU: r.SKU, OnHand: r.OnHand, Reserved: r.Reserved, Available: r.Available,
+		Version: r.Version, UpdatedAt: r.UpdatedAt.UTC()}, nil
 }
 
 // create returns the row of a sku not stored yet after its first event:
 // every event starts from no stock.
 func create(sku string, e domain.Envelope, payload any) (*row, error) {
-	r := &row{sku: sku}
+	r := &row{SKU: sku}
 	fold(r, e, payload)
 	return r, nil
 }
@@ -115,20 +90,24 @@ func create(sku string, e domain.Envelope, payload any) (*row, error) {
 func fold(r *row, e domain.Envelope, payload any) {
 	switch ev := payload.(type) {
 	case inventory.StockRestocked:
-		r.onHand += int64(ev.Quantity)
+		r.OnHand += int64(ev.Quantity)
 	case inventory.StockReserved:
-		r.reserved += int64(ev.Quantity)
+		r.Reserved += int64(ev.Quantity)
 	case inventory.StockReleased:
-		r.reserved -= int64(ev.Quantity)
+		r.Reserved -= int64(ev.Quantity)
 	case inventory.StockConsumed:
-		r.reserved -= int64(ev.Quantity)
-		r.onHand -= int64(ev.Quantity)
+		r.Reserved -= int64(ev.Quantity)
+		r.OnHand -= int64(ev.Quantity)
 	}
-	r.version = e.Version
-	r.updatedAt = e.RecordedAt.UTC()
+	r.Available = max(r.OnHand-r.Reserved, 0)
+	r.Version = e.Version
+	r.UpdatedAt = e.RecordedAt.UTC()
 }
 
-const selectView = "SELECT sku, on_hand, reserved, available, version, updated_at FROM rm_stock"
+var (
+	selectView = columns.SelectView()
+	scanView   = viewkit.Scanner(columns, (*row).view)
+)
 
 // Get returns the stock of sku, or domain.ErrNotFound (also for a string
 // that is not a valid sku, which no stock has).
@@ -162,11 +141,4 @@ func List(ctx context.Context, q projections.Querier, limit int, after string) (
 		return nil, "", fmt.Errorf("list stock: %w", err)
 	}
 	return views, next, nil
-}
-
-func scanView(rows pgx.Rows) (View, error) {
-	var v View
-	err := rows.Scan(&v.SKU, &v.OnHand, &v.Reserved, &v.Available, &v.Version, &v.UpdatedAt)
-	v.UpdatedAt = v.UpdatedAt.UTC()
-	return v, err
 }

@@ -3,14 +3,16 @@
 // decoded and grouped by row, the rows it touches are loaded in one query,
 // folded in memory and written back with one statement for the new rows and
 // one for the changed ones; and its queries are a Get by key and a
-// keyset-paginated List. What an event does to a row, and what a row looks
-// like, stays with each read model.
+// keyset-paginated List. What an event does to a row stays with each read
+// model; what a row looks like is declared once, by the db tags of its row
+// type, from which Columns derives the DDL, the writes and the reads.
 package viewkit
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/google/uuid"
@@ -20,24 +22,11 @@ import (
 	"github.com/orderflow/orderflow/projections"
 )
 
-// Row is what a read model's row type R offers through its pointer *R.
-type Row[K comparable, R any] interface {
-	*R
-	// Key returns the row's key.
-	Key() K
-	// Version is the version of its stream the row reflects; events that
-	// are not newer change nothing.
-	Version() int64
-	// Scan reads the row's columns, in Columns order.
-	Scan(pgx.Rows) error
-	// Values lists the row's column values in Columns order.
-	Values() []any
-}
-
-// Spec is what a read model tells its Table: where its rows come from and
-// what an event does to a row. K is the row key, taken from a stream's
-// name, R a row and P its pointer.
-type Spec[K comparable, R any, P Row[K, R]] struct {
+// Spec is what a read model tells its Table: where its rows come from,
+// what they hold and what an event does to a row. K is the row key, taken
+// from a stream's name, and R a row, whose db tags declare the table's
+// columns (see Columns); K is the Go type of R's key column.
+type Spec[K comparable, R any] struct {
 	// Name is the projection's name.
 	Name string
 	// Prefix selects the streams the table folds; the rest of a stream's
@@ -45,8 +34,11 @@ type Spec[K comparable, R any, P Row[K, R]] struct {
 	Prefix string
 	// Register adds the event types of those streams to a registry.
 	Register func(*domain.Registry) error
-	// Columns describes the table. Its key is its first column alone.
-	Columns projections.Columns
+	// Columns is the table's column table, from R's tags.
+	Columns *Columns[R]
+	// Indexes returns the secondary indexes of the table in version t
+	// (nil: none); the primary key comes with the table.
+	Indexes func(t projections.Tables) []string
 	// Key parses the part of a stream name after Prefix; an error makes the
 	// event undecodable.
 	Key func(id string) (K, error)
@@ -62,30 +54,45 @@ type Spec[K comparable, R any, P Row[K, R]] struct {
 }
 
 // Table folds the events of one kind of stream into one read-model table.
-// It implements projections.Decoder and all of projections.Projection but
-// Schema, which each read model writes.
-type Table[K comparable, R any, P Row[K, R]] struct {
-	spec Spec[K, R, P]
+// It implements projections.Decoder and projections.Projection.
+type Table[K comparable, R any] struct {
+	spec Spec[K, R]
+	cols *Columns[R]
 	reg  *domain.Registry
 	load string // the WHERE clause that loads rows by key
 }
 
-// New returns the table spec describes. It panics if spec.Register fails:
-// the event types are fixed when the program is built.
-func New[K comparable, R any, P Row[K, R]](spec Spec[K, R, P]) *Table[K, R, P] {
+// New returns the table spec describes. It panics if spec.Register fails
+// or the key column's type is not K: both are fixed when the program is
+// built.
+func New[K comparable, R any](spec Spec[K, R]) *Table[K, R] {
 	reg := domain.NewRegistry()
 	if err := spec.Register(reg); err != nil {
 		panic(err)
 	}
-	key := pgx.Identifier{spec.Columns.Names[0]}.Sanitize()
-	return &Table[K, R, P]{spec: spec, reg: reg, load: " WHERE " + key + " = ANY($1)"}
+	c := spec.Columns
+	if got, want := reflect.TypeFor[R]().Field(c.field[0]).Type, reflect.TypeFor[K](); got != want {
+		panic(fmt.Sprintf("table %s: key column %s is %s, the stream key %s", c.table, c.bulk.Names[0], got, want))
+	}
+	key := pgx.Identifier{c.bulk.Names[0]}.Sanitize()
+	return &Table[K, R]{spec: spec, cols: c, reg: reg, load: " WHERE " + key + " = ANY($1)"}
 }
 
 // Name implements projections.Projection.
-func (t *Table[K, R, P]) Name() string { return t.spec.Name }
+func (t *Table[K, R]) Name() string { return t.spec.Name }
 
 // Tables implements projections.Projection.
-func (t *Table[K, R, P]) Tables() []string { return []string{t.spec.Columns.Table} }
+func (t *Table[K, R]) Tables() []string { return []string{t.cols.table} }
+
+// Schema implements projections.Projection: the table as its columns
+// declare it, and the spec's indexes.
+func (t *Table[K, R]) Schema(v projections.Tables) projections.Schema {
+	s := projections.Schema{Tables: []string{t.cols.CreateTable(v)}}
+	if t.spec.Indexes != nil {
+		s.Indexes = t.spec.Indexes(v)
+	}
+	return s
+}
 
 // Batch is a decoded batch: the changes per row, rows in the order their
 // first event came.
@@ -103,7 +110,7 @@ type change[R any] struct {
 // Apply implements projections.Projection: it decodes the batch, loads
 // the rows it touches in one query, folds in memory, then writes the new
 // rows and the changed ones with one statement each.
-func (t *Table[K, R, P]) Apply(ctx context.Context, tx pgx.Tx, v projections.Tables, events []domain.Envelope) error {
+func (t *Table[K, R]) Apply(ctx context.Context, tx pgx.Tx, v projections.Tables, events []domain.Envelope) error {
 	b, err := t.decode(events)
 	if err != nil {
 		return err
@@ -112,9 +119,9 @@ func (t *Table[K, R, P]) Apply(ctx context.Context, tx pgx.Tx, v projections.Tab
 }
 
 // Decode implements projections.Decoder; it returns a *Batch[K, R].
-func (t *Table[K, R, P]) Decode(events []domain.Envelope) (any, error) { return t.decode(events) }
+func (t *Table[K, R]) Decode(events []domain.Envelope) (any, error) { return t.decode(events) }
 
-func (t *Table[K, R, P]) decode(events []domain.Envelope) (*Batch[K, R], error) {
+func (t *Table[K, R]) decode(events []domain.Envelope) (*Batch[K, R], error) {
 	b := &Batch[K, R]{changes: make(map[K][]change[R])}
 	for _, e := range events {
 		id, ok := strings.CutPrefix(e.Stream, t.spec.Prefix)
@@ -142,7 +149,7 @@ func (t *Table[K, R, P]) decode(events []domain.Envelope) (*Batch[K, R], error) 
 }
 
 // ApplyDecoded implements projections.Decoder.
-func (t *Table[K, R, P]) ApplyDecoded(ctx context.Context, tx pgx.Tx, v projections.Tables, decoded any) error {
+func (t *Table[K, R]) ApplyDecoded(ctx context.Context, tx pgx.Tx, v projections.Tables, decoded any) error {
 	b := decoded.(*Batch[K, R])
 	if len(b.Keys) == 0 {
 		return nil
@@ -158,20 +165,20 @@ func (t *Table[K, R, P]) ApplyDecoded(ctx context.Context, tx pgx.Tx, v projecti
 		switch {
 		case !changed:
 		case exists:
-			updates = append(updates, P(r).Values())
+			updates = append(updates, t.cols.values(r))
 		default:
-			inserts = append(inserts, P(r).Values())
+			inserts = append(inserts, t.cols.values(r))
 		}
 	}
-	if err := t.spec.Columns.Insert(ctx, tx, v, inserts); err != nil {
+	if err := t.cols.bulk.Insert(ctx, tx, v, inserts); err != nil {
 		return err
 	}
-	return t.spec.Columns.Update(ctx, tx, v, updates)
+	return t.cols.bulk.Update(ctx, tx, v, updates)
 }
 
 // fold applies changes to r (nil: not stored yet), which it may change,
 // and reports whether any of them changed something.
-func (t *Table[K, R, P]) fold(r *R, changes []change[R]) (*R, bool) {
+func (t *Table[K, R]) fold(r *R, changes []change[R]) (*R, bool) {
 	changed := false
 	for _, c := range changes {
 		switch {
@@ -182,7 +189,7 @@ func (t *Table[K, R, P]) fold(r *R, changes []change[R]) (*R, bool) {
 			// A copy: a batch that failed is applied again.
 			n := *c.created
 			r = &n
-		case c.e.Version <= P(r).Version():
+		case c.e.Version <= t.cols.rowVersion(r):
 			continue // already reflected
 		default:
 			t.spec.Fold(r, c.e, c.payload)
@@ -196,7 +203,7 @@ func (t *Table[K, R, P]) fold(r *R, changes []change[R]) (*R, bool) {
 // one row, as Apply would write it but without a database, and whether
 // they changed it; r itself is left as it is. It lets a read model test
 // its Spec.
-func (t *Table[K, R, P]) Replay(r *R, events ...domain.Envelope) (*R, bool, error) {
+func (t *Table[K, R]) Replay(r *R, events ...domain.Envelope) (*R, bool, error) {
 	b, err := t.decode(events)
 	if err != nil {
 		return nil, false, err
@@ -215,19 +222,19 @@ func (t *Table[K, R, P]) Replay(r *R, events ...domain.Envelope) (*R, bool, erro
 	return r, changed, nil
 }
 
-func (t *Table[K, R, P]) loadRows(ctx context.Context, tx pgx.Tx, v projections.Tables, keys []K) (map[K]*R, error) {
-	rows, err := tx.Query(ctx, t.spec.Columns.Select(v)+t.load, keys)
+func (t *Table[K, R]) loadRows(ctx context.Context, tx pgx.Tx, v projections.Tables, keys []K) (map[K]*R, error) {
+	rows, err := tx.Query(ctx, t.cols.bulk.Select(v)+t.load, keys)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", t.spec.Columns.Table, err)
+		return nil, fmt.Errorf("load %s: %w", t.cols.table, err)
 	}
 	defer rows.Close()
 	out := make(map[K]*R, len(keys))
 	for rows.Next() {
-		r := P(new(R))
-		if err := r.Scan(rows); err != nil {
-			return nil, fmt.Errorf("load %s: %w", t.spec.Columns.Table, err)
+		r := new(R)
+		if err := t.cols.Scan(rows, r); err != nil {
+			return nil, fmt.Errorf("load %s: %w", t.cols.table, err)
 		}
-		out[r.Key()] = r
+		out[key[K](t.cols, r)] = r
 	}
 	return out, rows.Err()
 }

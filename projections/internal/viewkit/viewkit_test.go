@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/inventory"
 	"github.com/orderflow/orderflow/projections"
@@ -16,24 +14,19 @@ import (
 
 // count is a row that counts the restocks of a sku.
 type count struct {
-	sku     string
-	n       int
-	version int64
+	SKU     string `db:"sku,text,key"`
+	N       int    `db:"n,int"`
+	Version int64  `db:"version,bigint"`
 }
-
-func (c *count) Key() string           { return c.sku }
-func (c *count) Version() int64        { return c.version }
-func (c *count) Scan(r pgx.Rows) error { return r.Scan(&c.sku, &c.n, &c.version) }
-func (c *count) Values() []any         { return []any{c.sku, c.n, c.version} }
 
 var errBadKey = errors.New("bad key")
 
-func counter() *Table[string, count, *count] {
-	return New(Spec[string, count, *count]{
+func counter() *Table[string, count] {
+	return New(Spec[string, count]{
 		Name:     "counts",
 		Prefix:   inventory.StreamPrefix,
 		Register: inventory.RegisterEvents,
-		Columns:  projections.Columns{Table: "counts", Names: []string{"sku", "n", "version"}, Types: []string{"text", "int", "bigint"}, Key: 1},
+		Columns:  NewColumns[count]("counts"),
 		Key: func(id string) (string, error) {
 			if id == "BAD" {
 				return "", errBadKey
@@ -44,18 +37,21 @@ func counter() *Table[string, count, *count] {
 			if _, ok := payload.(inventory.StockRestocked); !ok {
 				return nil, nil
 			}
-			return &count{sku: sku, n: 1, version: e.Version}, nil
+			return &count{SKU: sku, N: 1, Version: e.Version}, nil
 		},
 		Fold: func(c *count, e domain.Envelope, payload any) {
 			if _, ok := payload.(inventory.StockRestocked); ok {
-				c.n++
+				c.N++
 			}
-			c.version = e.Version
+			c.Version = e.Version
 		},
 	})
 }
 
-var _ projections.Decoder = (*Table[string, count, *count])(nil)
+var (
+	_ projections.Decoder    = (*Table[string, count])(nil)
+	_ projections.Projection = (*Table[string, count])(nil)
+)
 
 func TestDecodeGroupsByRowInFirstSeenOrder(t *testing.T) {
 	restock := func(sku string, v int64) domain.Envelope {

@@ -111,8 +111,8 @@ func (f *dbFlags) register(fs *flag.FlagSet) {
 
 // resolve returns the URL of the database to work on.
 func (f dbFlags) resolve() (string, error) {
-	const hint = "give --database-url URL (the service's database; or env OWNER_DATABASE_URL or DATABASE_URL), or --service " +
-		"orders|inventory|shipping with --admin-url URL (a superuser URL; or env DATABASE_URL)"
+	hint := "give --database-url URL (the service's database; or env OWNER_DATABASE_URL or DATABASE_URL), or --service " +
+		strings.Join(serveNames(), "|") + " with --admin-url URL (a superuser URL; or env DATABASE_URL)"
 	if f.service == "" {
 		if f.adminURL != "" {
 			return "", usagef("--admin-url goes with --service; %s", hint)

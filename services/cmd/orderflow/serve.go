@@ -14,7 +14,7 @@ import (
 
 func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	addr := fs.String("addr", os.Getenv("ADDR"), "listen address (env ADDR; default the service's port: :8081 orders, :8082 inventory, :8083 shipping)")
+	addr := fs.String("addr", os.Getenv("ADDR"), "listen address (env ADDR; default the service's port: "+defaultPorts()+")")
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "the service's PostgreSQL URL, as the role it runs as (env DATABASE_URL)")
 	ownerURL := fs.String("owner-database-url", os.Getenv("OWNER_DATABASE_URL"),
 		"the same database as the owner of its tables, used only for migrations and read-model rebuilds (env OWNER_DATABASE_URL; default: the database URL)")
@@ -63,13 +63,16 @@ func runServe(ctx context.Context, args []string) error {
 }
 
 // serveNames lists what serve.Run can run, sorted.
-func serveNames() []string {
-	names := make([]string, 0, len(serve.Services))
-	for n := range serve.Services {
-		names = append(names, n)
+func serveNames() []string { return serve.Names() }
+
+// defaultPorts says which port each service listens on by default, e.g.
+// ":8081 orders, :8082 inventory".
+func defaultPorts() string {
+	var ports []string
+	for _, m := range serve.Modules() {
+		ports = append(ports, fmt.Sprintf(":%d %s", m.Port, m.Name))
 	}
-	slices.Sort(names)
-	return names
+	return strings.Join(ports, ", ")
 }
 
 // newLogger logs to stderr; serve.Run adds the service name to every line.

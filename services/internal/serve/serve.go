@@ -2,11 +2,14 @@
 // service's database (and NATS when configured), applies the migrations
 // (as the database's owner role when given its URL; the service itself
 // then runs with DML rights only),
-// wires the command handlers and the read-model queries to the HTTP routes
-// together with the shared middleware, operations endpoints and
-// idempotency, runs the service's projections and its relay in the
-// background, and serves until its context ends, then shuts down
-// gracefully.
+// wires the service's routes together with the shared middleware,
+// operations endpoints and idempotency, runs the service's projections,
+// its relay and its own workers in the background, and serves until its
+// context ends, then shuts down gracefully.
+//
+// What differs between services is each one's service.Module (its name,
+// port, read models, routes and workers), kept in the registry of
+// modules.go; nothing here switches on a service's name.
 package serve
 
 import (
@@ -16,7 +19,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,9 +30,6 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/projections"
-	"github.com/orderflow/orderflow/projections/orderview"
-	"github.com/orderflow/orderflow/projections/shipmentview"
-	"github.com/orderflow/orderflow/projections/stockview"
 	"github.com/orderflow/orderflow/services/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/httpx"
@@ -38,23 +37,13 @@ import (
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/projsource"
 	"github.com/orderflow/orderflow/services/internal/relay"
-	"github.com/orderflow/orderflow/services/inventory"
-	"github.com/orderflow/orderflow/services/orders"
-	"github.com/orderflow/orderflow/services/shipping"
+	"github.com/orderflow/orderflow/services/internal/serve/service"
 )
-
-// Services lists the services Run can run, with their default ports (the
-// dev stack's layout). Treat it as read-only.
-var Services = map[string]int{
-	"orders":    8081,
-	"inventory": 8082,
-	"shipping":  8083,
-}
 
 // Config configures one service process. Service and DatabaseURL are
 // required; the rest defaults.
 type Config struct {
-	// Service is one of the keys of Services.
+	// Service is the name of one of the Modules.
 	Service string
 	// Addr is the listen address; default ":<the service's port>".
 	Addr string
@@ -88,13 +77,8 @@ type Config struct {
 // Validate reports a config Run cannot use.
 func (c Config) Validate() error {
 	var errs []error
-	if _, ok := Services[c.Service]; !ok {
-		names := make([]string, 0, len(Services))
-		for n := range Services {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		errs = append(errs, fmt.Errorf("service %q: want one of %v", c.Service, names))
+	if _, ok := Lookup(c.Service); !ok {
+		errs = append(errs, fmt.Errorf("service %q: want one of %v", c.Service, Names()))
 	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("database URL is required"))
@@ -122,9 +106,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (c *Config) setDefaults() {
+func (c *Config) setDefaults(m service.Module) {
 	if c.Addr == "" {
-		c.Addr = ":" + strconv.Itoa(Services[c.Service])
+		c.Addr = ":" + strconv.Itoa(m.Port)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -158,6 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 // Server is a started service: connected, migrated, routes built.
 type Server struct {
 	cfg     Config
+	module  service.Module
 	pool    *pgxpool.Pool
 	owner   *pgxpool.Pool // for DDL only; pool unless an owner URL was given
 	nc      *nats.Conn
@@ -178,9 +163,10 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	module, _ := Lookup(cfg.Service) // Validate checked it is there
+	cfg.setDefaults(module)
 	log := cfg.Logger
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, module: module}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -233,15 +219,18 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 
+	var js jetstream.JetStream
+	if s.nc != nil {
+		if js, err = jetstream.New(s.nc); err != nil {
+			return nil, fmt.Errorf("serve %s: jetstream: %w", cfg.Service, err)
+		}
+	}
+
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Go(func() { idem.RunPurger(bg) })
 	s.wg.Go(func() { _ = s.runner.Run(bg) }) // returns when bg ends
-	if s.nc != nil {
-		js, err := jetstream.New(s.nc)
-		if err != nil {
-			return nil, fmt.Errorf("serve %s: jetstream: %w", cfg.Service, err)
-		}
+	if js != nil {
 		s.relay, err = relay.New(s.store, js, relay.NewCheckpoints(s.pool), relay.Config{Name: cfg.Service, Logger: log.With("component", "relay")})
 		if err != nil {
 			return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
@@ -249,9 +238,22 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.wg.Go(func() { s.runRelay(bg, js) })
 	}
 
-	s.handler = s.routes(idem)
+	var workers []service.Worker
+	if s.handler, workers, err = s.routes(idem, js); err != nil {
+		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
+	for _, w := range workers {
+		s.wg.Go(func() { s.runWorker(bg, w) })
+	}
 	log.Info("service ready")
 	return s, nil
+}
+
+// runWorker runs one of the module's background workers until ctx ends.
+func (s *Server) runWorker(ctx context.Context, w service.Worker) {
+	if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Error("worker stopped", "component", w.Name, "error", err)
+	}
 }
 
 // openOwner connects the owner's pool, or shares the service's pool when
@@ -291,45 +293,19 @@ func (s *Server) openOwner(ctx context.Context) error {
 	return nil
 }
 
-// ReadModel is a read model fed from its service's own event store.
-type ReadModel struct {
-	// Name is the projection's name (projection_versions, operations API).
-	Name string
-	// Service owns the read model and the event store it is fed from.
-	Service string
-	// StreamPrefixes are the streams the projection reads.
-	StreamPrefixes []string
-	// New builds the projection.
-	New func() projections.Projection
-}
-
-// ReadModels lists every service's read models; the services run them and
-// the projections command rebuilds them.
-func ReadModels() []ReadModel {
-	return []ReadModel{
-		{orderview.Name, "orders", orderview.StreamPrefixes, func() projections.Projection { return orderview.New() }},
-		{stockview.Name, "inventory", stockview.StreamPrefixes, func() projections.Projection { return stockview.New() }},
-		{shipmentview.Name, "shipping", shipmentview.StreamPrefixes, func() projections.Projection { return shipmentview.New() }},
-	}
-}
-
-// newRunner builds the runner of the service's read model, fed from the
-// service's own store, and installs the model's tables and views so that
+// newRunner builds the runner of the service's read models, fed from the
+// service's own store, and installs their tables and views so that
 // queries answer (empty) from the first request on.
 func (s *Server) newRunner(ctx context.Context) (*projections.Runner, error) {
-	models := ReadModels()
-	i := slices.IndexFunc(models, func(m ReadModel) bool { return m.Service == s.cfg.Service })
-	if i < 0 {
-		return nil, fmt.Errorf("no read model for service %q", s.cfg.Service)
-	}
-	model := models[i]
-	src, err := projsource.New(s.store, eventstore.Filter{StreamPrefixes: model.StreamPrefixes}, projsource.Config{})
-	if err != nil {
-		return nil, err
-	}
 	r := projections.NewRunner(s.pool, s.cfg.Logger.With("component", "projections"), projections.WithOwner(s.owner))
-	if err := r.Add(model.New(), src, s.cfg.Projector); err != nil {
-		return nil, err
+	for _, model := range s.module.ReadModels {
+		src, err := projsource.New(s.store, eventstore.Filter{StreamPrefixes: model.StreamPrefixes}, projsource.Config{})
+		if err != nil {
+			return nil, err
+		}
+		if err := r.Add(model.New(), src, s.cfg.Projector); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.Install(ctx); err != nil {
 		return nil, err
@@ -418,11 +394,29 @@ func (s *Server) Close() {
 	}
 }
 
-func (s *Server) routes(idem *idempotency.Store) http.Handler {
+// routes wires the service's module (see service.Module.Wire) and builds
+// the HTTP handler: the shared middleware and endpoints, the module's
+// routes and the operations API. It returns the module's workers, which
+// New starts.
+func (s *Server) routes(idem *idempotency.Store, js jetstream.JetStream) (http.Handler, []service.Worker, error) {
 	metrics := httpx.NewMetrics()
 	metrics.GaugeFunc("orderflow_db_pool_acquired_connections",
 		"Database connections in use.", func() float64 { return float64(s.pool.Stat().AcquiredConns()) })
 	s.registerMetrics(metrics)
+	// After registerMetrics, which sets the Stats the command handlers
+	// count into.
+	parts, err := s.module.Wire(service.Deps{
+		Logger:    s.cfg.Logger,
+		Pool:      s.pool,
+		Store:     s.store,
+		Commands:  s.cfg.Commands,
+		Metrics:   metrics,
+		NATS:      s.nc,
+		JetStream: js,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("wire %s: %w", s.module.Name, err)
+	}
 
 	r := chi.NewRouter()
 	r.Use(httpx.RequestID, httpx.AccessLog(s.cfg.Logger), metrics.Middleware, httpx.Recover)
@@ -435,22 +429,14 @@ func (s *Server) routes(idem *idempotency.Store) http.Handler {
 
 	r.Group(func(r chi.Router) {
 		r.Use(timeout(s.cfg.RequestTimeout), idem.Middleware)
-		switch s.cfg.Service {
-		case "orders":
-			orders.Routes(r, commands.NewOrders(s.store, s.cfg.Commands))
-			orders.QueryRoutes(r, s.pool)
-		case "inventory":
-			inventory.Routes(r, commands.NewInventory(s.store, s.cfg.Commands))
-			inventory.QueryRoutes(r, s.pool)
-		case "shipping":
-			shipping.Routes(r, commands.NewShipping(s.store, s.cfg.Commands))
-			shipping.QueryRoutes(r, s.pool)
+		if parts.Routes != nil {
+			parts.Routes(r)
 		}
 		// The operations API is open here; the gateway, the only entry
 		// point exposed to clients, restricts /admin to the admin role.
 		adminRoutes(r, s.runner, s.pool, s.store)
 	})
-	return r
+	return r, parts.Workers, nil
 }
 
 func (s *Server) readinessChecks() []httpx.Check {

@@ -34,8 +34,10 @@ type Env struct {
 	// Store reads (and, to set up state, writes) the service's events.
 	Store *postgres.Store
 	// Pool is a connection pool to the service's database.
-	Pool   *pgxpool.Pool
-	client *http.Client
+	Pool *pgxpool.Pool
+	// Handler is the service's HTTP handler (serve.Server.Handler).
+	Handler http.Handler
+	client  *http.Client
 }
 
 // Start runs service on a fresh database; configure, when given, adjusts
@@ -69,7 +71,7 @@ func Start(t testing.TB, service string, configure ...func(*serve.Config)) *Env 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	return &Env{URL: hs.URL, Store: store, Pool: pool, client: hs.Client()}
+	return &Env{URL: hs.URL, Store: store, Pool: pool, Handler: srv.Handler(), client: hs.Client()}
 }
 
 // Response is an answer read in full.
