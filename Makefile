@@ -15,7 +15,7 @@ build:
 run: build
 	./$(BIN) dev $(ARGS)
 
-## test: vet, the domain import rule, and every test against real PostgreSQL and NATS
+## test: vet, the domain and sagas import rules, and every test against real PostgreSQL and NATS
 test: vet check-domain
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v $(PKG) 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT|NAME)'
 
@@ -26,11 +26,15 @@ bench: build
 vet:
 	$(GO) vet $(PKG)
 
-# domain/ may import only the standard library.
+# domain/ may import only the standard library; sagas/ only the standard
+# library and domain/ (the engine decides, the coordinator does the I/O).
 check-domain:
-	@bad=$$($(GO) list -deps ./domain/... | grep '\.' | grep -v '^github.com/orderflow/orderflow/domain' || true); \
+	@bad=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./domain/... | grep -v '^github.com/orderflow/orderflow/domain' || true); \
 	if [ -n "$$bad" ]; then echo "domain/ imports outside the standard library:"; echo "$$bad"; exit 1; fi; \
 	echo "domain/ imports only the standard library"
+	@bad=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./sagas/... | grep -v -E '^github.com/orderflow/orderflow/(domain|sagas)(/|$$)' || true); \
+	if [ -n "$$bad" ]; then echo "sagas/ imports outside the standard library and domain/:"; echo "$$bad"; exit 1; fi; \
+	echo "sagas/ imports only the standard library and domain/"
 
 ## lint: vet, gofmt and the domain import rule
 lint: vet check-domain
