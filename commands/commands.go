@@ -14,6 +14,14 @@
 // derived from it, and a handler that finds the command already applied to the
 // stream answers with the earlier result, so a repeated command changes
 // nothing.
+//
+// The commands a saga sends travel as data: each is a struct registered in
+// the catalog under its context, name and schema version (catalog.go), and
+// a context's Bus runs the decoded command on the same handlers the HTTP
+// routes call (bus.go). Such a command is always answered by an event
+// caused by it, whatever its outcome, because the saga waits for that
+// event. Every command, HTTP or traveling, passes through Config.Hook
+// (hook.go).
 package commands
 
 import (
@@ -41,6 +49,10 @@ type Meta struct {
 	// Now is the time the command is decided at (the domain never reads
 	// the clock).
 	Now time.Time
+	// Attempt is the delivery count of a command that came as data (1
+	// the first time, more after a redelivery); 0 when unknown, as for
+	// HTTP. Only hooks read it.
+	Attempt int
 }
 
 // Result reports the outcome of a command on one aggregate.

@@ -48,6 +48,9 @@ type Config struct {
 	// Stats, when set, receives the handlers' counts; handlers given the
 	// same Stats add up. Nil gives each handler its own.
 	Stats *Stats
+	// Hook, when set, wraps every command the handlers run (see Chain to
+	// install several, and Counter for one that counts).
+	Hook Hook
 }
 
 func (c Config) withDefaults() Config {

@@ -12,6 +12,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/events"
+	"github.com/orderflow/orderflow/domain/inventory"
+	"github.com/orderflow/orderflow/domain/order"
+	"github.com/orderflow/orderflow/domain/shipping"
 )
 
 // readPage is how many events one ReadStream call asks for.
@@ -40,6 +43,50 @@ type outcome struct {
 	appended bool
 	// seen holds the watched command ids that caused events in the stream.
 	seen map[string]bool
+	// types are the types of the events appended, when appended.
+	types []string
+}
+
+// through runs f, the command kind with the value cmd, through the
+// configured hook.
+func (x *executor) through(ctx context.Context, kind Kind, m Meta, cmd any, f func(context.Context, Meta) (Outcome, error)) (Outcome, error) {
+	if x.hook == nil {
+		return f(ctx, m)
+	}
+	return x.hook(func(ctx context.Context, c Call) (Outcome, error) {
+		return f(ctx, c.Meta)
+	})(ctx, Call{Kind: kind, Meta: m, Command: cmd})
+}
+
+// single runs f, a command on one stream, through the hook and returns
+// its result.
+func (x *executor) single(ctx context.Context, kind Kind, m Meta, cmd any, f func(context.Context, Meta) (Result, error)) (Result, error) {
+	if x.hook == nil {
+		return f(ctx, m)
+	}
+	o, err := x.through(ctx, kind, m, cmd, func(ctx context.Context, m Meta) (Outcome, error) {
+		r, err := f(ctx, m)
+		return Outcome{Results: []Result{r}, Duplicate: r.Duplicate}, err
+	})
+	if err != nil || len(o.Results) == 0 {
+		return Result{}, err
+	}
+	return o.Results[0], nil
+}
+
+// multi is single for a command on several streams.
+func (x *executor) multi(ctx context.Context, kind Kind, m Meta, cmd any, f func(context.Context, Meta) ([]Result, error)) ([]Result, error) {
+	if x.hook == nil {
+		return f(ctx, m)
+	}
+	o, err := x.through(ctx, kind, m, cmd, func(ctx context.Context, m Meta) (Outcome, error) {
+		rs, err := f(ctx, m)
+		return Outcome{Results: rs, Duplicate: len(rs) > 0 && !slices.ContainsFunc(rs, func(r Result) bool { return !r.Duplicate })}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return o.Results, nil
 }
 
 // execute runs one command on one stream through the stream's writer (see
@@ -152,6 +199,41 @@ func run[S any, P state[S]](ctx context.Context, x *executor, m Meta, v *domain.
 	}
 	out, err := execute(ctx, x, m, stream, decide)
 	return out.Result, err
+}
+
+// answer is run for a traveling command: its decision answers every
+// outcome with an event, so the outcome names the event appended.
+func answer[S any, P state[S]](ctx context.Context, x *executor, m Meta, v *domain.ValidationError, stream string, decide func(P) ([]any, error)) (Outcome, error) {
+	_, err := decide(P(new(S)))
+	merge(v, err)
+	if err := v.Err(); err != nil {
+		return Outcome{}, err
+	}
+	out, err := execute(ctx, x, m, stream, decide)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return outcomeOf(out), nil
+}
+
+// rejections are the answers that say a traveling command was not
+// carried out.
+var rejections = map[string]bool{
+	inventory.TypeStockReservationRejected: true,
+	shipping.TypeShipmentRefused:           true,
+	shipping.TypeShipmentCommandRejected:   true,
+	order.TypeOrderCommandRejected:         true,
+}
+
+// outcomeOf describes the effect of a traveling command on the stream of
+// its answer.
+func outcomeOf(out outcome) Outcome {
+	o := Outcome{Results: []Result{out.Result}, Duplicate: out.Duplicate}
+	if n := len(out.types); n > 0 {
+		o.Reply = out.types[n-1]
+		o.Rejected = rejections[o.Reply]
+	}
+	return o
 }
 
 // checkID adds a field error to v unless id is a UUID.

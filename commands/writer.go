@@ -106,6 +106,7 @@ type executor struct {
 	maxStreams int
 	maxIDs     int
 	stats      *Stats
+	hook       Hook
 
 	mu      sync.Mutex
 	streams map[string]*entry
@@ -127,6 +128,7 @@ func newExecutor(store EventStore, cfg Config) *executor {
 		maxStreams: cfg.CacheStreams,
 		maxIDs:     cfg.CacheIDs,
 		stats:      cfg.Stats,
+		hook:       cfg.Hook,
 		streams:    make(map[string]*entry),
 	}
 }
@@ -422,6 +424,10 @@ func (x *executor) decideAll(e *entry, calls []*call) attempt {
 			continue
 		}
 		c.verdict = appending
+		c.out.types = make([]string, len(envs))
+		for i, env := range envs {
+			c.out.types[i] = env.Type
+		}
 		a.envs = append(a.envs, envs...)
 		a.unapplied = append(a.unapplied, evs...)
 		pending[c.id] = struct{}{}

@@ -246,6 +246,9 @@ func TestClonesShareNoMemory(t *testing.T) {
 	ord.Apply(order.OrderPlaced{OrderID: orderA, Items: items(), ShippingAddress: address("US"), PlacedAt: now})
 	ship := new(shipping.Shipment)
 	ship.Apply(shipping.ShipmentScheduled{ShipmentID: orderB, OrderID: orderA, Items: items(), Address: address("US")})
+	res := new(inventory.Reservation)
+	res.Apply(inventory.StockReservationAccepted{OrderID: orderA, Lines: []inventory.Line{{SKU: "A", Quantity: 2}}})
+	res.Apply(inventory.StockReservationRejected{OrderID: orderA, Reason: inventory.ReasonInsufficientStock, SKU: "B", Requested: 1})
 
 	tests := []struct {
 		name        string
@@ -254,6 +257,7 @@ func TestClonesShareNoMemory(t *testing.T) {
 		{"stock", stock, stock.Clone()},
 		{"order", ord, ord.Clone()},
 		{"shipment", ship, ship.Clone()},
+		{"reservation", res, res.Clone()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,11 @@ const (
 	TypeStockReserved  = "StockReserved"
 	TypeStockReleased  = "StockReleased"
 	TypeStockConsumed  = "StockConsumed"
+
+	TypeStockReservationAccepted = "StockReservationAccepted"
+	TypeStockReservationRejected = "StockReservationRejected"
+	TypeStockReservationReleased = "StockReservationReleased"
+	TypeStockReservationConsumed = "StockReservationConsumed"
 )
 
 // StockRestocked: Quantity units of SKU arrived.
@@ -38,13 +43,50 @@ type StockConsumed struct {
 	Quantity int    `json:"quantity"`
 }
 
-// RegisterEvents registers the stock events (all at schema version 1).
+// StockReservationAccepted: every line of an order is held, on the
+// stock of its sku. It answers a reserve command.
+type StockReservationAccepted struct {
+	OrderID string `json:"order_id"`
+	Lines   []Line `json:"lines"`
+}
+
+// StockReservationRejected: an order's reservation was not granted and
+// nothing is held for it. Reason is insufficient_stock (SKU had Available
+// units for Requested; a sku never restocked has 0) or
+// reservation_settled. It answers a reserve command.
+type StockReservationRejected struct {
+	OrderID   string `json:"order_id"`
+	Reason    string `json:"reason"`
+	SKU       string `json:"sku,omitempty"`
+	Requested int    `json:"requested"`
+	Available int    `json:"available"`
+}
+
+// StockReservationReleased: whatever the order held went back to the
+// available stock (possibly nothing). It answers a release command.
+type StockReservationReleased struct {
+	OrderID string `json:"order_id"`
+}
+
+// StockReservationConsumed: whatever the order held left with its
+// shipment (possibly nothing). It answers a consume command.
+type StockReservationConsumed struct {
+	OrderID string `json:"order_id"`
+}
+
+// RegisterEvents registers the stock and reservation events (all at
+// schema version 1).
 func RegisterEvents(r *domain.Registry) error {
 	for name, example := range map[string]any{
 		TypeStockRestocked: StockRestocked{},
 		TypeStockReserved:  StockReserved{},
 		TypeStockReleased:  StockReleased{},
 		TypeStockConsumed:  StockConsumed{},
+
+		TypeStockReservationAccepted: StockReservationAccepted{},
+		TypeStockReservationRejected: StockReservationRejected{},
+		TypeStockReservationReleased: StockReservationReleased{},
+		TypeStockReservationConsumed: StockReservationConsumed{},
 	} {
 		if err := r.Register(name, 1, example); err != nil {
 			return err

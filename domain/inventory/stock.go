@@ -1,5 +1,7 @@
 // Package inventory is the Stock aggregate: the quantity of one sku on hand
 // and the part of it reserved for orders. There is one stock stream per sku.
+// Beside it, the Reservation aggregate (one stream per order) records the
+// answers to the reservation commands of an order as a whole.
 //
 // Stock never oversells: a reservation is granted only from the available
 // quantity (on hand minus reserved), and each order holds at most one

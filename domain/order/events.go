@@ -13,6 +13,8 @@ const (
 	TypeOrderRejected  = "OrderRejected"
 	TypeOrderCancelled = "OrderCancelled"
 	TypeOrderShipped   = "OrderShipped"
+
+	TypeOrderCommandRejected = "OrderCommandRejected"
 )
 
 // OrderPlaced: a customer placed an order; it is pending until its saga
@@ -52,6 +54,18 @@ type OrderShipped struct {
 	ShipmentID string `json:"shipment_id"`
 }
 
+// OrderCommandRejected: the order's state refused a command that must be
+// answered (one a saga sent), so the order did not change. Status is the
+// order's status then ("" for an order that does not exist), Reason its
+// reason when it is rejected or cancelled, and Detail says why in the
+// API's words.
+type OrderCommandRejected struct {
+	OrderID string `json:"order_id"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Detail  string `json:"detail"`
+}
+
 // RegisterEvents registers the order events (all at schema version 1).
 func RegisterEvents(r *domain.Registry) error {
 	for name, example := range map[string]any{
@@ -60,6 +74,8 @@ func RegisterEvents(r *domain.Registry) error {
 		TypeOrderRejected:  OrderRejected{},
 		TypeOrderCancelled: OrderCancelled{},
 		TypeOrderShipped:   OrderShipped{},
+
+		TypeOrderCommandRejected: OrderCommandRejected{},
 	} {
 		if err := r.Register(name, 1, example); err != nil {
 			return err

@@ -11,6 +11,8 @@ const (
 	TypeShipmentRefused    = "ShipmentRefused"
 	TypeShipmentCancelled  = "ShipmentCancelled"
 	TypeShipmentDispatched = "ShipmentDispatched"
+
+	TypeShipmentCommandRejected = "ShipmentCommandRejected"
 )
 
 // ShipmentScheduled: an order's items will ship to Address.
@@ -33,17 +35,33 @@ type ShipmentRefused struct {
 	Address *order.Address `json:"address,omitempty"`
 }
 
-// ShipmentCancelled: a scheduled shipment was called off.
+// ShipmentCancelled: a scheduled shipment was called off. Note is set when
+// the event answers a cancel that found nothing to call off (the shipment
+// was cancelled or refused already, or never scheduled; see the Note
+// constants): it then changes nothing, except that a shipment never
+// scheduled can no longer be.
 type ShipmentCancelled struct {
 	ShipmentID string `json:"shipment_id"`
 	OrderID    string `json:"order_id"`
 	Reason     string `json:"reason"`
+	Note       string `json:"note,omitempty"`
 }
 
 // ShipmentDispatched: the shipment left the warehouse.
 type ShipmentDispatched struct {
 	ShipmentID string `json:"shipment_id"`
 	OrderID    string `json:"order_id"`
+}
+
+// ShipmentCommandRejected: the shipment's state refused a command that
+// must be answered (one a saga sent), so the shipment did not change.
+// Status is the shipment's status then, Detail says why in the API's
+// words.
+type ShipmentCommandRejected struct {
+	ShipmentID string `json:"shipment_id"`
+	OrderID    string `json:"order_id,omitempty"`
+	Status     string `json:"status"`
+	Detail     string `json:"detail"`
 }
 
 // RegisterEvents registers the shipment events (all at schema version 1).
@@ -53,6 +71,8 @@ func RegisterEvents(r *domain.Registry) error {
 		TypeShipmentRefused:    ShipmentRefused{},
 		TypeShipmentCancelled:  ShipmentCancelled{},
 		TypeShipmentDispatched: ShipmentDispatched{},
+
+		TypeShipmentCommandRejected: ShipmentCommandRejected{},
 	} {
 		if err := r.Register(name, 1, example); err != nil {
 			return err

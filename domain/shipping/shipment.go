@@ -64,8 +64,15 @@ func (s *Shipment) Apply(event any) {
 		s.Status = StatusRefused
 		s.Reason = e.Reason
 	case ShipmentCancelled:
-		s.Status = StatusCancelled
-		s.Reason = e.Reason
+		// A cancel answered with a note changed nothing, except that a
+		// shipment never scheduled is closed for good.
+		switch s.Status {
+		case "":
+			s.ID, s.OrderID = e.ShipmentID, e.OrderID
+			s.Status, s.Reason = StatusCancelled, e.Reason
+		case StatusScheduled:
+			s.Status, s.Reason = StatusCancelled, e.Reason
+		}
 	case ShipmentDispatched:
 		s.Status = StatusDispatched
 	}

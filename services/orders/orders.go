@@ -16,6 +16,7 @@ import (
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/order"
+	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
 
@@ -81,12 +82,15 @@ func (h handler) place(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := httpx.CommandMeta(r)
-	// The new ids derive from the command id, so a retried command (same
-	// Idempotency-Key, hence same command id) names the same order and saga
-	// and the command handler recognises it as already applied.
+	// The order id derives from the command id, so a retried command (same
+	// Idempotency-Key, hence same command id) names the same order and the
+	// command handler recognises it as already applied. The saga id
+	// derives from the order id, as the coordinator derives it: one order,
+	// one saga.
+	orderID := childID(m.CommandID, "order")
 	cmd := commands.PlaceOrder{
-		OrderID:    childID(m.CommandID, "order"),
-		SagaID:     childID(m.CommandID, "saga"),
+		OrderID:    orderID,
+		SagaID:     sagas.SagaID(orderID),
 		CustomerID: req.CustomerID,
 		Items:      make([]order.Item, len(req.Items)),
 		Address: order.Address{
@@ -124,7 +128,11 @@ func (h handler) cancel(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	if _, err := h.cmds.Cancel(r.Context(), httpx.CommandMeta(r), id, order.ReasonCancelledByCustomer); err != nil {
+	// The cancel calls the order's saga off: it carries the saga's id as
+	// its correlation id, which is how the coordinator finds the saga.
+	m := httpx.CommandMeta(r)
+	m.CorrelationID = sagas.SagaID(id)
+	if _, err := h.cmds.Cancel(r.Context(), m, id, order.ReasonCancelledByCustomer); err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
 			// The decision cannot name the order it never saw.
 			err = httpx.NotFoundProblem("order", id)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderflow/orderflow/domain/order"
+	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
 	"github.com/orderflow/orderflow/services/internal/testenv"
@@ -49,8 +50,9 @@ func TestPlaceOrder(t *testing.T) {
 	if _, err := uuid.Parse(p.OrderID); err != nil {
 		t.Fatalf("order_id %q: %v", p.OrderID, err)
 	}
-	if _, err := uuid.Parse(p.SagaID); err != nil || p.SagaID == p.OrderID {
-		t.Fatalf("saga_id %q (order %q): %v", p.SagaID, p.OrderID, err)
+	// One order, one saga: the id the coordinator derives from the order.
+	if p.SagaID != sagas.SagaID(p.OrderID) || p.SagaID == p.OrderID {
+		t.Fatalf("saga_id %q, want %q, derived from order %q", p.SagaID, sagas.SagaID(p.OrderID), p.OrderID)
 	}
 	if p.Status != "pending" {
 		t.Fatalf("status %q", p.Status)
@@ -222,8 +224,10 @@ func TestCancelOrder(t *testing.T) {
 		t.Fatalf("cancel answer %+v, Location %q", c, res.Header.Get("Location"))
 	}
 	evs := env.Events(t, order.Stream(p.OrderID))
-	if len(evs) != 2 || evs[1].Type != "OrderCancelled" || evs[1].Metadata.CorrelationID != "req-cancel-1" {
-		t.Fatalf("events %+v", evs)
+	// The cancel calls the saga off: it is correlated with the saga.
+	if len(evs) != 2 || evs[1].Type != "OrderCancelled" || evs[1].Metadata.CorrelationID != p.SagaID ||
+		evs[1].Metadata.RequestID != "req-cancel-1" {
+		t.Fatalf("events %+v, want OrderCancelled correlated with saga %s", evs, p.SagaID)
 	}
 	var data struct {
 		Reason string `json:"reason"`

@@ -14,6 +14,7 @@ import (
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/shipping"
+	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
 
@@ -21,6 +22,7 @@ import (
 // (*commands.Shipping).
 type Commands interface {
 	Dispatch(ctx context.Context, m commands.Meta, shipmentID string) (commands.Result, error)
+	Load(ctx context.Context, shipmentID string) (*shipping.Shipment, int64, error)
 }
 
 // Routes registers the shipping command endpoints on r:
@@ -52,7 +54,21 @@ func (h handler) dispatch(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	res, err := h.cmds.Dispatch(r.Context(), httpx.CommandMeta(r), id)
+	// The dispatch resumes the saga of the shipment's order: it carries
+	// the saga's id, derived from the order id, as its correlation id.
+	sh, _, err := h.cmds.Load(r.Context(), id)
+	if err != nil {
+		if errors.Is(err, domain.ErrNotFound) {
+			err = httpx.NotFoundProblem("shipment", id)
+		}
+		httpx.WriteError(w, r, err)
+		return
+	}
+	m := httpx.CommandMeta(r)
+	if sh.OrderID != "" {
+		m.CorrelationID = sagas.SagaID(sh.OrderID)
+	}
+	res, err := h.cmds.Dispatch(r.Context(), m, id)
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
 			// The decision cannot name the shipment it never saw.

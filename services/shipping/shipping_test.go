@@ -10,6 +10,7 @@ import (
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/domain/shipping"
+	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
 	"github.com/orderflow/orderflow/services/internal/testenv"
@@ -43,7 +44,8 @@ type dispatched struct {
 
 func TestDispatch(t *testing.T) {
 	env := servetest.Start(t, "shipping")
-	id := schedule(t, env, "US")
+	orderID := uuid.NewString()
+	id := scheduleFor(t, env, orderID, "US")
 
 	res := env.Post(t, "/api/shipments/"+id+"/dispatch", `{}`, httpx.RequestIDHeader, "req-dispatch-1")
 	if res.Status != http.StatusAccepted {
@@ -58,8 +60,10 @@ func TestDispatch(t *testing.T) {
 		t.Fatalf("Location %q", loc)
 	}
 	evs := env.Events(t, shipping.Stream(id))
-	if len(evs) != 2 || evs[1].Type != "ShipmentDispatched" || evs[1].Metadata.CorrelationID != "req-dispatch-1" {
-		t.Fatalf("events %+v", evs)
+	// The dispatch resumes the order's saga: it is correlated with it.
+	if len(evs) != 2 || evs[1].Type != "ShipmentDispatched" || evs[1].Metadata.CorrelationID != sagas.SagaID(orderID) ||
+		evs[1].Metadata.RequestID != "req-dispatch-1" {
+		t.Fatalf("events %+v, want ShipmentDispatched correlated with saga %s", evs, sagas.SagaID(orderID))
 	}
 
 	// Dispatched already: 409, nothing appended.

@@ -64,6 +64,9 @@ const (
 var Contexts = []ContextRoute{
 	{Prefix: "order-", Context: ContextOrders},
 	{Prefix: "stock-", Context: ContextInventory},
+	// An order's reservation as a whole: the answers to a saga's stock
+	// commands (domain/inventory.ReservationStreamPrefix).
+	{Prefix: "reservation-", Context: ContextInventory},
 	{Prefix: "shipment-", Context: ContextShipping},
 	{Prefix: "saga-", Context: ContextSagas},
 }
@@ -95,8 +98,11 @@ const CommandIssued = "CommandIssued"
 type Command struct {
 	// Context is the receiving context, e.g. "inventory".
 	Context string `json:"context"`
-	// Name is the command, e.g. "reserve".
+	// Name is the command, e.g. "reserve_stock".
 	Name string `json:"name"`
+	// Version is the schema version of the command's payload, as the
+	// receiver's catalog registers it (commands.Kind).
+	Version int `json:"version"`
 	// CommandID identifies the command for the receiver's idempotency.
 	CommandID string `json:"command_id"`
 	// Payload is the command's JSON arguments.
