@@ -41,6 +41,7 @@ func commands() []command {
 		{"dev", "run the whole stack locally with embedded NATS and PostgreSQL", runDev},
 		{"bench", "benchmark the event store", runBench},
 		{"projections", "list a service's projections, or replay one with zero downtime", runProjections},
+		{"sagas", "show a saga's timeline, list sagas, or retry a failed one", runSagas},
 	}
 }
 
