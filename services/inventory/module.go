@@ -20,9 +20,15 @@ var Module = service.Module{
 	}},
 	Wire: func(d service.Deps) (service.Parts, error) {
 		cmds := commands.NewInventory(d.Store, d.Commands)
-		return service.Parts{Routes: func(r chi.Router) {
+		parts := service.Parts{Routes: func(r chi.Router) {
 			Routes(r, cmds)
 			QueryRoutes(r, d.Pool)
-		}}, nil
+		}}
+		if d.JetStream != nil {
+			// The commands sagas send travel on commands.inventory.> and run
+			// on the same handlers as the routes.
+			parts.Workers = append(parts.Workers, service.CommandConsumer(d, commands.NewInventoryBus(cmds)))
+		}
+		return parts, nil
 	},
 }

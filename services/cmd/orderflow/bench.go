@@ -16,29 +16,47 @@ import (
 
 // runBench measures the event store against same-run references on a
 // private PostgreSQL cluster (fsync on) or the server named by
-// --database-url.
+// --database-url, then sagas end to end on a dev stack this binary runs.
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and commands on one hot stream against the same\ncommands on 1,000 streams, and prints a table and BENCH lines.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and commands on one hot stream against the same\ncommands on 1,000 streams. Then it runs the stack as orderflow dev does\n(every service its own process, PostgreSQL with fsync on) and measures\ncompleted sagas per second and order-to-confirmed latency through the HTTP\nAPI. It prints a table and BENCH lines.\n\n")
 		fs.PrintDefaults()
 	}
 	adminURL := fs.String("database-url", "", "superuser URL of the server to measure (default: a private cluster started from the local PostgreSQL binaries, fsync on)")
 	var cfg bench.Config
 	fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "length of each timed phase")
-	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of every phase, interleaved; medians are reported")
+	fs.IntVar(&cfg.Rounds, "rounds", 3, "rounds of every event store and command phase, interleaved; medians are reported (-1 skips those phases)")
 	fs.IntVar(&cfg.Writers, "writers", 64, "concurrent writers for single-event appends")
 	fs.IntVar(&cfg.BatchWriters, "batch-writers", 8, "concurrent writers for 100-event appends")
 	fs.IntVar(&cfg.CopyRows, "copy-rows", 300_000, "rows written by the CopyFrom reference")
 	fs.IntVar(&cfg.ReplayEvents, "replay-events", 1_000_000, "events seeded and replayed into the orders read model (-1 skips)")
 	fs.IntVar(&cfg.LagRate, "lag-rate", 5_000, "append rate in events/s while measuring projection lag (-1 skips)")
 	fs.IntVar(&cfg.CommandCallers, "command-callers", 32, "concurrent callers of restocks on one sku and on 1,000 skus (-1 skips)")
+	fs.IntVar(&cfg.SagaClients, "saga-clients", 256, "clients placing orders in the saga peak, each waiting for its order to read confirmed (-1 skips the saga phase)")
+	fs.DurationVar(&cfg.SagaDuration, "saga-duration", 10*time.Second, "measured length of the saga peak and of the saga latency phase, each after a warm-up")
+	fs.IntVar(&cfg.SagaSKUs, "saga-skus", 100, "skus the saga phase's orders spread over")
+	fs.DurationVar(&cfg.SagaPoll, "saga-poll", 5*time.Millisecond, "how often the orders read model is read in the saga latency phase")
+	fs.IntVar(&cfg.SagaPortBase, "saga-port-base", 0, "measure the stack already running with this --port-base (e.g. make run's 8080) instead of starting one; for profiling")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return usagef("bench: unexpected arguments %q", fs.Args())
+	}
+	if cfg.SagaClients >= 0 {
+		// The stack is `orderflow dev` run by this very binary.
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: find own executable: %w", err)
+		}
+		cfg.SagaBinary = exe
+	}
+	if cfg.Rounds < 0 && cfg.ReplayEvents < 0 && cfg.LagRate < 0 {
+		// Only the saga phase runs, on the stack's own PostgreSQL.
+		_, err := bench.Run(ctx, os.Stdout, nil, cfg)
+		return err
 	}
 	if *adminURL == "" {
 		fmt.Fprintln(os.Stderr, "starting a private PostgreSQL cluster (fsync on) ...")

@@ -37,6 +37,7 @@ var colors = map[string]string{
 	"orders":    "36", // cyan
 	"inventory": "35", // magenta
 	"shipping":  "33", // yellow
+	"sagas":     "32", // green
 	"postgres":  "34", // blue
 }
 

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/natsembed"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/pgserver"
+	"github.com/orderflow/orderflow/services/internal/serve"
 )
 
 const (
@@ -30,14 +30,24 @@ const (
 	readyMarker = "orderflow dev stack is ready"
 )
 
-// services are the services the dev stack runs, in start order; their
-// ports follow the API contract's layout (orders base+1, ...).
-var services = []string{"orders", "inventory", "shipping"}
+// services are the services the dev stack runs, in start order: every
+// module of serve's registry, in the registry's order.
+var services = func() []string {
+	var names []string
+	for _, m := range serve.Modules() {
+		names = append(names, m.Name)
+	}
+	return names
+}()
 
 const defaultPortBase = 8080
 
+// servicePort is the port of service in a stack whose ports start at
+// base: its module's default port (the API contract's layout: orders
+// 8081, ..., sagas 8084) shifted by base - 8080.
 func servicePort(base int, service string) int {
-	return base + 1 + slices.Index(services, service)
+	m, _ := serve.Lookup(service)
+	return base + m.Port - defaultPortBase
 }
 
 type devOptions struct {
@@ -331,7 +341,7 @@ func stopServices(procs []*serviceProc, grace time.Duration) {
 func (d *devStack) banner(took time.Duration) {
 	b := d.opts.portBase
 	base := func(svc string) string { return fmt.Sprintf("http://127.0.0.1:%d", servicePort(b, svc)) }
-	orders, inventory, shipping := base("orders"), base("inventory"), base("shipping")
+	orders, inventory, shipping, sagas := base("orders"), base("inventory"), base("shipping"), base("sagas")
 	const js = "-H 'Content-Type: application/json'"
 
 	var w strings.Builder
@@ -340,7 +350,6 @@ func (d *devStack) banner(took time.Duration) {
 		fmt.Fprintf(&w, "  %-10s %s\n", svc, base(svc))
 	}
 	fmt.Fprintf(&w, "  %-10s port %d: not in the dev stack yet (a later issue)\n", "gateway", b)
-	fmt.Fprintf(&w, "  %-10s port %d: not in the dev stack yet (a later issue)\n", "sagas", b+4)
 	fmt.Fprintf(&w, "  %-10s %s\n", "NATS", d.natsURL)
 	fmt.Fprintf(&w, "  %-10s %s\n", "projection", projectionsHint(d.adminURL, d.pg != nil))
 	if d.pg != nil {
@@ -362,18 +371,24 @@ Try:
   curl -i -X POST %[2]s/api/inventory/SKU-1/restock %[1]s -d '{"quantity": 50}'
   curl -s %[2]s/api/inventory/SKU-1
 
-  # place an order (answers order_id and saga_id), then read it
+  # place an order (answers order_id and saga_id); its saga confirms it
   curl -i -X POST %[3]s/api/orders %[1]s -d '{"customer_id": "c-42", "items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1299}], "shipping_address": {"name": "Ada L.", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}}'
   curl -s %[3]s/api/orders/ORDER_ID
 
-  # cancel it while pending or confirmed
+  # the saga that drove it: steps, attempts, timings and full history
+  curl -s %[8]s/api/sagas/SAGA_ID
+  bin/orderflow sagas show SAGA_ID
+  curl -s '%[8]s/api/sagas?status=failed'
+
+  # an order to a country not served (AQ) is rejected and its stock released
+  curl -i -X POST %[3]s/api/orders %[1]s -d '{"customer_id": "c-42", "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 1299}], "shipping_address": {"name": "Ada L.", "line1": "1 Ice Rd", "city": "McMurdo", "postal_code": "0000", "country": "AQ"}}'
+
+  # cancel an order while pending or confirmed: the saga compensates
   curl -i -X POST %[3]s/api/orders/ORDER_ID/cancel %[1]s -d '{}'
 
-  # find its shipment and dispatch it (once the sagas coordinator runs)
+  # find its shipment and dispatch it: the order is shipped, the stock consumed
   curl -s '%[4]s/api/shipments?order_id=ORDER_ID'
   curl -i -X POST %[4]s/api/shipments/SHIPMENT_ID/dispatch %[1]s -d '{}'
-
-Until the sagas coordinator joins the dev stack, placed orders stay pending.
 
 A child that exits is restarted (PostgreSQL on the same data and port); a
 "status:" line shows every change, and kill -USR1 %[5]d prints a table of
@@ -381,7 +396,7 @@ the children, their PIDs and restarts. A child that exits %[6]d times within
 %[7]s stops the stack.
 Press Ctrl-C to stop everything.
 
-`, js, inventory, orders, shipping, os.Getpid(), maxExits, exitWindow)
+`, js, inventory, orders, shipping, os.Getpid(), maxExits, exitWindow, sagas)
 	d.con.Printf("%s", w.String())
 }
 

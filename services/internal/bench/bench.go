@@ -5,6 +5,10 @@
 // the command layer and the PostgreSQL store. The machines it runs on are
 // noisy, so the figures that matter are the ratios within one run.
 //
+// Its last phase measures the whole system end to end: completed sagas
+// per second and order-to-confirmed latency, with every service running as
+// its own process as in `orderflow dev`, driven through the HTTP API.
+//
 // The readable table is followed by one `BENCH <name> <value> <unit>` line
 // per figure so that runs can be compared by script.
 package bench
@@ -34,7 +38,8 @@ type Config struct {
 	Duration time.Duration
 	// Rounds repeats every phase, interleaved, and reports medians, so a
 	// slow spell of a noisy machine weighs on the references and the
-	// measured figures alike. Default 3.
+	// measured figures alike. Default 3; negative skips the event store
+	// and command phases (to run the others alone).
 	Rounds int
 	// Writers for the concurrent single-event appends. Default 64.
 	Writers int
@@ -52,6 +57,27 @@ type Config struct {
 	// that compare one hot stream with 1,000 streams. Default 32;
 	// negative skips those phases.
 	CommandCallers int
+
+	// SagaBinary is the orderflow executable whose dev command runs the
+	// stack for the saga phase; empty skips that phase.
+	SagaBinary string
+	// SagaClients is how many clients place orders in the saga phase's
+	// peak, each waiting for its order to read confirmed before placing
+	// the next. Default 256; negative skips the saga phase.
+	SagaClients int
+	// SagaDuration is the measured length of the saga peak and of the
+	// saga latency phase, each after a warm-up of a fifth of it (0.2s to
+	// 2s). Default 10s.
+	SagaDuration time.Duration
+	// SagaSKUs is how many skus the orders spread over. Default 100.
+	SagaSKUs int
+	// SagaPoll is how often the orders read model is read in the latency
+	// phase, the resolution of its figures. Default 5ms.
+	SagaPoll time.Duration
+	// SagaPortBase, when positive, names a stack already running on this
+	// machine (orders at SagaPortBase+1, ...) to measure instead of
+	// starting one; for profiling its services.
+	SagaPortBase int
 }
 
 func (c *Config) setDefaults() {
@@ -79,11 +105,24 @@ func (c *Config) setDefaults() {
 	if c.CommandCallers == 0 {
 		c.CommandCallers = 32
 	}
+	if c.SagaClients == 0 {
+		c.SagaClients = 256
+	}
+	if c.SagaDuration == 0 {
+		c.SagaDuration = 10 * time.Second
+	}
+	if c.SagaSKUs == 0 {
+		c.SagaSKUs = 100
+	}
+	if c.SagaPoll == 0 {
+		c.SagaPoll = 5 * time.Millisecond
+	}
 }
 
 // Validate reports settings out of range.
 func (c Config) Validate() error {
-	if c.Duration < 0 || c.Rounds < 0 || c.Writers < 0 || c.BatchWriters < 0 || c.CopyRows < 0 {
+	if c.Duration < 0 || c.Writers < 0 || c.BatchWriters < 0 || c.CopyRows < 0 ||
+		c.SagaDuration < 0 || c.SagaSKUs < 0 || c.SagaPoll < 0 {
 		return errors.New("bench: negative setting")
 	}
 	return nil
@@ -126,7 +165,7 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 			{fmt.Sprintf("commands: restocks of %d skus, %d callers", spreadStreams, cfg.CommandCallers), r.spread},
 		}...)
 	}
-	for round := 1; round <= cfg.Rounds; round++ {
+	for round := 1; round <= max(cfg.Rounds, 0); round++ {
 		for i, s := range steps {
 			fmt.Fprintf(w, "round %d/%d [%d/%d] %s ...", round, cfg.Rounds, i+1, len(steps), s.title)
 			start := time.Now()
@@ -156,6 +195,12 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 		fmt.Fprintf(w, "projection lag: appending %d events/s for %s with the orders projector live ...\n", cfg.LagRate, cfg.Duration)
 		if err := r.lag(ctx); err != nil {
 			return nil, fmt.Errorf("projection lag: %w", err)
+		}
+	}
+	if (cfg.SagaBinary != "" || cfg.SagaPortBase > 0) && cfg.SagaClients > 0 {
+		fmt.Fprintf(w, "sagas end to end: the stack as `orderflow dev` runs it, orders placed over HTTP ...\n")
+		if err := r.sagas(ctx); err != nil {
+			return nil, fmt.Errorf("sagas: %w", err)
 		}
 	}
 	r.report()
@@ -388,7 +433,11 @@ func (r *runner) report() {
 	for _, name := range r.names {
 		r.figs = append(r.figs, Figure{name, r.get(name), r.units[name]})
 	}
-	fmt.Fprintf(r.w, "\nmedians of %d rounds of %s per phase\n", r.cfg.Rounds, r.cfg.Duration)
+	if r.cfg.Rounds > 0 {
+		fmt.Fprintf(r.w, "\nmedians of %d rounds of %s per phase\n", r.cfg.Rounds, r.cfg.Duration)
+	} else {
+		fmt.Fprintln(r.w)
+	}
 	fmt.Fprintf(r.w, "%-44s %14s %12s %10s %s\n", "figure", "value", "reference", "ratio", "target")
 	row := func(name string, v float64, unit string, ref float64, target string, ok bool) {
 		ratio, refs := "", ""
@@ -402,10 +451,12 @@ func (r *runner) report() {
 		}
 		fmt.Fprintf(r.w, "%-44s %10.1f %-3s %12s %10s %s (%s)\n", name, v, unit, refs, ratio, target, verdict)
 	}
-	row(fmt.Sprintf("single-event appends, %d writers", r.cfg.Writers), single, "e/s", ins, ">= 5x autocommit INSERT", single >= 5*ins)
-	row("  p50 latency", r.get("append_single_64w_p50_ms"), "ms", 0, "-", true)
-	row("  p99 latency", p99, "ms", 0, "< 25 ms", p99 < 25)
-	row(fmt.Sprintf("100-event appends, %d writers", r.cfg.BatchWriters), batch, "e/s", cp, ">= 0.5x CopyFrom", batch >= 0.5*cp)
+	if r.cfg.Rounds > 0 {
+		row(fmt.Sprintf("single-event appends, %d writers", r.cfg.Writers), single, "e/s", ins, ">= 5x autocommit INSERT", single >= 5*ins)
+		row("  p50 latency", r.get("append_single_64w_p50_ms"), "ms", 0, "-", true)
+		row("  p99 latency", p99, "ms", 0, "< 25 ms", p99 < 25)
+		row(fmt.Sprintf("100-event appends, %d writers", r.cfg.BatchWriters), batch, "e/s", cp, ">= 0.5x CopyFrom", batch >= 0.5*cp)
+	}
 	if rp := r.get("replay_1m_eps"); rp > 0 {
 		row(fmt.Sprintf("replay of %d events", r.cfg.ReplayEvents), rp, "e/s", cp, ">= 0.5x CopyFrom", rp >= 0.5*cp)
 	}
@@ -425,8 +476,13 @@ func (r *runner) report() {
 			r.figs = append(r.figs, Figure{"hot_stream_to_spread_ratio", hot / spread, "x"})
 		}
 	}
-	row("reference: autocommit INSERT", ins, "r/s", 0, "-", true)
-	row("reference: CopyFrom", cp, "r/s", 0, "-", true)
+	if _, ok := r.vals["saga_completed_per_s"]; ok {
+		r.sagaRows(row)
+	}
+	if r.cfg.Rounds > 0 {
+		row("reference: autocommit INSERT", ins, "r/s", 0, "-", true)
+		row("reference: CopyFrom", cp, "r/s", 0, "-", true)
+	}
 	fmt.Fprintln(r.w)
 	for _, f := range r.figs {
 		if f.Unit == "count" {

@@ -7,6 +7,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/serve/service"
 	"github.com/orderflow/orderflow/services/inventory"
 	"github.com/orderflow/orderflow/services/orders"
+	"github.com/orderflow/orderflow/services/sagas"
 	"github.com/orderflow/orderflow/services/shipping"
 )
 
@@ -16,6 +17,7 @@ var registry = []service.Module{
 	orders.Module,
 	inventory.Module,
 	shipping.Module,
+	sagas.Module,
 }
 
 // checkRegistry reports invalid modules and names, ports or read models

@@ -30,6 +30,7 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/projections"
+	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/httpx"
@@ -66,6 +67,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Commands tunes the command handlers (retries, served countries).
 	Commands commands.Config
+	// Coordinator tunes the saga coordinator of the sagas service
+	// (timeouts, deadline polling); the other services ignore it.
+	Coordinator coordinator.Config
 	// Projector tunes the projector of the service's read model.
 	Projector projections.Config
 	// RequestTimeout bounds the work of one request; default 20s.
@@ -95,6 +99,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
 	if err := c.Commands.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Coordinator.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Projector.Validate(); err != nil {
@@ -406,13 +413,14 @@ func (s *Server) routes(idem *idempotency.Store, js jetstream.JetStream) (http.H
 	// After registerMetrics, which sets the Stats the command handlers
 	// count into.
 	parts, err := s.module.Wire(service.Deps{
-		Logger:    s.cfg.Logger,
-		Pool:      s.pool,
-		Store:     s.store,
-		Commands:  s.cfg.Commands,
-		Metrics:   metrics,
-		NATS:      s.nc,
-		JetStream: js,
+		Logger:      s.cfg.Logger,
+		Pool:        s.pool,
+		Store:       s.store,
+		Commands:    s.cfg.Commands,
+		Coordinator: s.cfg.Coordinator,
+		Metrics:     metrics,
+		NATS:        s.nc,
+		JetStream:   js,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("wire %s: %w", s.module.Name, err)

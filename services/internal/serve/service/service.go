@@ -24,6 +24,7 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/projections"
+	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
@@ -72,6 +73,8 @@ type Deps struct {
 	// Commands configures the command handlers; build them with it so that
 	// their counts reach /metrics.
 	Commands commands.Config
+	// Coordinator tunes the saga coordinator (the sagas service's).
+	Coordinator coordinator.Config
 	// Metrics is the service's /metrics, for the service's own figures.
 	Metrics *httpx.Metrics
 	// NATS and JetStream are nil when the process runs without NATS (no

@@ -1,0 +1,375 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/sagas"
+	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
+)
+
+// ErrAlreadyRunning is returned by Run when the coordinator already runs.
+var ErrAlreadyRunning = errors.New("coordinator: already running")
+
+const (
+	// restartPause is the wait before the consumer is set up again after
+	// it failed (NATS away, the consumer deleted).
+	restartPause = time.Second
+	// drainWait bounds the wait for each message fetched ahead when the
+	// consumer stops.
+	drainWait = time.Second
+	// minRedelivery and maxRedelivery bound the delay asked for before a
+	// failed event is delivered again.
+	minRedelivery = 50 * time.Millisecond
+	maxRedelivery = 5 * time.Second
+)
+
+// EventTypes returns the types of the events the definitions react to:
+// the events that start a saga, the replies of every step and action, the
+// events that call a saga off and those a step waits for. Sorted.
+func EventTypes(defs *sagas.Definitions) []string {
+	types := make(map[string]bool)
+	add := func(ts ...string) {
+		for _, t := range ts {
+			if t != "" {
+				types[t] = true
+			}
+		}
+	}
+	action := func(a *sagas.Action) {
+		if a != nil {
+			add(a.Done...)
+			add(slices.Collect(maps.Keys(a.Failure))...)
+		}
+	}
+	for _, d := range defs.All() {
+		if d.Trigger != nil {
+			add(d.Trigger.Event)
+		}
+		for _, s := range d.Steps {
+			add(s.Success...)
+			add(slices.Collect(maps.Keys(s.Failure))...)
+			add(s.After)
+			action(s.Compensation)
+		}
+		action(d.Closing)
+		for _, a := range d.AbortOn {
+			add(a.Event)
+		}
+	}
+	return slices.Sorted(maps.Keys(types))
+}
+
+// Subjects returns the subjects of the EVENTS stream the coordinator
+// consumes: events.*.<Type> for each of EventTypes, whatever context
+// publishes it.
+func Subjects(defs *sagas.Definitions) []string {
+	types := EventTypes(defs)
+	out := make([]string, len(types))
+	for i, t := range types {
+		out[i] = "events.*." + t
+	}
+	return out
+}
+
+// Run consumes the events the sagas react to and fires the deadlines
+// (while this replica holds the lease) until ctx is done, then returns nil
+// once the decisions in progress have ended. Failures of NATS and the
+// database are logged and retried.
+func (c *Coordinator) Run(ctx context.Context, js jetstream.JetStream) error {
+	if js == nil {
+		return fmt.Errorf("%w: nil JetStream", ErrInvalidConfig)
+	}
+	if !c.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer c.running.Store(false)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.runDeadlines(ctx) })
+	wg.Go(func() { c.runConsumer(ctx, js) })
+	wg.Wait()
+	return nil
+}
+
+// runConsumer makes sure the streams exist, then consumes until ctx ends,
+// setting the consumer up again whenever it fails.
+func (c *Coordinator) runConsumer(ctx context.Context, js jetstream.JetStream) {
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := natsbus.EnsureTopology(ctx, js, natsbus.TopologyConfig{})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("jetstream topology not ready; retrying", "error", err, "in", backoff)
+		if sleep(ctx, backoff) != nil {
+			return
+		}
+	}
+	for {
+		err := c.consume(ctx, js)
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("event consumer stopped; starting again", "error", err, "pause", restartPause)
+		if sleep(ctx, restartPause) != nil {
+			return
+		}
+	}
+}
+
+// consume runs one session of the durable consumer: it decides on the
+// events it delivers, Concurrency at a time, until ctx is done or the
+// delivery fails.
+func (c *Coordinator) consume(ctx context.Context, js jetstream.JetStream) error {
+	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.EventsStream, jetstream.ConsumerConfig{
+		Durable:        c.cfg.Durable,
+		Description:    "orderflow: the saga coordinator decides on the events its sagas react to",
+		FilterSubjects: Subjects(c.defs),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        c.cfg.AckWait,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		// Giving up is decided here, per failure kind (see settle).
+		MaxDeliver:    -1,
+		MaxAckPending: 4 * c.cfg.Concurrency,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", c.cfg.Durable, natsbus.EventsStream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(c.cfg.Concurrency))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		handBack(it)
+	}()
+	slots := make(chan struct{}, c.cfg.Concurrency)
+	for {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		switch {
+		case ctx.Err() != nil:
+			if msg != nil {
+				_ = msg.Nak()
+			}
+			return ctx.Err()
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
+		case err != nil:
+			// Missed heartbeats while NATS is away: the iterator carries
+			// on once it is back.
+			continue
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			_ = msg.Nak()
+			return ctx.Err()
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			c.handle(ctx, msg)
+		})
+	}
+}
+
+// handBack stops it and gives the messages it fetched ahead back at once,
+// so that another replica need not wait for their ack wait.
+func handBack(it jetstream.MessagesContext) {
+	it.Drain()
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(drainWait))
+		if err != nil {
+			it.Stop()
+			return
+		}
+		_ = msg.Nak()
+	}
+}
+
+// handle decides on one event and settles its message.
+func (c *Coordinator) handle(ctx context.Context, msg jetstream.Msg) {
+	c.stats.received.Add(1)
+	delivered := 1
+	if md, err := msg.Metadata(); err == nil {
+		delivered = int(md.NumDelivered)
+	}
+	env, err := natsbus.Decode(msg)
+	if err != nil {
+		c.park(msg, delivered, nil, err)
+		return
+	}
+	err = c.Deliver(ctx, env)
+	c.settle(ctx, msg, delivered, env, err)
+}
+
+// Deliver decides on one event as the consumer does: an event that starts
+// sagas starts them (a saga already started ignores it); any other event
+// goes to the saga its correlation id names. An event naming no saga is
+// ignored, except an outside event (a customer's cancel, a dispatch) that
+// names a saga not started yet: it fails with sagas.ErrNotStarted, and
+// the consumer delivers it again a little later, when the event that
+// starts the saga has been decided on. Delivering an event again changes
+// nothing.
+func (c *Coordinator) Deliver(ctx context.Context, env domain.Envelope) error {
+	why := cause{id: env.ID, requestID: env.Metadata.RequestID, traceParent: env.Metadata.TraceParent, traceState: env.Metadata.TraceState}
+	if defs := c.defs.StartedBy(env.Type); len(defs) > 0 {
+		var errs []error
+		for _, def := range defs {
+			id, err := def.Trigger.SagaID(env.Data)
+			if err == nil && !domain.ValidUUID(id) {
+				err = fmt.Errorf("saga id %q is not a UUID: %w", id, domain.ErrInvalid)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("start %s saga from %s %s: %w", def.Name, env.Type, env.ID, err))
+				continue
+			}
+			_, err = c.decide(ctx, id, why, func(_ *sagas.Definition, st *sagas.State, now time.Time) ([]any, error) {
+				if st.Started() {
+					return nil, nil // a redelivery, or a saga started by someone else
+				}
+				return sagas.Start(def, id, env.Data, now)
+			})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("start %s saga %s from %s %s: %w", def.Name, id, env.Type, env.ID, err))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	id := strings.ToLower(env.Metadata.CorrelationID)
+	if !domain.ValidUUID(id) {
+		c.stats.ignored.Add(1)
+		return nil
+	}
+	in := sagas.IncomingFrom(env)
+	_, err := c.decide(ctx, id, why, func(def *sagas.Definition, st *sagas.State, now time.Time) ([]any, error) {
+		if !st.Started() {
+			return nil, fmt.Errorf("%s %s names saga %s: %w", env.Type, env.ID, id, sagas.ErrNotStarted)
+		}
+		return sagas.OnEvent(def, st, in, now)
+	})
+	if errors.Is(err, sagas.ErrNotStarted) && !c.outside[env.Type] {
+		// A reply names the saga whose command it answers, which exists
+		// before the command does: without a saga, the event is no
+		// saga's (a restock a person asked for, say).
+		c.stats.ignored.Add(1)
+		return nil
+	}
+	return err
+}
+
+// outsideEvents returns the types of the events that reach a saga from
+// outside (AbortOn, and those a step waits for): only such an event can
+// arrive before the event that starts its saga has been decided on.
+func outsideEvents(defs *sagas.Definitions) map[string]bool {
+	out := make(map[string]bool)
+	for _, d := range defs.All() {
+		for _, a := range d.AbortOn {
+			out[a.Event] = true
+		}
+		for _, s := range d.Steps {
+			if s.After != "" {
+				out[s.After] = true
+			}
+		}
+	}
+	return out
+}
+
+// settle acknowledges the message of env after its decision, or asks for
+// it again, or parks it, by what err says.
+func (c *Coordinator) settle(ctx context.Context, msg jetstream.Msg, delivered int, env domain.Envelope, err error) {
+	log := c.log.With("event_id", env.ID, "type", env.Type, "saga_id", env.Metadata.CorrelationID, "delivery", delivered)
+	switch {
+	case err == nil:
+		// A lost ack means a redelivery, which changes nothing.
+		_ = msg.Ack()
+	case errors.Is(err, sagas.ErrNotStarted):
+		// The event that starts the saga may still be on its way (its
+		// producer's relay, or another replica deciding on it).
+		if delivered >= c.cfg.NotStartedRedeliveries {
+			c.stats.dropped.Add(1)
+			log.Warn("event names a saga that never started; dropped", "error", err)
+			_ = msg.Term()
+			return
+		}
+		c.stats.notStarted.Add(1)
+		_ = msg.NakWithDelay(redelivery(delivered))
+	case permanent(err):
+		c.park(msg, delivered, &env, err)
+	case ctx.Err() != nil:
+		// Shutting down: another replica takes it now.
+		_ = msg.Nak()
+	case transient(err):
+		c.stats.redelivered.Add(1)
+		delay := redelivery(delivered)
+		log.Warn("decision failed; asked for the event again", "error", err, "delay", delay)
+		_ = msg.NakWithDelay(delay)
+	case delivered >= c.cfg.MaxDeliver:
+		c.park(msg, delivered, &env, fmt.Errorf("failed %d times, the last with: %w", delivered, err))
+	default:
+		c.stats.redelivered.Add(1)
+		delay := redelivery(delivered)
+		log.Error("decision failed; asked for the event again", "error", err, "delay", delay, "max_deliver", c.cfg.MaxDeliver)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// park logs an event no decision can be taken on, counts it and
+// terminates its message so that it is never delivered again; the log
+// line holds what an operator needs to publish it again once fixed.
+func (c *Coordinator) park(msg jetstream.Msg, delivered int, env *domain.Envelope, cause error) {
+	c.stats.parked.Add(1)
+	body := msg.Data()
+	if len(body) > 4096 {
+		body = body[:4096]
+	}
+	attrs := []any{"subject", msg.Subject(), "delivery", delivered, "error", cause}
+	if env != nil {
+		attrs = append(attrs, "event_id", env.ID, "saga_id", env.Metadata.CorrelationID)
+	}
+	attrs = append(attrs, "body", string(body))
+	c.log.Error("event parked: no decision can be taken on it", attrs...)
+	reason := cause.Error()
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	_ = msg.TermWithReason("parked: " + reason)
+}
+
+// permanent reports errors that deciding on the same event again
+// repeats: the event or the saga's input is invalid, or no definition
+// fits the saga.
+func permanent(err error) bool {
+	return errors.Is(err, domain.ErrInvalid) || errors.Is(err, natsbus.ErrMalformed) ||
+		errors.Is(err, sagas.ErrUnknownDefinition) || errors.Is(err, sagas.ErrDefinitionMismatch) ||
+		errors.Is(err, domain.ErrUnknownEventType)
+}
+
+// transient reports failures that time cures: the store or NATS could not
+// be reached, other replicas kept winning, a decision outlasted its time.
+func transient(err error) bool {
+	return httpx.IsUnavailable(err) || errors.Is(err, domain.ErrVersionConflict) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// redelivery is the delay asked for after the delivered-th delivery of an
+// event failed: doubling from minRedelivery, at most maxRedelivery.
+func redelivery(delivered int) time.Duration {
+	d := minRedelivery
+	for i := 1; i < delivered && d < maxRedelivery; i++ {
+		d *= 2
+	}
+	return min(d, maxRedelivery)
+}
