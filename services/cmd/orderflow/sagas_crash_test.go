@@ -35,6 +35,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/childproc"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/pgdb/pgdbtest"
@@ -673,11 +674,15 @@ func lastDecision(evs []domain.Envelope) (what []string, retried bool) {
 		return nil, false
 	}
 	cause := evs[len(evs)-1].Metadata.CausationID
-	for i := len(evs) - 1; i >= 0 && evs[i].Metadata.CausationID == cause; i-- {
-		what = append(what, evs[i].Type)
-		if evs[i].Type == sagas.TypeCommandIssued {
+	first := len(evs) - 1
+	for first > 0 && evs[first-1].Metadata.CausationID == cause {
+		first--
+	}
+	for _, e := range evs[first:] {
+		what = append(what, e.Type)
+		if e.Type == sagas.TypeCommandIssued {
 			var c sagas.CommandIssued
-			if err := json.Unmarshal(evs[i].Data, &c); err == nil {
+			if err := json.Unmarshal(e.Data, &c); err == nil {
 				what = append(what, c.Context+"."+c.Name)
 			}
 		}
@@ -695,6 +700,9 @@ type crashStage struct {
 	at      int
 	country string
 	lines   []crashLine
+	// before runs before the order is placed, after the process that is
+	// to crash started; afterCrash once it died.
+	before, afterCrash func(t *testing.T, s *procStack)
 	// then acts on the order once its saga completed, with the crashing
 	// coordinator still running (a customer's cancel, a dispatch).
 	then func(t *testing.T, s *procStack, o crashOrder, r orderRow)
@@ -750,6 +758,13 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			recorded: "shipping.cancel_shipment", status: "cancelled", reason: "cancelled_by_customer"},
 		{name: "dispatched, consume_stock not sent", at: 5, country: "US", lines: one, then: dispatch,
 			recorded: "inventory.consume_stock", status: "shipped"},
+		// A decision of the deadline poller, with no event to acknowledge:
+		// the retry it records is due after the crash, and only the
+		// saga's stream says so.
+		{name: "inventory away: attempt timed out, its retry not yet due", at: 2, country: "US", lines: one,
+			before:     func(t *testing.T, s *procStack) { s.stop(t, "inventory") },
+			afterCrash: func(t *testing.T, s *procStack) { s.start(t, "inventory", "inventory") },
+			recorded:   sagas.TypeAttemptTimedOut, status: "confirmed"},
 	}
 	var orders []crashOrder
 	for i, st := range stages {
@@ -757,6 +772,9 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			plan := fmt.Sprintf("%s:%d", coordinator.CrashAfterAppend, st.at)
 			name := fmt.Sprintf("sagas-%d", i)
 			s.start(t, name, "sagas", coordinator.CrashEnv+"="+plan)
+			if st.before != nil {
+				st.before(t, s)
+			}
 			o := s.mustPlace(t, customer, st.country, st.lines...)
 			orders = append(orders, o)
 			if st.then != nil {
@@ -773,6 +791,9 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 				st.then(t, s, o, r)
 			}
 			s.waitCrash(t, name, plan)
+			if st.afterCrash != nil {
+				st.afterCrash(t, s)
+			}
 
 			// What the dead process recorded last is the decision the
 			// stage names, unless a busy machine made an attempt time out
@@ -780,7 +801,7 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			what, retried := lastDecision(s.sagaEvents(t, o.sagaID))
 			t.Logf("%s died after recording %v", name, what)
 			switch {
-			case retried:
+			case retried && st.recorded != sagas.TypeAttemptTimedOut:
 				t.Logf("an attempt timed out before the crash; the process died after recording %v", what)
 			case !slices.Contains(what, st.recorded):
 				t.Errorf("the process died after recording %v, want a decision that recorded %s", what, st.recorded)
@@ -916,11 +937,12 @@ func checkLoad(t *testing.T, orders []crashOrder, res outcome) {
 	t.Logf("orders: %v", res.count)
 }
 
-// TestCoordinatorKilledUnderLoad kills the coordinator process at its
-// crash point in the middle of 60 concurrent orders, and the one started
-// in its place again while it catches up; the third finishes every saga.
-// The events the dead ones held unacknowledged come back after the
-// consumer's AckWait.
+// TestCoordinatorKilledUnderLoad kills the coordinator in the middle of
+// 60 concurrent orders twice: the first process at its crash point (just
+// after recording a decision), the one started in its place with SIGKILL
+// from outside, at whatever it was doing, while it catches up. The third
+// finishes every saga. The events the dead ones held unacknowledged come
+// back after the consumer's AckWait.
 func TestCoordinatorKilledUnderLoad(t *testing.T) {
 	s := newProcStack(t)
 	for _, svc := range []string{"orders", "inventory", "shipping"} {
@@ -929,15 +951,18 @@ func TestCoordinatorKilledUnderLoad(t *testing.T) {
 	s.stockUp(t, loadStock)
 	const customer = "crash-load"
 
-	first := coordinator.CrashAfterAppend + ":60"
-	s.start(t, "sagas-1", "sagas", coordinator.CrashEnv+"="+first)
-	placed := s.placeLoad(customer, 60, 10*time.Millisecond)
-	s.waitCrash(t, "sagas-1", first)
+	plan := coordinator.CrashAfterAppend + ":60"
+	s.start(t, "sagas-1", "sagas", coordinator.CrashEnv+"="+plan)
+	load := s.placeLoad(customer, 60, 10*time.Millisecond)
+	s.waitCrash(t, "sagas-1", plan)
 
-	second := coordinator.CrashAfterAppend + ":30"
-	s.start(t, "sagas-2", "sagas", coordinator.CrashEnv+"="+second)
-	s.waitCrash(t, "sagas-2", second)
-	orders := collect(t, placed)
+	s.start(t, "sagas-2", "sagas")
+	waitUntil(t, settleWithin, "sagas-2 catching up", func() (bool, string) {
+		n := s.metric(t, "sagas-2", "orderflow_saga_decisions_total")
+		return n >= 20, fmt.Sprintf("%v decisions", n)
+	})
+	s.kill(t, "sagas-2")
+	orders := collect(t, load)
 
 	restarted := time.Now()
 	s.start(t, "sagas-3", "sagas")
@@ -946,14 +971,32 @@ func TestCoordinatorKilledUnderLoad(t *testing.T) {
 	checkLoad(t, orders, res)
 }
 
+// consumerState is the coordinator's durable consumer as JetStream sees
+// it: messages not yet delivered, and delivered but not acknowledged.
+func (s *procStack) consumerState(t testing.TB) (pending, unacked uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := s.js.Consumer(ctx, natsbus.EventsStream, coordinator.DefaultDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.NumPending, uint64(info.NumAckPending)
+}
+
 // TestCoordinatorReplicaKilled runs two coordinator replicas on one
-// database and one durable consumer, and kills the one holding the
-// relay's and the deadlines' leases with SIGKILL while 60 orders are
-// placed and decided on by both. With shipping away meanwhile, the sagas
-// wait for it with deadlines due, which only a lease holder fires. The
-// survivor takes both leases within seconds, fires the deadlines, and
-// once shipping is back carries every saga to its end, the dead one's
-// included.
+// database and one durable consumer while 60 orders come in, with
+// shipping away, so that sagas wait for it with deadlines due, which only
+// the holder of the deadlines' lease fires. The first replica, which
+// holds that lease and the relay's, dies of SIGKILL in the middle, just
+// after recording a decision (its crash point). The survivor takes both
+// leases within seconds and fires the deadlines; JetStream delivers it
+// the events the dead one held once their AckWait has passed; and once
+// shipping is back it carries every saga to its end.
 func TestCoordinatorReplicaKilled(t *testing.T) {
 	s := newProcStack(t)
 	for _, svc := range []string{"orders", "inventory", "shipping"} {
@@ -965,7 +1008,8 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	leases := func(name string) string {
 		return fmt.Sprintf("relay %v deadlines %v", s.metric(t, name, "orderflow_relay_active"), s.metric(t, name, "orderflow_saga_deadline_lease_held"))
 	}
-	s.start(t, "sagas-a", "sagas")
+	plan := coordinator.CrashAfterAppend + ":40"
+	s.start(t, "sagas-a", "sagas", coordinator.CrashEnv+"="+plan)
 	waitUntil(t, settleWithin, "sagas-a holds both leases", func() (bool, string) {
 		l := leases("sagas-a")
 		return l == "relay 1 deadlines 1", l
@@ -974,20 +1018,20 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	if l := leases("sagas-b"); l != "relay 0 deadlines 0" {
 		t.Fatalf("sagas-b, started second, holds leases: %s", l)
 	}
+	if n := s.metric(t, "sagas-b", "orderflow_saga_deadlines_total"); n != 0 {
+		t.Fatalf("sagas-b fired %v deadlines without the lease", n)
+	}
 
-	// Orders come in for three seconds; sagas-a dies in the middle,
-	// with events delivered to it and not yet acknowledged.
 	s.stop(t, "shipping")
-	placed := s.placeLoad(customer, 60, 50*time.Millisecond)
-	decisions := func(name string) float64 { return s.metric(t, name, "orderflow_saga_decisions_total") }
-	waitUntil(t, settleWithin, "both replicas deciding", func() (bool, string) {
-		a, b := decisions("sagas-a"), decisions("sagas-b")
-		return a >= 5 && b >= 5 && placed.placed.Load() >= 30, fmt.Sprintf("sagas-a %v decisions, sagas-b %v, %d orders placed", a, b, placed.placed.Load())
-	})
-	deadlinesBefore := s.metric(t, "sagas-b", "orderflow_saga_deadlines_total")
-	t.Logf("killing sagas-a after %v decisions (sagas-b %v), %d orders placed", decisions("sagas-a"), decisions("sagas-b"), placed.placed.Load())
-	s.kill(t, "sagas-a")
+	load := s.placeLoad(customer, 60, 50*time.Millisecond)
+	s.waitCrash(t, "sagas-a", plan)
 	killed := time.Now()
+	_, unacked := s.consumerState(t)
+	t.Logf("sagas-a died with %d orders placed, sagas-b had decided %v times; %d events unacknowledged",
+		load.placed.Load(), s.metric(t, "sagas-b", "orderflow_saga_decisions_total"), unacked)
+	if unacked == 0 {
+		t.Errorf("no event unacknowledged after sagas-a died after recording a decision on one")
+	}
 
 	waitUntil(t, settleWithin, "sagas-b holds both leases", func() (bool, string) {
 		l := leases("sagas-b")
@@ -1000,12 +1044,17 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	}
 	waitUntil(t, settleWithin, "sagas-b fires deadlines", func() (bool, string) {
 		n := s.metric(t, "sagas-b", "orderflow_saga_deadlines_total")
-		return n > deadlinesBefore, fmt.Sprintf("%v deadlines fired", n)
+		return n > 0, fmt.Sprintf("%v deadlines fired", n)
 	})
-	t.Logf("sagas-b fired its first deadline %s after the kill", time.Since(killed).Round(time.Millisecond))
+	t.Logf("sagas-b fired its first deadline %s after sagas-a died", time.Since(killed).Round(time.Millisecond))
 	s.start(t, "shipping", "shipping")
 
-	orders := collect(t, placed)
+	orders := collect(t, load)
+	waitUntil(t, recoverWithin, "every event decided on", func() (bool, string) {
+		pending, unacked := s.consumerState(t)
+		return pending == 0 && unacked == 0, fmt.Sprintf("%d pending, %d unacknowledged", pending, unacked)
+	})
+	t.Logf("every event the dead replica held was acknowledged by the survivor %s after sagas-a died", time.Since(killed).Round(time.Millisecond))
 	res := s.settled(t, "sagas-b", customer, orders, loadStock, recoverWithin)
 	t.Logf("every saga ended %s after sagas-a died", time.Since(killed).Round(time.Millisecond))
 	checkLoad(t, orders, res)

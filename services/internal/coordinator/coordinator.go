@@ -44,6 +44,7 @@ import (
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/sagas"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
 
 // Store is the part of the event store the coordinator uses: the saga
@@ -121,7 +122,7 @@ type Config struct {
 // Validate reports settings out of range.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Durable != "" && !validToken(c.Durable) {
+	if c.Durable != "" && !natsbus.ValidSource(c.Durable) {
 		errs = append(errs, fmt.Errorf("durable name %q is not a subject token", c.Durable))
 	}
 	if c.Concurrency < 0 || c.DeadlineBatch < 0 || c.NotStartedRedeliveries < 0 || c.MaxDeliver < 0 || c.CacheSize < 0 {
@@ -519,21 +520,6 @@ func stripe(sagaID string) int {
 	h := fnv.New32a()
 	h.Write([]byte(sagaID))
 	return int(h.Sum32() % stripes)
-}
-
-// validToken accepts a NATS subject token of letters, digits, '_' and
-// '-' (JetStream consumer names too).
-func validToken(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '_' || ch == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
