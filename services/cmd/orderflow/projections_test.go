@@ -204,7 +204,7 @@ func TestProjectionsReplayAndList(t *testing.T) {
 			want []string // in stderr
 		}{
 			{"unknown name", []string{"replay", "nope", "--database-url", dbURL}, 2,
-				[]string{`unknown projection "nope"`, "orders, shipments, stock"}},
+				[]string{`unknown projection "nope"`, "orders, sagas, shipments, stock"}},
 			{"unknown name of the service", []string{"replay", "stock", "--service", "orders", "--admin-url", dbURL}, 2,
 				[]string{`unknown projection "stock"`, "the orders service's projections: orders"}},
 			{"another service's projection", []string{"replay", "stock", "--database-url", dbURL}, 1,
@@ -404,7 +404,7 @@ func TestProjectionsUsage(t *testing.T) {
 		{"admin DSN", []string{"projections", "list", "--service", "orders", "--admin-url", "host=h user=u password=secret"}, 2, "must be a postgres:// URL"},
 		{"unparsable URL", []string{"projections", "list", "--database-url", "postgres://u:secret@h:notaport/db"}, 2, "cannot be parsed"},
 		{"list extra args", []string{"projections", "list", "orders", "--database-url", "postgres://h/db"}, 2, "unexpected arguments"},
-		{"replay unknown", []string{"projections", "replay", "nope"}, 2, "known projections: orders, shipments, stock"},
+		{"replay unknown", []string{"projections", "replay", "nope"}, 2, "known projections: orders, sagas, shipments, stock"},
 		{"replay bad batch", []string{"projections", "replay", "orders", "--batch-size", "0"}, 2, "--batch-size 0 out of range"},
 	}
 	for _, tt := range tests {
