@@ -93,12 +93,9 @@ var columns = viewkit.NewColumns[row](table)
 // (created_at, order_id), and each filter has an index in that order, so
 // a page is one index range scan.
 func indexes(t projections.Tables) []string {
-	name := t.Name(table)
-	return []string{
-		`CREATE INDEX ` + t.Index(table, "by_created") + ` ON ` + name + ` (created_at DESC, order_id DESC)`,
-		`CREATE INDEX ` + t.Index(table, "by_customer") + ` ON ` + name + ` (customer_id, created_at DESC, order_id DESC)`,
-		`CREATE INDEX ` + t.Index(table, "by_status") + ` ON ` + name + ` (status, created_at DESC, order_id DESC)`,
-	}
+	return newestFirst.Indexes(t, table,
+		viewkit.IndexOn{Name: "by_customer", Column: "customer_id"},
+		viewkit.IndexOn{Name: "by_status", Column: "status"})
 }
 
 // view is r as the API shows it.

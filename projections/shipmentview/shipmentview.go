@@ -98,11 +98,7 @@ var columns = viewkit.NewColumns[row](table)
 // indexes serve the lists, newest first by (created_at, shipment_id), with
 // an index per filter in that order.
 func indexes(t projections.Tables) []string {
-	name := t.Name(table)
-	return []string{
-		`CREATE INDEX ` + t.Index(table, "by_created") + ` ON ` + name + ` (created_at DESC, shipment_id DESC)`,
-		`CREATE INDEX ` + t.Index(table, "by_order") + ` ON ` + name + ` (order_id, created_at DESC, shipment_id DESC)`,
-	}
+	return newestFirst.Indexes(t, table, viewkit.IndexOn{Name: "by_order", Column: "order_id"})
 }
 
 // view is r as the API shows it.

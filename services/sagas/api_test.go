@@ -1,7 +1,6 @@
 package sagas_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -11,49 +10,23 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderflow/orderflow/commands"
-	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/order"
 	engine "github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/sagas/sagatest"
+	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
 )
 
-// placedInput is the OrderPlaced an order_fulfillment saga starts with.
-func placedInput(orderID string) order.OrderPlaced {
-	return order.OrderPlaced{
-		OrderID: orderID, SagaID: engine.SagaID(orderID), CustomerID: "c-42",
-		Items:           []order.Item{{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 1299}},
-		ShippingAddress: order.Address{Name: "Ada L.", Line1: "1 Main St", City: "Springfield", PostalCode: "12345", Country: "US"},
-		TotalCents:      2598, PlacedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-	}
-}
-
-// seed appends the events of a saga driven by the engine to the sagas
-// service's store, as the coordinator would have.
-func seed(t *testing.T, env *servetest.Env, sg *sagatest.Saga) {
-	t.Helper()
-	reg := engine.NewRegistry()
-	envs := make([]domain.Envelope, len(sg.Events))
-	for i, e := range sg.Events {
-		name, v, data, err := reg.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs[i] = domain.Envelope{ID: uuid.NewString(), Type: name, SchemaVersion: v, Data: data,
-			Metadata: domain.Metadata{CorrelationID: sg.State.ID()}}
-	}
-	if _, err := env.Store.Append(context.Background(), engine.Stream(sg.State.ID()), domain.NoStream, envs); err != nil {
-		t.Fatal(err)
-	}
-}
+// placedAt is when the orders of the sagas under test were placed.
+var placedAt = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // startSaga starts an order_fulfillment saga of a new order with the
 // default timing, the one the service runs with.
 func startSaga(t *testing.T, at time.Time) *sagatest.Saga {
 	t.Helper()
 	orderID := uuid.NewString()
-	return sagatest.Start(t, engine.OrderFulfillmentV1(engine.DefaultTiming()), engine.SagaID(orderID), placedInput(orderID), at)
+	return sagatest.Start(t, engine.OrderFulfillmentV1(engine.DefaultTiming()), engine.SagaID(orderID), coordinatortest.Placed(orderID, "US", placedAt), at)
 }
 
 // park lets the saga's deadlines pass, answering only the order's
@@ -80,12 +53,12 @@ func TestSagasAPI(t *testing.T) {
 	env := servetest.Start(t, "sagas")
 	t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	running := startSaga(t, t0)
-	seed(t, env, running)
+	coordinatortest.Append(t, env.Store, running)
 	failed := startSaga(t, t0.Add(time.Second))
 	park(t, failed)
-	seed(t, env, failed)
+	coordinatortest.Append(t, env.Store, failed)
 	third := startSaga(t, t0.Add(2*time.Second))
-	seed(t, env, third)
+	coordinatortest.Append(t, env.Store, third)
 	id := running.State.ID()
 
 	t.Run("get", func(t *testing.T) {
@@ -221,7 +194,7 @@ func TestSagasAPI(t *testing.T) {
 // context, name and schema version.
 func TestEveryCommandDecodes(t *testing.T) {
 	orderID := uuid.NewString()
-	input, err := json.Marshal(placedInput(orderID))
+	input, err := json.Marshal(coordinatortest.Placed(orderID, "US", placedAt))
 	if err != nil {
 		t.Fatal(err)
 	}

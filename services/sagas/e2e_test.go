@@ -14,6 +14,7 @@ import (
 	"github.com/orderflow/orderflow/domain/shipping"
 	engine "github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
+	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
 
@@ -136,7 +137,7 @@ func testHappyPathAndDispatch(t *testing.T, s *stack) {
 	}
 
 	// The list finds the saga by order and by status, without history.
-	eventually(t, within, "saga listed", func() (bool, string) {
+	coordinatortest.Eventually(t, within, "saga listed", func() (bool, string) {
 		var page struct {
 			Items []sagaView `json:"items"`
 			Next  string     `json:"next"`
@@ -153,7 +154,7 @@ func testHappyPathAndDispatch(t *testing.T, s *stack) {
 	s.waitOrder(t, p.OrderID, "shipped", "")
 	s.waitStock(t, "HAPPY-1", stock{OnHand: 8, Reserved: 0, Available: 8})
 	s.waitStock(t, "HAPPY-2", stock{OnHand: 3, Reserved: 0, Available: 3})
-	eventually(t, within, "saga completed after dispatch", func() (bool, string) {
+	coordinatortest.Eventually(t, within, "saga completed after dispatch", func() (bool, string) {
 		var v sagaView
 		s.get(t, "sagas", "/api/sagas/"+p.SagaID, &v)
 		want := "reserve_inventory:succeeded schedule_shipment:succeeded confirm_order:succeeded consume_stock:succeeded mark_order_shipped:succeeded"
@@ -263,7 +264,7 @@ func testCancelWhileConfirmed(t *testing.T, s *stack) {
 	}
 	s.waitOrder(t, p.OrderID, "cancelled", "cancelled_by_customer")
 	s.waitStock(t, "CANCEL-1", stock{OnHand: 5, Reserved: 0, Available: 5})
-	eventually(t, within, "shipment cancelled", func() (bool, string) {
+	coordinatortest.Eventually(t, within, "shipment cancelled", func() (bool, string) {
 		var sh struct {
 			Status string `json:"status"`
 		}
@@ -368,7 +369,7 @@ func testHotSKU(t *testing.T, s *stack) {
 		return len(page.Items)
 	}
 	var confirmed, rejected int
-	eventually(t, 2*within, "every order decided", func() (bool, string) {
+	coordinatortest.Eventually(t, 2*within, "every order decided", func() (bool, string) {
 		confirmed, rejected = count("confirmed"), count("rejected")
 		return confirmed+rejected == orders, fmt.Sprintf("%d confirmed, %d rejected", confirmed, rejected)
 	})
@@ -377,7 +378,7 @@ func testHotSKU(t *testing.T, s *stack) {
 	}
 	s.waitStock(t, "HOT-1", stock{OnHand: units, Reserved: units, Available: 0})
 	for _, status := range []string{"running", "compensating", "failed"} {
-		eventually(t, within, "no saga "+status, func() (bool, string) {
+		coordinatortest.Eventually(t, within, "no saga "+status, func() (bool, string) {
 			page := s.listSagas(t, "status="+status)
 			return len(page) == 0, fmt.Sprintf("%d sagas", len(page))
 		})

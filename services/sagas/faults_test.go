@@ -14,6 +14,7 @@ import (
 	"github.com/orderflow/orderflow/domain/shipping"
 	engine "github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
+	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
 
@@ -77,7 +78,7 @@ func TestStepTimeout(t *testing.T) {
 	if n := s.metric(t, "sagas", "orderflow_sagas_failed_total"); n < 1 {
 		t.Errorf("orderflow_sagas_failed_total %v, want >= 1", n)
 	}
-	eventually(t, within, "the saga listed as failed", func() (bool, string) {
+	coordinatortest.Eventually(t, within, "the saga listed as failed", func() (bool, string) {
 		items := s.listSagas(t, "status=failed")
 		return len(items) == 1 && items[0].SagaID == p.SagaID, fmt.Sprintf("%+v", items)
 	})
@@ -104,7 +105,7 @@ func TestCancelWhilePendingParksAndRetry(t *testing.T) {
 	s := newStack(t, patient, "orders", "inventory", "sagas")
 	s.restock(t, "PEND-1", 5)
 	p := s.placeOrder(t, "US", 2, "PEND-1")
-	eventually(t, within, "the shipment being scheduled", func() (bool, string) {
+	coordinatortest.Eventually(t, within, "the shipment being scheduled", func() (bool, string) {
 		var v sagaView
 		s.get(t, "sagas", "/api/sagas/"+p.SagaID, &v)
 		return v.Status == "running" && v.CurrentStep == engine.StepScheduleShipment, v.Status + " " + v.CurrentStep
@@ -184,7 +185,7 @@ func TestCancelWhilePendingParksAndRetry(t *testing.T) {
 func (s *stack) waitSagaAt(t testing.TB, sagaID, status, step string) sagaView {
 	t.Helper()
 	var got sagaView
-	eventually(t, within, "saga "+sagaID, func() (bool, string) {
+	coordinatortest.Eventually(t, within, "saga "+sagaID, func() (bool, string) {
 		got = sagaView{}
 		code := s.get(t, "sagas", "/api/sagas/"+sagaID, &got)
 		return code == http.StatusOK && got.Status == status && got.CurrentStep == step,
@@ -198,7 +199,7 @@ func (s *stack) waitSagaAt(t testing.TB, sagaID, status, step string) sagaView {
 func (s *stack) waitCommandsRun(t testing.TB, svc string) {
 	t.Helper()
 	ctx := context.Background()
-	eventually(t, within, svc+" ran every command", func() (bool, string) {
+	coordinatortest.Eventually(t, within, svc+" ran every command", func() (bool, string) {
 		c, err := s.js.Consumer(ctx, natsbus.CommandsStream, "commands-"+svc)
 		if err != nil {
 			return false, err.Error()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
+	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
@@ -245,25 +246,6 @@ func (s *stack) post(t testing.TB, svc, path, body string, want int, v any) resp
 	return res
 }
 
-// eventually polls cond every few milliseconds until it holds, and fails
-// the test with cond's last description when within passes first. The
-// system answers within milliseconds on an idle machine; within is
-// generous so that a busy one passes too.
-func eventually(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, within, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // testLogger sends a service's log lines to the test's log when the test
 // runs with -v and fails, and nowhere otherwise.
 func testLogger(t *testing.T, svc string) *slog.Logger {
@@ -333,7 +315,7 @@ func (s *stack) waitWorkQueueTook(t testing.TB, stream string, seq uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, within, fmt.Sprintf("%s message %d acknowledged", stream, seq), func() (bool, string) {
+	coordinatortest.Eventually(t, within, fmt.Sprintf("%s message %d acknowledged", stream, seq), func() (bool, string) {
 		_, err := st.GetMsg(ctx, seq)
 		return errors.Is(err, jetstream.ErrMsgNotFound), fmt.Sprintf("get: %v", err)
 	})
@@ -344,7 +326,7 @@ func (s *stack) waitWorkQueueTook(t testing.TB, stream string, seq uint64) {
 func (s *stack) waitAcknowledged(t testing.TB, stream, durable string, seq uint64) {
 	t.Helper()
 	ctx := context.Background()
-	eventually(t, within, fmt.Sprintf("%s message %d acknowledged by %s", stream, seq, durable), func() (bool, string) {
+	coordinatortest.Eventually(t, within, fmt.Sprintf("%s message %d acknowledged by %s", stream, seq, durable), func() (bool, string) {
 		c, err := s.js.Consumer(ctx, stream, durable)
 		if err != nil {
 			return false, err.Error()
@@ -456,7 +438,7 @@ type stock struct {
 // waitStock waits until sku's stock is want.
 func (s *stack) waitStock(t testing.TB, sku string, want stock) {
 	t.Helper()
-	eventually(t, 30*time.Second, "stock of "+sku, func() (bool, string) {
+	coordinatortest.Eventually(t, 30*time.Second, "stock of "+sku, func() (bool, string) {
 		var got stock
 		status := s.get(t, "inventory", "/api/inventory/"+sku, &got)
 		return status == http.StatusOK && got == want, fmt.Sprintf("%d %+v, want %+v", status, got, want)
@@ -475,7 +457,7 @@ type orderView struct {
 func (s *stack) waitOrder(t testing.TB, orderID, status, reason string) orderView {
 	t.Helper()
 	var got orderView
-	eventually(t, 30*time.Second, "order "+orderID, func() (bool, string) {
+	coordinatortest.Eventually(t, 30*time.Second, "order "+orderID, func() (bool, string) {
 		got = orderView{}
 		code := s.get(t, "orders", "/api/orders/"+orderID, &got)
 		return code == http.StatusOK && got.Status == status && got.Reason == reason,
@@ -518,7 +500,7 @@ type historyView struct {
 func (s *stack) waitSaga(t testing.TB, sagaID, status string, within time.Duration) sagaView {
 	t.Helper()
 	var got sagaView
-	eventually(t, within, "saga "+sagaID, func() (bool, string) {
+	coordinatortest.Eventually(t, within, "saga "+sagaID, func() (bool, string) {
 		got = sagaView{}
 		code := s.get(t, "sagas", "/api/sagas/"+sagaID, &got)
 		return code == http.StatusOK && got.Status == status, fmt.Sprintf("%d status %q current %q, want %s", code, got.Status, got.CurrentStep, status)

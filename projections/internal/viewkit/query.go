@@ -133,6 +133,23 @@ func (o NewestFirst) After(p *Page, cursor string) error {
 	return nil
 }
 
+// IndexOn is an index that serves the lists filtered by a column: Name is
+// the index's suffix in t.Index, Column the column filtered on.
+type IndexOn struct{ Name, Column string }
+
+// Indexes returns the statements that create the indexes of table the
+// lists this order sorts need: by_created for the unfiltered list, and one
+// per filter with the filter's column first, so that every page, filtered
+// or not, is one index range scan in the order OrderBy asks for.
+func (o NewestFirst) Indexes(t projections.Tables, table string, filters ...IndexOn) []string {
+	name := t.Name(table)
+	out := []string{`CREATE INDEX ` + t.Index(table, "by_created") + ` ON ` + name + ` (` + o.OrderBy() + `)`}
+	for _, f := range filters {
+		out = append(out, `CREATE INDEX `+t.Index(table, f.Name)+` ON `+name+` (`+f.Column+`, `+o.OrderBy()+`)`)
+	}
+	return out
+}
+
 // Cursor returns the key of a row for List's cursor.
 func (NewestFirst) Cursor(createdAt time.Time, id string) any {
 	return createdCursor{CreatedAt: createdAt, ID: id}

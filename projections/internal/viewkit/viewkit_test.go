@@ -3,6 +3,7 @@ package viewkit
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -189,5 +190,32 @@ func TestNewestFirstAfter(t *testing.T) {
 	}
 	if got := o.OrderBy(); got != "created_at DESC, order_id DESC" {
 		t.Errorf("OrderBy %q", got)
+	}
+}
+
+func TestNewestFirstIndexes(t *testing.T) {
+	const o = NewestFirst("order_id")
+	tables := projections.Tables{Version: 2}
+	tests := []struct {
+		name    string
+		filters []IndexOn
+		want    []string
+	}{
+		{"unfiltered only", nil, []string{
+			`CREATE INDEX "orders_v2_by_created" ON "orders_v2" (created_at DESC, order_id DESC)`,
+		}},
+		{"one index per filter, in order", []IndexOn{{"by_customer", "customer_id"}, {"by_status", "status"}}, []string{
+			`CREATE INDEX "orders_v2_by_created" ON "orders_v2" (created_at DESC, order_id DESC)`,
+			`CREATE INDEX "orders_v2_by_customer" ON "orders_v2" (customer_id, created_at DESC, order_id DESC)`,
+			`CREATE INDEX "orders_v2_by_status" ON "orders_v2" (status, created_at DESC, order_id DESC)`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := o.Indexes(tables, "orders", tt.filters...)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Indexes:\n got %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }

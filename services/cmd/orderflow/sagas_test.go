@@ -31,6 +31,7 @@ import (
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/sagas/sagatest"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
+	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/projsource"
@@ -52,16 +53,6 @@ var tTiming = sagas.Timing{
 	Timeout:           5 * time.Second,
 	Retry:             sagas.RetryPolicy{MaxAttempts: 3, Initial: time.Second, Multiplier: 2},
 	CompensationRetry: sagas.RetryPolicy{MaxAttempts: 2, Initial: time.Second, Multiplier: 2},
-}
-
-func tPlaced(orderID, country string, at time.Time) order.OrderPlaced {
-	return order.OrderPlaced{
-		OrderID: orderID, SagaID: sagas.SagaID(orderID), CustomerID: "c-42",
-		Items: []order.Item{{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 1299}},
-		ShippingAddress: order.Address{Name: "Ada L.", Line1: "1 Main St", City: "Springfield",
-			PostalCode: "12345", Country: country},
-		TotalCents: 2598, PlacedAt: at,
-	}
 }
 
 // The services' answers, as acts on a saga under test. The engine reads
@@ -143,7 +134,7 @@ func scenario(t testing.TB, name string) sagaScenario {
 // saga and the time it is drawn at.
 func drive(t testing.TB, sc sagaScenario, orderID string, start time.Time) (*sagatest.Saga, time.Time) {
 	t.Helper()
-	s := sagatest.Start(t, sagas.OrderFulfillmentV1(tTiming), sagas.SagaID(orderID), tPlaced(orderID, sc.country, start), start)
+	s := sagatest.Start(t, sagas.OrderFulfillmentV1(tTiming), sagas.SagaID(orderID), coordinatortest.Placed(orderID, sc.country, start), start)
 	for _, a := range sc.acts {
 		a(s)
 	}
@@ -793,16 +784,7 @@ func (d *sagaDatabase) add(t *testing.T, sc sagaScenario, orderID string, start 
 	t.Helper()
 	s, now := drive(t, sc, orderID, start)
 	id := s.State.ID()
-	reg := sagas.NewRegistry()
-	envs := make([]domain.Envelope, len(s.Events))
-	for i, e := range s.Events {
-		name, version, data, err := reg.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs[i] = domain.Envelope{ID: uuid.NewString(), Type: name, SchemaVersion: version, Data: data,
-			Metadata: domain.Metadata{CorrelationID: id}}
-	}
+	envs := coordinatortest.Envelopes(t, s)
 	half := len(envs) / 2
 	ctx := context.Background()
 	if _, err := d.store.Append(ctx, sagas.Stream(id), domain.NoStream, envs[:half]); err != nil {

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,9 +53,6 @@ const (
 	// restartPause is the wait before the consumer is set up again after
 	// it failed (NATS away, the consumer deleted).
 	restartPause = time.Second
-	// drainWait bounds the wait for each message fetched ahead when
-	// the consumer stops.
-	drainWait = time.Second
 	// maxLoggedBody bounds the body of a parked message in the log.
 	maxLoggedBody = 4096
 )
@@ -207,66 +203,13 @@ func (c *consumer) session(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", c.cfg.Durable, natsbus.CommandsStream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(c.cfg.Concurrency))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
-	}
-	var wg sync.WaitGroup
-	defer func() {
-		wg.Wait()
-		handBack(it)
-	}()
-	slots := make(chan struct{}, c.cfg.Concurrency)
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		switch {
-		case ctx.Err() != nil:
-			if msg != nil {
-				_ = msg.Nak()
-			}
-			return ctx.Err()
-		case err != nil:
-			// The iterator rides out NATS being away by itself; what it
-			// returns ends it (the consumer was deleted, the connection
-			// closed): set it up again.
-			return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
-		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			_ = msg.Nak()
-			return ctx.Err()
-		}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			c.handle(ctx, msg)
-		})
-	}
-}
-
-// handBack stops it and gives the messages it fetched ahead back to
-// JetStream at once, so that another replica need not wait for their ack
-// wait to run them.
-func handBack(it jetstream.MessagesContext) {
-	it.Drain()
-	for {
-		msg, err := it.Next(jetstream.NextMaxWait(drainWait))
-		if err != nil {
-			it.Stop()
-			return
-		}
-		_ = msg.Nak()
-	}
+	return natsbus.Consume(ctx, cons, c.cfg.Concurrency, c.handle)
 }
 
 // handle runs one message's command and settles the message.
-func (c *consumer) handle(ctx context.Context, msg jetstream.Msg) {
+func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int) {
 	st := c.cfg.Stats
 	st.received.Add(1)
-	delivered := 1
-	if md, err := msg.Metadata(); err == nil {
-		delivered = int(md.NumDelivered)
-	}
 	env, err := natsbus.Decode(msg)
 	if err != nil {
 		c.park(msg, delivered, nil, err)

@@ -25,9 +25,6 @@ const (
 	// restartPause is the wait before the consumer is set up again after
 	// it failed (NATS away, the consumer deleted).
 	restartPause = time.Second
-	// drainWait bounds the wait for each message fetched ahead when the
-	// consumer stops.
-	drainWait = time.Second
 	// minRedelivery and maxRedelivery bound the delay asked for before a
 	// failed event is delivered again.
 	minRedelivery = 50 * time.Millisecond
@@ -147,65 +144,12 @@ func (c *Coordinator) consume(ctx context.Context, js jetstream.JetStream) error
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", c.cfg.Durable, natsbus.EventsStream, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(c.cfg.Concurrency))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
-	}
-	var wg sync.WaitGroup
-	defer func() {
-		wg.Wait()
-		handBack(it)
-	}()
-	slots := make(chan struct{}, c.cfg.Concurrency)
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		switch {
-		case ctx.Err() != nil:
-			if msg != nil {
-				_ = msg.Nak()
-			}
-			return ctx.Err()
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return fmt.Errorf("consume %s: %w", c.cfg.Durable, err)
-		case err != nil:
-			// Missed heartbeats while NATS is away: the iterator carries
-			// on once it is back.
-			continue
-		}
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			_ = msg.Nak()
-			return ctx.Err()
-		}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			c.handle(ctx, msg)
-		})
-	}
-}
-
-// handBack stops it and gives the messages it fetched ahead back at once,
-// so that another replica need not wait for their ack wait.
-func handBack(it jetstream.MessagesContext) {
-	it.Drain()
-	for {
-		msg, err := it.Next(jetstream.NextMaxWait(drainWait))
-		if err != nil {
-			it.Stop()
-			return
-		}
-		_ = msg.Nak()
-	}
+	return natsbus.Consume(ctx, cons, c.cfg.Concurrency, c.handle)
 }
 
 // handle decides on one event and settles its message.
-func (c *Coordinator) handle(ctx context.Context, msg jetstream.Msg) {
+func (c *Coordinator) handle(ctx context.Context, msg jetstream.Msg, delivered int) {
 	c.stats.received.Add(1)
-	delivered := 1
-	if md, err := msg.Metadata(); err == nil {
-		delivered = int(md.NumDelivered)
-	}
 	env, err := natsbus.Decode(msg)
 	if err != nil {
 		c.park(msg, delivered, nil, err)

@@ -25,6 +25,7 @@ import (
 	"github.com/orderflow/orderflow/projections/sagaview"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/sagas/sagatest"
+	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres/pgtest"
@@ -121,11 +122,7 @@ func newStore(t *testing.T) (*postgres.Store, *pgxpool.Pool) {
 // placedEvent is an OrderPlaced as the orders service's relay publishes it.
 func placedEvent(t *testing.T, orderID string) domain.Envelope {
 	t.Helper()
-	data, err := json.Marshal(order.OrderPlaced{
-		OrderID: orderID, SagaID: sagas.SagaID(orderID), CustomerID: "c-42",
-		Items:           []order.Item{{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 100}},
-		ShippingAddress: order.Address{Name: "A", Line1: "1 Main St", City: "X", PostalCode: "1", Country: "US"},
-	})
+	data, err := json.Marshal(coordinatortest.Placed(orderID, "US", time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +309,7 @@ func TestDeadlineLease(t *testing.T) {
 		return out
 	}
 	var holder int
-	waitFor(t, 30*time.Second, "one holder", func() (bool, string) {
+	coordinatortest.Eventually(t, 30*time.Second, "one holder", func() (bool, string) {
 		h := holders()
 		if len(h) == 1 {
 			holder = h[0]
@@ -322,7 +319,7 @@ func TestDeadlineLease(t *testing.T) {
 	ctxs[holder]()
 	<-done[holder]
 	other := 1 - holder
-	waitFor(t, 30*time.Second, "the other holds the lease", func() (bool, string) {
+	coordinatortest.Eventually(t, 30*time.Second, "the other holds the lease", func() (bool, string) {
 		h := holders()
 		return slices.Equal(h, []int{other}), fmt.Sprint(h)
 	})
@@ -333,8 +330,8 @@ func TestLoadStream(t *testing.T) {
 	ctx := context.Background()
 	store, pool := newStore(t)
 	orderID := uuid.NewString()
-	sg := sagatest.Start(t, sagas.OrderFulfillmentV1(sagas.DefaultTiming()), sagas.SagaID(orderID), placedInput(orderID), time.Now())
-	envs := appendSaga(t, store, sg)
+	sg := sagatest.Start(t, sagas.OrderFulfillmentV1(sagas.DefaultTiming()), sagas.SagaID(orderID), coordinatortest.Placed(orderID, "US", time.Now()), time.Now())
+	envs := coordinatortest.Append(t, store, sg)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -360,34 +357,6 @@ func compact(b []byte) []byte {
 	return out
 }
 
-// placedInput is an OrderPlaced for the engine directly.
-func placedInput(orderID string) order.OrderPlaced {
-	return order.OrderPlaced{
-		OrderID: orderID, SagaID: sagas.SagaID(orderID), CustomerID: "c-42",
-		Items:           []order.Item{{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 100}},
-		ShippingAddress: order.Address{Name: "A", Line1: "1 Main St", City: "X", PostalCode: "1", Country: "US"},
-	}
-}
-
-// appendSaga appends the events of a saga driven by the engine.
-func appendSaga(t *testing.T, store *postgres.Store, sg *sagatest.Saga) []domain.Envelope {
-	t.Helper()
-	reg := sagas.NewRegistry()
-	envs := make([]domain.Envelope, len(sg.Events))
-	for i, e := range sg.Events {
-		name, v, data, err := reg.Encode(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs[i] = domain.Envelope{ID: uuid.NewString(), Type: name, SchemaVersion: v, Data: data,
-			Metadata: domain.Metadata{CorrelationID: sg.State.ID()}}
-	}
-	if _, err := store.Append(context.Background(), sagas.Stream(sg.State.ID()), domain.NoStream, envs); err != nil {
-		t.Fatal(err)
-	}
-	return envs
-}
-
 // TestSagaViewReplayEqualsLive folds the same saga events into three
 // versions of the read model: one event per transaction with the states
 // kept in memory (live), the same but with the states forgotten halfway
@@ -400,7 +369,7 @@ func TestSagaViewReplayEqualsLive(t *testing.T) {
 	t0 := time.Now().UTC().Add(-time.Hour)
 	start := func(i int) *sagatest.Saga {
 		orderID := uuid.NewString()
-		return sagatest.Start(t, def, sagas.SagaID(orderID), placedInput(orderID), t0.Add(time.Duration(i)*time.Second))
+		return sagatest.Start(t, def, sagas.SagaID(orderID), coordinatortest.Placed(orderID, "US", t0), t0.Add(time.Duration(i)*time.Second))
 	}
 	accept := func(sg *sagatest.Saga) {
 		sagatest.Reply(inventory.TypeStockReservationAccepted, inventory.StockReservationAccepted{OrderID: sg.State.OrderID()})(sg)
@@ -419,7 +388,7 @@ func TestSagaViewReplayEqualsLive(t *testing.T) {
 	sagatest.Expire()(timedOut)
 	running := start(3)
 	for _, sg := range []*sagatest.Saga{completed, refused, timedOut, running} {
-		appendSaga(t, store, sg)
+		coordinatortest.Append(t, store, sg)
 	}
 	all, err := store.ReadAll(ctx, 0, 10_000, eventstore.Filter{StreamPrefixes: sagaview.StreamPrefixes})
 	if err != nil {
@@ -513,21 +482,5 @@ func TestSagaViewReplayEqualsLive(t *testing.T) {
 	slices.Sort(wantDue)
 	if !slices.Equal(ids, wantDue) {
 		t.Errorf("due %v, want %v", ids, wantDue)
-	}
-}
-
-// waitFor polls cond until it holds or within passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last %s", what, within, last)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
