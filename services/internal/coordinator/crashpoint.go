@@ -17,17 +17,17 @@ import (
 // runs, messages are handed back). Its value is POINT:N, and the process
 // dies the N-th time any of its goroutines passes POINT. The points:
 //
-//	after-append  a decision's events are in the saga's stream and
-//	              nothing that follows from them has happened in this
-//	              process: the state kept in memory is not updated, the
-//	              event that caused the decision is not acknowledged, and
-//	              the relay has (almost always) not published the
-//	              decision's commands yet.
+//	after-append  a decision's events are in the saga's stream; the
+//	              state kept in memory is not updated and the event that
+//	              caused the decision is not acknowledged. The relay, woken
+//	              by the append, may or may not have published the
+//	              decision's commands: both happen.
 //
 // Unset, as in production, a crash point costs one nil check. A value
 // that is not POINT:N with a known point and N >= 1 panics when the
 // package is initialised: a test that meant to crash the process must
-// not pass because it silently did not. See docs/adr/0114.
+// not pass because it silently did not. See
+// docs/adr/0114-coordinator-crash-tests.md.
 const CrashEnv = "ORDERFLOW_CRASH_AT"
 
 // CrashAfterAppend is the crash point right after a decision's append.
