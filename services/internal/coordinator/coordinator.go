@@ -61,7 +61,7 @@ var ErrInvalidConfig = errors.New("coordinator: invalid config")
 const (
 	DefaultDurable                = "sagas-coordinator"
 	DefaultConcurrency            = 32
-	DefaultAckWait                = 30 * time.Second
+	DefaultAckWait                = 5 * time.Second
 	DefaultPollInterval           = time.Second
 	DefaultDeadlineBatch          = 256
 	DefaultNotStartedRedeliveries = 30
@@ -92,7 +92,10 @@ type Config struct {
 	// (decisions on one saga take turns); default 32.
 	Concurrency int
 	// AckWait is how long JetStream waits for an event's ack before it
-	// delivers it again, to any replica; default 30s.
+	// delivers it again, to any replica; default 5s. It is what a killed
+	// replica's fetched events wait before a survivor decides them, so it
+	// is short: a decision takes milliseconds, and a redelivered event
+	// decides nothing twice.
 	AckWait time.Duration
 	// PollInterval bounds the wait between two looks for passed deadlines;
 	// default 1s. A deadline this replica set is also looked for when it
