@@ -35,9 +35,9 @@ type procTimes struct {
 type cpuSample struct {
 	at    time.Time
 	procs map[int]procTimes
-	// busy and all are the machine's non-idle and total ticks, over every
-	// core.
-	busy, all uint64
+	// busy, steal and all are the machine's non-idle, stolen (by the
+	// hypervisor) and total ticks, over every core.
+	busy, steal, all uint64
 }
 
 var (
@@ -56,12 +56,20 @@ func sampleCPU(stackPID int) (cpuSample, error) {
 	if err != nil {
 		return s, err
 	}
-	// "cpu  user nice system idle iowait irq softirq steal ..."
+	// "cpu  user nice system idle iowait irq softirq steal guest
+	// guest_nice"; guest time is counted in user time already.
 	line, _, _ := bytes.Cut(stat, []byte("\n"))
 	for i, f := range strings.Fields(string(line))[1:] {
+		if i >= 8 {
+			break
+		}
 		n, _ := strconv.ParseUint(f, 10, 64)
 		s.all += n
-		if i != 3 && i != 4 { // idle and iowait
+		switch i {
+		case 3, 4: // idle, iowait
+		case 7:
+			s.steal += n
+		default:
 			s.busy += n
 		}
 	}
@@ -206,8 +214,9 @@ func reportLoad(w io.Writer, a, b cpuSample) {
 			stack += t
 		}
 	}
-	fmt.Fprintf(w, "  machine %.0f%% busy: the stack and this benchmark %.2f cores, other processes %.2f cores\n",
-		100*float64(b.busy-a.busy)/float64(b.all-a.all), float64(stack)/clockTicks/secs, float64(other)/clockTicks/secs)
+	cores := func(t uint64) float64 { return float64(t) / clockTicks / secs }
+	fmt.Fprintf(w, "  machine %.0f%% busy: the stack and this benchmark %.2f cores, other processes %.2f cores, not attributed %.2f cores\n",
+		100*float64(b.busy-a.busy)/float64(b.all-a.all), cores(stack), cores(other), max(cores(b.busy-a.busy)-cores(stack+other), 0))
 }
 
 // reportCPU prints the cores each group used between a and b and its CPU
@@ -245,8 +254,15 @@ func reportCPU(w io.Writer, a, b cpuSample, sagas int64) {
 	}
 	fmt.Fprintf(w, "    %-56s %8.2f %12s\n", "all processes", cores(total), perSaga(total))
 	if b.all > a.all {
-		// /proc/stat counts every core's ticks.
-		ncpu := float64(b.all-a.all) / clockTicks / secs
-		fmt.Fprintf(w, "    machine: %.0f%% busy over %.0f cores\n", 100*float64(b.busy-a.busy)/float64(b.all-a.all), ncpu)
+		// /proc/stat counts every core's ticks. Busy time no process
+		// alive at both ends accounts for went to processes that came and
+		// went (a compiler run), to kernel threads and to interrupts.
+		busy := b.busy - a.busy
+		fmt.Fprintf(w, "    %-56s %8.2f\n", "not attributed (short-lived processes, kernel)", max(cores(busy)-cores(total), 0))
+		fmt.Fprintf(w, "    machine: %.0f%% busy over %.0f cores", 100*float64(busy)/float64(b.all-a.all), float64(b.all-a.all)/clockTicks/secs)
+		if st := b.steal - a.steal; st > 0 {
+			fmt.Fprintf(w, ", %.2f cores stolen by the hypervisor", cores(st))
+		}
+		fmt.Fprintln(w)
 	}
 }
