@@ -192,28 +192,36 @@ func prepare(m Meta) (Meta, *domain.ValidationError) {
 // their input before they look at the state, so taking the decision on an
 // empty state collects every other invalid field without reading the store.
 func run[S any, P state[S]](ctx context.Context, x *executor, m Meta, v *domain.ValidationError, stream string, decide func(P) ([]any, error)) (Result, error) {
-	_, err := decide(P(new(S)))
-	merge(v, err)
-	if err := v.Err(); err != nil {
-		return Result{}, err
-	}
-	out, err := execute(ctx, x, m, stream, decide)
+	out, err := validateAndExecute(ctx, x, m, v, stream, decide)
 	return out.Result, err
 }
 
-// answer is run for a traveling command: its decision answers every
-// outcome with an event, so the outcome names the event appended.
-func answer[S any, P state[S]](ctx context.Context, x *executor, m Meta, v *domain.ValidationError, stream string, decide func(P) ([]any, error)) (Outcome, error) {
+// answer runs a traveling command of the given kind on stream, the stream
+// of the aggregate whose id, named field in validation errors, is id,
+// through the hook: its decision answers every outcome with an event, so
+// the outcome names the event appended.
+func answer[S any, P state[S]](ctx context.Context, x *executor, kind Kind, m Meta, cmd any, field, id, stream string, decide func(P) ([]any, error)) (Outcome, error) {
+	return x.through(ctx, kind, m, cmd, func(ctx context.Context, m Meta) (Outcome, error) {
+		m, v := prepare(m)
+		checkID(v, field, id)
+		out, err := validateAndExecute(ctx, x, m, v, stream, decide)
+		if err != nil {
+			return Outcome{}, err
+		}
+		return outcomeOf(out), nil
+	})
+}
+
+// validateAndExecute is run's body: it adds to v the field errors the
+// decision finds on an empty state and executes the command when there
+// are none.
+func validateAndExecute[S any, P state[S]](ctx context.Context, x *executor, m Meta, v *domain.ValidationError, stream string, decide func(P) ([]any, error)) (outcome, error) {
 	_, err := decide(P(new(S)))
 	merge(v, err)
 	if err := v.Err(); err != nil {
-		return Outcome{}, err
+		return outcome{}, err
 	}
-	out, err := execute(ctx, x, m, stream, decide)
-	if err != nil {
-		return Outcome{}, err
-	}
-	return outcomeOf(out), nil
+	return execute(ctx, x, m, stream, decide)
 }
 
 // rejections are the answers that say a traveling command was not

@@ -116,11 +116,7 @@ func (h *Orders) MarkOrderShipped(ctx context.Context, m Meta, c MarkOrderShippe
 }
 
 func (h *Orders) answer(ctx context.Context, kind Kind, m Meta, cmd any, orderID string, decide func(*order.Order) ([]any, error)) (Outcome, error) {
-	return h.x.through(ctx, kind, m, cmd, func(ctx context.Context, m Meta) (Outcome, error) {
-		m, v := prepare(m)
-		checkID(v, "order_id", orderID)
-		return answer(ctx, h.x, m, v, order.Stream(orderID), decide)
-	})
+	return answer(ctx, h.x, kind, m, cmd, "order_id", orderID, order.Stream(orderID), decide)
 }
 
 // Load returns the current state of an order and its stream version, or an

@@ -110,11 +110,7 @@ func (h *Shipping) CancelShipment(ctx context.Context, m Meta, c CancelShipment)
 }
 
 func (h *Shipping) answer(ctx context.Context, kind Kind, m Meta, cmd any, shipmentID string, decide func(*shipping.Shipment) ([]any, error)) (Outcome, error) {
-	return h.x.through(ctx, kind, m, cmd, func(ctx context.Context, m Meta) (Outcome, error) {
-		m, v := prepare(m)
-		checkID(v, "shipment_id", shipmentID)
-		return answer(ctx, h.x, m, v, shipping.Stream(shipmentID), decide)
-	})
+	return answer(ctx, h.x, kind, m, cmd, "shipment_id", shipmentID, shipping.Stream(shipmentID), decide)
 }
 
 // Load returns the current state of a shipment and its stream version, or

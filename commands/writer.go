@@ -165,21 +165,17 @@ func (x *executor) submit(ctx context.Context, stream string, c *call) (outcome,
 	}
 	select {
 	case <-c.done:
-		if c.panicked != nil {
-			panic(c.panicked)
-		}
-		return c.out, c.err
 	case <-ctx.Done():
 		select {
 		case <-c.done: // answered just as ctx ended: the answer is final
-			if c.panicked != nil {
-				panic(c.panicked)
-			}
-			return c.out, c.err
 		default:
+			return outcome{}, ctx.Err()
 		}
-		return outcome{}, ctx.Err()
 	}
+	if c.panicked != nil {
+		panic(c.panicked)
+	}
+	return c.out, c.err
 }
 
 // run is the writer of e: it runs the queued commands in batches until the
