@@ -336,18 +336,20 @@ func (d *decider) deadline() {
 		d.issue(a.ref, a.attempt+1)
 		return
 	}
-	b := s.budget(a.ref)
-	policy := d.def.retryPolicy(a.ref)
-	if a.attempt-b.budgetFrom+1 < policy.MaxAttempts {
+	// n counts the attempts of the current budget (an operator's retry
+	// starts a new one).
+	n := a.attempt - s.budget(a.ref).budgetFrom + 1
+	sp, _ := d.def.spec(a.ref) // a.ref was issued, so def has it
+	if n < sp.retry.MaxAttempts {
 		cmdID := CommandID(s.id, a.ref.Step, a.attempt, a.ref.Compensation)
-		retryAt := d.now.Add(policy.Backoff(a.attempt-b.budgetFrom+1, cmdID))
+		retryAt := d.now.Add(sp.retry.Backoff(n, cmdID))
 		d.emit(AttemptTimedOut{ActionRef: a.ref, Attempt: a.attempt, RetryAt: retryAt, At: d.now})
 		if !retryAt.After(d.now) {
 			d.issue(a.ref, a.attempt+1)
 		}
 		return
 	}
-	spent := "no answer after " + plural(a.attempt-b.budgetFrom+1, "attempt")
+	spent := "no answer after " + plural(n, "attempt")
 	if forward {
 		d.emit(StepTimedOut{Step: a.ref.Step, StepIndex: a.ref.StepIndex, Attempts: a.attempt, At: d.now})
 		d.giveUp(a.ref, ReasonStepTimeout, ReasonStepTimeout, spent)
@@ -403,7 +405,13 @@ func (d *decider) issue(ref ActionRef, attempt int) {
 	if d.err != nil {
 		return
 	}
-	cmd, timeout := d.def.command(ref)
+	sp, ok := d.def.spec(ref)
+	if !ok {
+		// pinned checked the definition; a ref it lacks is a foreign event.
+		d.err = fmt.Errorf("saga %s: %s: no such action: %w", d.s.id, ref.Step, ErrDefinitionMismatch)
+		return
+	}
+	cmd := sp.cmd
 	v, err := cmd.Payload(d.s.data())
 	var payload []byte
 	if err == nil {
@@ -417,61 +425,51 @@ func (d *decider) issue(ref ActionRef, attempt int) {
 		Context: cmd.Context, Name: cmd.Name, Version: cmd.Version,
 		CommandID: CommandID(d.s.id, ref.Step, attempt, ref.Compensation),
 		Payload:   payload, SagaID: d.s.id, ActionRef: ref, Attempt: attempt,
-		Deadline: d.now.Add(timeout), At: d.now,
+		Deadline: d.now.Add(sp.timeout), At: d.now,
 	})
 }
 
-// command returns the command and timeout of the action ref names.
-func (def *Definition) command(ref ActionRef) (Command, time.Duration) {
-	switch {
-	case ref.Closing:
-		return def.Closing.Command, def.Closing.Timeout
-	case ref.Compensation:
-		c := def.Steps[ref.StepIndex].Compensation
-		return c.Command, c.Timeout
-	default:
-		s := def.Steps[ref.StepIndex]
-		return s.Command, s.Timeout
-	}
+// spec is what a definition says of one action: its command, the replies
+// that settle it, how long an attempt waits and its attempt budget.
+type spec struct {
+	cmd     Command
+	success []string
+	failure map[string]string
+	timeout time.Duration
+	retry   RetryPolicy
 }
 
-// retryPolicy returns the retry policy of the action ref names.
-func (def *Definition) retryPolicy(ref ActionRef) RetryPolicy {
+// spec returns what def says of the action ref names, and false when def
+// has no such action.
+func (def *Definition) spec(ref ActionRef) (spec, bool) {
+	var a *Action
 	switch {
 	case ref.Closing:
-		return def.Closing.Retry
+		a = def.Closing
+	case ref.StepIndex < 0 || ref.StepIndex >= len(def.Steps):
+		return spec{}, false
 	case ref.Compensation:
-		return def.Steps[ref.StepIndex].Compensation.Retry
+		a = def.Steps[ref.StepIndex].Compensation
 	default:
-		return def.Steps[ref.StepIndex].Retry
+		s := def.Steps[ref.StepIndex]
+		return spec{cmd: s.Command, success: s.Success, failure: s.Failure, timeout: s.Timeout, retry: s.Retry}, true
 	}
+	if a == nil {
+		return spec{}, false
+	}
+	return spec{cmd: a.Command, success: a.Done, failure: a.Failure, timeout: a.Timeout, retry: a.Retry}, true
 }
 
 // classify tells what a reply of type typ means for the action ref names.
 func (def *Definition) classify(ref ActionRef, typ string, data json.RawMessage) (outcome, reason string, ok bool) {
-	var success []string
-	var failure map[string]string
-	switch {
-	case ref.Closing:
-		if def.Closing == nil {
-			return "", "", false
-		}
-		success, failure = def.Closing.Done, def.Closing.Failure
-	case ref.StepIndex < 0 || ref.StepIndex >= len(def.Steps):
+	sp, ok := def.spec(ref)
+	if !ok {
 		return "", "", false
-	case ref.Compensation:
-		c := def.Steps[ref.StepIndex].Compensation
-		if c == nil {
-			return "", "", false
-		}
-		success, failure = c.Done, c.Failure
-	default:
-		success, failure = def.Steps[ref.StepIndex].Success, def.Steps[ref.StepIndex].Failure
 	}
-	if slices.Contains(success, typ) {
+	if slices.Contains(sp.success, typ) {
 		return OutcomeSuccess, "", true
 	}
-	r, ok := failure[typ]
+	r, ok := sp.failure[typ]
 	if !ok {
 		return "", "", false
 	}

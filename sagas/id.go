@@ -4,6 +4,8 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"strconv"
+
+	"github.com/orderflow/orderflow/domain"
 )
 
 // The namespaces of the ids this package derives. They are fixed forever:
@@ -70,7 +72,7 @@ func formatUUID(u [16]byte) string {
 // a programming error that every test hits at init.
 func mustParseUUID(s string) [16]byte {
 	var u [16]byte
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+	if !domain.ValidUUID(s) {
 		panic("sagas: malformed UUID constant " + s)
 	}
 	hexDigits := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]

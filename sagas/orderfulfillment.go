@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/domain/inventory"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/domain/shipping"
 )
@@ -22,18 +23,6 @@ const (
 	StepConsumeStock     = "consume_stock"
 	StepMarkOrderShipped = "mark_order_shipped"
 	ActionRejectOrder    = "reject_order"
-)
-
-// Reply event types order_fulfillment waits for: the inventory's answers
-// on the order's reservation stream, and the refusals of a command by the
-// order's or the shipment's state.
-const (
-	typeStockReservationAccepted = "StockReservationAccepted"
-	typeStockReservationRejected = "StockReservationRejected"
-	typeStockReservationReleased = "StockReservationReleased"
-	typeStockReservationConsumed = "StockReservationConsumed"
-	typeOrderCommandRejected     = "OrderCommandRejected"
-	typeShipmentCommandRejected  = "ShipmentCommandRejected"
 )
 
 // Timing is the timeouts and retry budgets a definition is built with.
@@ -135,7 +124,7 @@ func OrderFulfillmentV1(t Timing) *Definition {
 		return &Action{Name: name, Command: cmd, Done: []string{done}, Failure: failure, Timeout: t.Timeout, Retry: t.CompensationRetry}
 	}
 	consume := step(StepConsumeStock, Command{ContextInventory, "consume_stock", 1, orderSKUs},
-		[]string{typeStockReservationConsumed}, nil, nil)
+		[]string{inventory.TypeStockReservationConsumed}, nil, nil)
 	consume.After = shipping.TypeShipmentDispatched
 	return &Definition{
 		Name:    OrderFulfillment,
@@ -154,22 +143,22 @@ func OrderFulfillmentV1(t Timing) *Definition {
 		},
 		Steps: []Step{
 			step(StepReserveInventory, Command{ContextInventory, "reserve_stock", 1, reserveStock},
-				[]string{typeStockReservationAccepted},
-				map[string]string{typeStockReservationRejected: order.ReasonInsufficientStock},
-				action("release_stock", Command{ContextInventory, "release_stock", 1, orderSKUs}, typeStockReservationReleased, nil)),
+				[]string{inventory.TypeStockReservationAccepted},
+				map[string]string{inventory.TypeStockReservationRejected: order.ReasonInsufficientStock},
+				action("release_stock", Command{ContextInventory, "release_stock", 1, orderSKUs}, inventory.TypeStockReservationReleased, nil)),
 			step(StepScheduleShipment, Command{ContextShipping, "schedule_shipment", 1, scheduleShipment},
 				[]string{shipping.TypeShipmentScheduled},
 				map[string]string{shipping.TypeShipmentRefused: order.ReasonDestinationNotServed},
 				action("cancel_shipment", Command{ContextShipping, "cancel_shipment", 1, cancelShipment}, shipping.TypeShipmentCancelled,
-					map[string]string{typeShipmentCommandRejected: ""})),
+					map[string]string{shipping.TypeShipmentCommandRejected: ""})),
 			step(StepConfirmOrder, Command{ContextOrders, "confirm_order", 1, confirmOrder},
-				[]string{order.TypeOrderConfirmed}, map[string]string{typeOrderCommandRejected: ""}, nil),
+				[]string{order.TypeOrderConfirmed}, map[string]string{order.TypeOrderCommandRejected: ""}, nil),
 			consume,
 			step(StepMarkOrderShipped, Command{ContextOrders, "mark_order_shipped", 1, markOrderShipped},
-				[]string{order.TypeOrderShipped}, map[string]string{typeOrderCommandRejected: ""}, nil),
+				[]string{order.TypeOrderShipped}, map[string]string{order.TypeOrderCommandRejected: ""}, nil),
 		},
 		Closing: action(ActionRejectOrder, Command{ContextOrders, "reject_order", 1, rejectOrder}, order.TypeOrderRejected,
-			map[string]string{typeOrderCommandRejected: ""}),
+			map[string]string{order.TypeOrderCommandRejected: ""}),
 		AbortOn: []AbortTrigger{{Event: order.TypeOrderCancelled, Reason: order.ReasonCancelledByCustomer}},
 		Settles: orderClosed,
 	}
@@ -181,7 +170,7 @@ func orderClosed(eventType string, data json.RawMessage) bool {
 	switch eventType {
 	case order.TypeOrderCancelled:
 		return true
-	case typeOrderCommandRejected:
+	case order.TypeOrderCommandRejected:
 		var v struct {
 			Status order.Status `json:"status"`
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/domain/inventory"
 )
 
 // RestockRequest is the name of the saga that asks shipping for an inbound
@@ -26,7 +27,6 @@ const (
 	typeInboundDeliveryRefused   = "InboundDeliveryRefused"
 	typeInboundDeliveryCancelled = "InboundDeliveryCancelled"
 	typeInboundDeliveryArrived   = "InboundDeliveryArrived"
-	typeStockRestocked           = "StockRestocked"
 	typeRestockRequestWithdrawn  = "RestockRequestWithdrawn"
 )
 
@@ -69,7 +69,7 @@ func RestockRequestV1(t Timing) *Definition {
 			in, err := restockInput(d.Input)
 			return restockPayload{SKU: in.SKU, Quantity: in.Quantity, DeliveryID: d.SagaID}, err
 		}},
-		Success: []string{typeStockRestocked},
+		Success: []string{inventory.TypeStockRestocked},
 		Timeout: t.Timeout, Retry: t.Retry,
 	}
 	return &Definition{

@@ -80,7 +80,7 @@ func (s *State) Summarize() Summary {
 			StartedAt: timestamp(st.started), EndedAt: timestamp(st.ended), Error: st.err,
 			CompensationAttempts: st.comp.attempts,
 		}
-		if !st.started.IsZero() && !st.ended.IsZero() && st.status != StepStatusRunning {
+		if !st.started.IsZero() && !st.ended.IsZero() {
 			v.DurationMS = st.ended.Sub(st.started).Milliseconds()
 		}
 		if st.status == StepStatusRunning || st.status == StepStatusCompensating {
