@@ -232,13 +232,7 @@ func closeSharedDatabases(ctx context.Context, conn *pgx.Conn, roles ...string) 
 // schema belongs to the admin (clusters upgraded from before PostgreSQL 15)
 // would otherwise not even let the owner create tables.
 func grantInDatabase(ctx context.Context, admin *url.URL, db, owner, app string) error {
-	u := *admin
-	u.Path = "/" + db
-	u.RawPath = ""
-	q := u.Query()
-	q.Del("dbname")
-	u.RawQuery = q.Encode()
-	conn, err := pgx.Connect(ctx, u.String())
+	conn, err := pgx.Connect(ctx, dbURL(admin, db))
 	if err != nil {
 		return fmt.Errorf("connect to the service's database as admin: %w", err)
 	}
@@ -292,11 +286,19 @@ func ensure(ctx context.Context, conn *pgx.Conn, existsSQL, name, createSQL, dup
 func roleURL(admin *url.URL, user, password, db string) string {
 	u := *admin
 	u.User = url.UserPassword(user, password)
-	u.Path = "/" + db
-	u.RawPath = ""
 	q := u.Query()
 	q.Del("user")
 	q.Del("password")
+	u.RawQuery = q.Encode()
+	return dbURL(&u, db)
+}
+
+// dbURL is admin, with its role, pointed at database db.
+func dbURL(admin *url.URL, db string) string {
+	u := *admin
+	u.Path = "/" + db
+	u.RawPath = ""
+	q := u.Query()
 	q.Del("dbname")
 	u.RawQuery = q.Encode()
 	return u.String()

@@ -80,14 +80,10 @@ func (s *Server) registerMetrics(m *httpx.Metrics) {
 		func() float64 { return float64(s.relay.Stats().Parked) })
 }
 
-// registerCommandMetrics adds the counts of the command handlers to m. The
-// handlers are built after the metrics (routes calls registerMetrics
-// first) and count into the Stats set here, unless the config brought
-// its own.
+// registerCommandMetrics adds the counts of the command handlers to m,
+// read from the Stats they count into (cfg.Commands.Stats, which
+// setDefaults fills in).
 func (s *Server) registerCommandMetrics(m *httpx.Metrics) {
-	if s.cfg.Commands.Stats == nil {
-		s.cfg.Commands.Stats = new(commands.Stats)
-	}
 	stats := s.cfg.Commands.Stats
 	counter := func(name, help string, value func(commands.StatsSnapshot) uint64) {
 		m.CounterVecFunc(name, help, nil, func() []httpx.Sample {

@@ -130,6 +130,10 @@ func (c *Config) setDefaults(m service.Module) {
 	if c.OwnerDatabaseURL == "" {
 		c.OwnerDatabaseURL = c.DatabaseURL
 	}
+	if c.Commands.Stats == nil {
+		// The command handlers count into it and the metrics read it.
+		c.Commands.Stats = new(commands.Stats)
+	}
 }
 
 // Run serves cfg.Service on cfg.Addr until ctx ends.
@@ -410,8 +414,6 @@ func (s *Server) routes(idem *idempotency.Store, js jetstream.JetStream) (http.H
 	metrics.GaugeFunc("orderflow_db_pool_acquired_connections",
 		"Database connections in use.", func() float64 { return float64(s.pool.Stat().AcquiredConns()) })
 	s.registerMetrics(metrics)
-	// After registerMetrics, which sets the Stats the command handlers
-	// count into.
 	parts, err := s.module.Wire(service.Deps{
 		Logger:      s.cfg.Logger,
 		Pool:        s.pool,
