@@ -20,6 +20,12 @@ const (
 	StatusFailed       Status = "failed"
 )
 
+// Statuses lists every saga status, in the order of a saga's life.
+var Statuses = []Status{StatusRunning, StatusCompleted, StatusCompensating, StatusCompensated, StatusFailed}
+
+// Valid reports whether s is one of Statuses.
+func (s Status) Valid() bool { return slices.Contains(Statuses, s) }
+
 // StepStatus is where one step is (API.md, Sagas).
 type StepStatus string
 

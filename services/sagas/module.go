@@ -94,7 +94,7 @@ func registerMetrics(m *httpx.Metrics, coord *coordinator.Coordinator, pool *pgx
 		})
 	m.GaugeFunc("orderflow_saga_cached_states", "Saga states the coordinator keeps in memory.",
 		func() float64 { return float64(coord.Stats().CachedSagas) })
-	statuses := []engine.Status{engine.StatusRunning, engine.StatusCompleted, engine.StatusCompensating, engine.StatusCompensated, engine.StatusFailed}
+	statuses := engine.Statuses
 	m.GaugeVecFunc("orderflow_sagas", "Sagas per status, as the saga read model has them; failed ones wait for an operator.",
 		[]string{"status"}, func() []httpx.Sample {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -334,13 +334,7 @@ Flags:
 	return nil
 }
 
-func validSagaStatus(s string) bool {
-	switch sagas.Status(s) {
-	case sagas.StatusRunning, sagas.StatusCompleted, sagas.StatusCompensating, sagas.StatusCompensated, sagas.StatusFailed:
-		return true
-	}
-	return false
-}
+func validSagaStatus(s string) bool { return sagas.Status(s).Valid() }
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

@@ -34,6 +34,7 @@ import (
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/childproc"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
+	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
@@ -180,7 +181,7 @@ func (s *procStack) start(t testing.TB, name, service string, env ...string) *sv
 	s.all = append(s.all, p)
 	s.mu.Unlock()
 
-	waitUntil(t, time.Minute, name+" listening", func() (bool, string) {
+	coordinatortest.Eventually(t, time.Minute, name+" listening", func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("%s exited while starting (%s)", name, exitReason(child.Err()))
 		}
@@ -191,7 +192,7 @@ func (s *procStack) start(t testing.TB, name, service string, env ...string) *sv
 		p.base = "http://" + m[1]
 		return true, ""
 	})
-	waitUntil(t, time.Minute, name+" ready", func() (bool, string) {
+	coordinatortest.Eventually(t, time.Minute, name+" ready", func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("%s exited while starting (%s)", name, exitReason(child.Err()))
 		}
@@ -423,25 +424,6 @@ func (s *procStack) sagaEvents(t testing.TB, sagaID string) []domain.Envelope {
 	return evs
 }
 
-// waitUntil polls cond until it holds, and fails the test with cond's
-// last word when within passes first.
-func waitUntil(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, within, last)
-		}
-		<-tick.C
-	}
-}
-
 // crashLine is one line of an order.
 type crashLine struct {
 	sku      string
@@ -521,7 +503,7 @@ type stockLevel struct {
 
 func (s *procStack) waitStock(t testing.TB, sku string, want stockLevel) {
 	t.Helper()
-	waitUntil(t, settleWithin, "stock of "+sku, func() (bool, string) {
+	coordinatortest.Eventually(t, settleWithin, "stock of "+sku, func() (bool, string) {
 		var got stockLevel
 		code := s.getJSON(t, "inventory", "/api/inventory/"+sku, &got)
 		return code == http.StatusOK && got == want, fmt.Sprintf("%d %+v, want %+v", code, got, want)
@@ -571,7 +553,7 @@ func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []c
 	t.Helper()
 	ended := map[string]bool{"confirmed": true, "shipped": true, "rejected": true, "cancelled": true}
 	var rows map[string]orderRow
-	waitUntil(t, within, "every order ended", func() (bool, string) {
+	coordinatortest.Eventually(t, within, "every order ended", func() (bool, string) {
 		rows = make(map[string]orderRow)
 		for _, r := range listAll[orderRow](t, s, "orders", "/api/orders?customer_id="+customer) {
 			rows[r.OrderID] = r
@@ -586,7 +568,7 @@ func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []c
 	})
 
 	wantSaga := map[string]string{"confirmed": "completed", "shipped": "completed", "rejected": "compensated", "cancelled": "compensated"}
-	waitUntil(t, within, "every saga ended with its order", func() (bool, string) {
+	coordinatortest.Eventually(t, within, "every saga ended with its order", func() (bool, string) {
 		got := make(map[string]sagaRow)
 		for _, r := range listAll[sagaRow](t, s, sagasProc, "/api/sagas?") {
 			got[r.SagaID] = r
@@ -643,7 +625,7 @@ func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []c
 	}
 
 	liveStatus := map[string]string{"confirmed": "scheduled", "shipped": "dispatched"}
-	waitUntil(t, settleWithin, "one shipment per confirmed order", func() (bool, string) {
+	coordinatortest.Eventually(t, settleWithin, "one shipment per confirmed order", func() (bool, string) {
 		for _, o := range orders {
 			r := rows[o.id]
 			ships := listAll[shipmentRow](t, s, "shipping", "/api/shipments?order_id="+o.id)
@@ -821,11 +803,11 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			orders = append(orders, o)
 			if st.then != nil {
 				var r orderRow
-				waitUntil(t, settleWithin, "order confirmed", func() (bool, string) {
+				coordinatortest.Eventually(t, settleWithin, "order confirmed", func() (bool, string) {
 					code := s.getJSON(t, "orders", "/api/orders/"+o.id, &r)
 					return code == http.StatusOK && r.Status == "confirmed", fmt.Sprintf("%d %+v", code, r)
 				})
-				waitUntil(t, settleWithin, "saga completed", func() (bool, string) {
+				coordinatortest.Eventually(t, settleWithin, "saga completed", func() (bool, string) {
 					var v sagaRow
 					code := s.getJSON(t, name, "/api/sagas/"+o.sagaID, &v)
 					return code == http.StatusOK && v.Status == "completed", fmt.Sprintf("%d %+v", code, v)
@@ -854,7 +836,7 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			// stage's end), and what the orders so far did to the stock
 			// they share adds up.
 			s.start(t, name+"-again", "sagas")
-			waitUntil(t, settleWithin, "order "+st.status, func() (bool, string) {
+			coordinatortest.Eventually(t, settleWithin, "order "+st.status, func() (bool, string) {
 				var r orderRow
 				code := s.getJSON(t, "orders", "/api/orders/"+o.id, &r)
 				return code == http.StatusOK && r.Status == st.status && r.Reason == st.reason,
@@ -1001,7 +983,7 @@ func TestCoordinatorKilledUnderLoad(t *testing.T) {
 	s.waitCrash(t, "sagas-1", plan)
 
 	s.start(t, "sagas-2", "sagas")
-	waitUntil(t, settleWithin, "sagas-2 catching up", func() (bool, string) {
+	coordinatortest.Eventually(t, settleWithin, "sagas-2 catching up", func() (bool, string) {
 		n := s.metric(t, "sagas-2", "orderflow_saga_decisions_total")
 		return n >= 20, fmt.Sprintf("%v decisions", n)
 	})
@@ -1042,7 +1024,7 @@ func (s *procStack) consumerState(t testing.TB) (pending, unacked uint64) {
 // delivered to a process that died come back after AckWait.
 func (s *procStack) waitConsumerDrained(t testing.TB) {
 	t.Helper()
-	waitUntil(t, recoverWithin, "every event decided on", func() (bool, string) {
+	coordinatortest.Eventually(t, recoverWithin, "every event decided on", func() (bool, string) {
 		pending, unacked := s.consumerState(t)
 		return pending == 0 && unacked == 0, fmt.Sprintf("%d pending, %d unacknowledged", pending, unacked)
 	})
@@ -1070,7 +1052,7 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	}
 	plan := coordinator.CrashAfterAppend + ":40"
 	s.start(t, "sagas-a", "sagas", coordinator.CrashEnv+"="+plan)
-	waitUntil(t, settleWithin, "sagas-a holds both leases", func() (bool, string) {
+	coordinatortest.Eventually(t, settleWithin, "sagas-a holds both leases", func() (bool, string) {
 		l := leases("sagas-a")
 		return l == "relay 1 deadlines 1", l
 	})
@@ -1093,7 +1075,7 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 		t.Errorf("no event unacknowledged after sagas-a died after recording a decision on one")
 	}
 
-	waitUntil(t, settleWithin, "sagas-b holds both leases", func() (bool, string) {
+	coordinatortest.Eventually(t, settleWithin, "sagas-b holds both leases", func() (bool, string) {
 		l := leases("sagas-b")
 		return l == "relay 1 deadlines 1", l
 	})
@@ -1102,7 +1084,7 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	if took > 15*time.Second {
 		t.Errorf("the survivor took the leases %s after the kill, want within seconds", took)
 	}
-	waitUntil(t, settleWithin, "sagas-b fires deadlines", func() (bool, string) {
+	coordinatortest.Eventually(t, settleWithin, "sagas-b fires deadlines", func() (bool, string) {
 		n := s.metric(t, "sagas-b", "orderflow_saga_deadlines_total")
 		return n > 0, fmt.Sprintf("%v deadlines fired", n)
 	})
