@@ -313,9 +313,7 @@ type Filter struct {
 // Validate reports filter values no saga can match as field errors.
 func (f Filter) Validate() error {
 	var v domain.ValidationError
-	switch sagas.Status(f.Status) {
-	case "", sagas.StatusRunning, sagas.StatusCompleted, sagas.StatusCompensating, sagas.StatusCompensated, sagas.StatusFailed:
-	default:
+	if f.Status != "" && !sagas.Status(f.Status).Valid() {
 		v.Add("status", "must be one of running, completed, compensating, compensated, failed")
 	}
 	if f.OrderID != "" && !domain.ValidUUID(f.OrderID) {
@@ -470,9 +468,8 @@ var ErrNoLoader = errors.New("sagaview: no loader")
 // the stream each reflects. It is not safe for concurrent use.
 type stateCache struct {
 	max   int
-	order *list.List // of cacheKey, most recent first
+	order *list.List // of *cached, most recent first
 	byKey map[cacheKey]*list.Element
-	entry map[cacheKey]cached
 }
 
 // cacheKey keys a state by the table version it was computed for: a
@@ -483,12 +480,13 @@ type cacheKey struct {
 }
 
 type cached struct {
+	key     cacheKey
 	st      *sagas.State
 	version int64
 }
 
 func newStateCache(max int) *stateCache {
-	return &stateCache{max: max, order: list.New(), byKey: make(map[cacheKey]*list.Element), entry: make(map[cacheKey]cached)}
+	return &stateCache{max: max, order: list.New(), byKey: make(map[cacheKey]*list.Element)}
 }
 
 // take removes and returns the state kept for k.
@@ -497,26 +495,23 @@ func (c *stateCache) take(k cacheKey) (*sagas.State, int64, bool) {
 	if !ok {
 		return nil, 0, false
 	}
-	e := c.entry[k]
 	c.order.Remove(el)
 	delete(c.byKey, k)
-	delete(c.entry, k)
+	e := el.Value.(*cached)
 	return e.st, e.version, true
 }
 
 // put keeps st for k, evicting the least recently used state when full.
 func (c *stateCache) put(k cacheKey, st *sagas.State, v int64) {
 	if el, ok := c.byKey[k]; ok {
+		e := el.Value.(*cached)
+		e.st, e.version = st, v
 		c.order.MoveToFront(el)
 	} else {
-		c.byKey[k] = c.order.PushFront(k)
+		c.byKey[k] = c.order.PushFront(&cached{key: k, st: st, version: v})
 	}
-	c.entry[k] = cached{st: st, version: v}
 	for c.order.Len() > c.max {
-		old := c.order.Back()
-		ok := old.Value.(cacheKey)
-		c.order.Remove(old)
-		delete(c.byKey, ok)
-		delete(c.entry, ok)
+		old := c.order.Remove(c.order.Back()).(*cached)
+		delete(c.byKey, old.key)
 	}
 }

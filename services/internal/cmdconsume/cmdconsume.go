@@ -29,6 +29,7 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
@@ -234,7 +235,7 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int)
 	}
 	if m.CorrelationID == "" {
 		// The saga's stream names it.
-		m.CorrelationID, _ = strings.CutPrefix(env.Stream, "saga-")
+		m.CorrelationID, _ = strings.CutPrefix(env.Stream, sagas.StreamPrefix)
 	}
 	w := commands.Wire{Context: cmd.Context, Name: cmd.Name, Version: cmd.Version, CommandID: cmd.CommandID, Payload: cmd.Payload}
 

@@ -20,13 +20,18 @@ type entry struct {
 type stateCache struct {
 	mu    sync.Mutex
 	max   int
-	order *list.List // of saga ids, most recent first
+	order *list.List // of *cached, most recent first
 	byID  map[string]*list.Element
-	entry map[string]entry
+}
+
+// cached is a kept state and the saga it is of.
+type cached struct {
+	id string
+	entry
 }
 
 func newStateCache(max int) *stateCache {
-	return &stateCache{max: max, order: list.New(), byID: make(map[string]*list.Element), entry: make(map[string]entry)}
+	return &stateCache{max: max, order: list.New(), byID: make(map[string]*list.Element)}
 }
 
 // take removes and returns the state kept for id.
@@ -37,11 +42,9 @@ func (c *stateCache) take(id string) (entry, bool) {
 	if !ok {
 		return entry{}, false
 	}
-	e := c.entry[id]
 	c.order.Remove(el)
 	delete(c.byID, id)
-	delete(c.entry, id)
-	return e, true
+	return el.Value.(*cached).entry, true
 }
 
 // put keeps e for id, evicting the least recently used state when full.
@@ -49,17 +52,14 @@ func (c *stateCache) put(id string, e entry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.byID[id]; ok {
+		el.Value.(*cached).entry = e
 		c.order.MoveToFront(el)
 	} else {
-		c.byID[id] = c.order.PushFront(id)
+		c.byID[id] = c.order.PushFront(&cached{id: id, entry: e})
 	}
-	c.entry[id] = e
 	for c.order.Len() > c.max {
-		old := c.order.Back()
-		oid := old.Value.(string)
-		c.order.Remove(old)
-		delete(c.byID, oid)
-		delete(c.entry, oid)
+		old := c.order.Remove(c.order.Back()).(*cached)
+		delete(c.byID, old.id)
 	}
 }
 

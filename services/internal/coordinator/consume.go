@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -33,38 +32,11 @@ const (
 
 // EventTypes returns the types of the events the definitions react to:
 // the events that start a saga, the replies of every step and action, the
-// events that call a saga off and those a step waits for. Sorted.
+// events that call a saga off and those a step waits for. Sorted. It is
+// the catalogue's own list (sagas.Definitions.Consumes), less an empty
+// type, which would make no subject.
 func EventTypes(defs *sagas.Definitions) []string {
-	types := make(map[string]bool)
-	add := func(ts ...string) {
-		for _, t := range ts {
-			if t != "" {
-				types[t] = true
-			}
-		}
-	}
-	action := func(a *sagas.Action) {
-		if a != nil {
-			add(a.Done...)
-			add(slices.Collect(maps.Keys(a.Failure))...)
-		}
-	}
-	for _, d := range defs.All() {
-		if d.Trigger != nil {
-			add(d.Trigger.Event)
-		}
-		for _, s := range d.Steps {
-			add(s.Success...)
-			add(slices.Collect(maps.Keys(s.Failure))...)
-			add(s.After)
-			action(s.Compensation)
-		}
-		action(d.Closing)
-		for _, a := range d.AbortOn {
-			add(a.Event)
-		}
-	}
-	return slices.Sorted(maps.Keys(types))
+	return slices.DeleteFunc(defs.Consumes(), func(t string) bool { return t == "" })
 }
 
 // Subjects returns the subjects of the EVENTS stream the coordinator
