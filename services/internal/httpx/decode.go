@@ -332,19 +332,8 @@ func stringProblem(s string, raw []byte) string {
 
 // hex4 decodes four hex digits (checked by the JSON decoder).
 func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case '0' <= c && c <= '9':
-			r |= rune(c - '0')
-		case 'a' <= c && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case 'A' <= c && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
+	r, _ := strconv.ParseUint(string(b), 16, 16)
+	return rune(r)
 }
 
 var (

@@ -51,7 +51,6 @@ func IsUnavailable(err error) bool {
 		pgErr      *pgconn.PgError
 		connectErr *pgconn.ConnectError
 		netErr     net.Error
-		opErr      *net.OpError
 		apiErr     *jetstream.APIError
 	)
 	switch {
@@ -64,7 +63,7 @@ func IsUnavailable(err error) bool {
 		return true
 	case errors.As(err, &pgErr):
 		return unavailableSQLState(pgErr.Code)
-	case errors.As(err, &opErr), errors.As(err, &netErr),
+	case errors.As(err, &netErr), // *net.OpError, *net.DNSError, timeouts, ...
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED),
 		errors.Is(err, net.ErrClosed),

@@ -820,20 +820,13 @@ func TestRunPurgerStopsOnCancel(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	stopped := make(chan struct{})
 	go func() { store.RunPurger(runCtx); close(stopped) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventually(t, 5*time.Second, "the purger to delete the expired key", func() bool {
 		var left int
 		if err := f.pool.QueryRow(ctx, "SELECT count(*) FROM idempotency_keys").Scan(&left); err != nil {
 			t.Fatal(err)
 		}
-		if left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("purger did not delete the expired key")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return left == 0
+	})
 	cancel()
 	select {
 	case <-stopped:

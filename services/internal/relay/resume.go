@@ -207,6 +207,12 @@ func (r *Relay) searchStream(ctx context.Context, name string, filters []string,
 			return nil, fmt.Errorf("search stream %s from %d: %w", name, from, err)
 		}
 	}
+	st.index()
+	return st, nil
+}
+
+// index sorts held by position and fills minSeq, which marks relies on.
+func (st *streamState) index() {
 	slices.SortFunc(st.held, func(a, b heldMsg) int { return cmp.Compare(a.pos, b.pos) })
 	st.minSeq = make([]uint64, len(st.held))
 	for i := len(st.held) - 1; i >= 0; i-- {
@@ -215,7 +221,6 @@ func (r *Relay) searchStream(ctx context.Context, name string, filters []string,
 			st.minSeq[i] = min(st.minSeq[i], st.minSeq[i+1])
 		}
 	}
-	return st, nil
 }
 
 // searchWithConsumer reads the headers of the messages on filters from

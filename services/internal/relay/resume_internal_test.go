@@ -16,9 +16,10 @@ func TestResumeMarks(t *testing.T) {
 			base:    100, // the stream's last sequence when the search ran
 			// Found beyond the checkpoint, by position; 12 was stored
 			// after 13 (republished after a refusal).
-			held: []heldMsg{{pos: 11, seq: 40}, {pos: 12, seq: 60}, {pos: 13, seq: 50}, {pos: 15, seq: 70}},
+			// Listed out of position order, as the search finds them.
+			held: []heldMsg{{pos: 11, seq: 40}, {pos: 13, seq: 50}, {pos: 12, seq: 60}, {pos: 15, seq: 70}},
 		}
-		st.minSeq = []uint64{40, 50, 50, 70}
+		st.index()
 		return &held{streams: map[string]*streamState{"EVENTS": st}}
 	}
 	type ack struct {
