@@ -3,8 +3,10 @@ package pgserver
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,9 +36,18 @@ func (s *Server) killRemains(ctx context.Context) error {
 	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
+	// A killed process loses its working directory and binary links while
+	// it exits, before it is gone: serving stops listing it early, so the
+	// ones killed are also waited for by pid.
+	killed := map[int]bool{}
 	for {
 		pids := serving(dataDir, exe)
-		if len(pids) == 0 {
+		for pid := range killed {
+			if !childproc.Alive(pid) {
+				delete(killed, pid)
+			}
+		}
+		if len(pids) == 0 && len(killed) == 0 {
 			return nil
 		}
 		for _, pid := range pids {
@@ -44,10 +55,11 @@ func (s *Server) killRemains(ctx context.Context) error {
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
 				return fmt.Errorf("pgserver: kill postgres process %d left by the last postmaster: %w", pid, err)
 			}
+			killed[pid] = true
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("pgserver: postgres processes %v of the last postmaster still run: %w", serving(dataDir, exe), ctx.Err())
+			return fmt.Errorf("pgserver: postgres processes %v of the last postmaster still run: %w", slices.Collect(maps.Keys(killed)), ctx.Err())
 		case <-tick.C:
 		}
 	}
