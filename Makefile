@@ -35,14 +35,17 @@ check-domain:
 	@bad=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./sagas/... | grep -v -E '^github.com/orderflow/orderflow/(domain|sagas)(/|$$)' || true); \
 	if [ -n "$$bad" ]; then echo "sagas/ imports outside the standard library and domain/:"; echo "$$bad"; exit 1; fi; \
 	echo "sagas/ imports only the standard library and domain/"
+	@bad=$$($(GO) list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' $$($(GO) list ./domain/... ./commands/... ./projections/... ./sagas/... | grep -v -E 'test$$') | grep -E '^github.com/orderflow/orderflow/(internal|services)(/|$$)' || true); \
+	if [ -n "$$bad" ]; then echo "domain/ commands/ projections/ sagas/ import adapters:"; echo "$$bad"; exit 1; fi; \
+	echo "domain/ commands/ projections/ sagas/ import no adapters (internal/, services/)"
 
 ## lint: vet, gofmt and the domain import rule
 lint: vet check-domain
-	@out=$$(gofmt -l domain commands projections sagas services); \
+	@out=$$(gofmt -l domain commands projections sagas services internal); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 fmt:
-	gofmt -w domain commands projections sagas services
+	gofmt -w domain commands projections sagas services internal
 
 clean:
 	rm -rf bin

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/orderflow/orderflow/domain/inventory"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

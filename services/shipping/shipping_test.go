@@ -10,10 +10,10 @@ import (
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/domain/shipping"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

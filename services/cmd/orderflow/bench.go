@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/orderflow/orderflow/internal/pgserver"
 	"github.com/orderflow/orderflow/services/internal/bench"
-	"github.com/orderflow/orderflow/services/internal/pgserver"
 )
 
 // runBench measures the event store against same-run references on a

@@ -16,10 +16,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/orderflow/orderflow/services/internal/childproc"
-	"github.com/orderflow/orderflow/services/internal/natsembed"
+	"github.com/orderflow/orderflow/internal/childproc"
+	"github.com/orderflow/orderflow/internal/natsembed"
+	"github.com/orderflow/orderflow/internal/pgserver"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
-	"github.com/orderflow/orderflow/services/internal/pgserver"
 	"github.com/orderflow/orderflow/services/internal/serve"
 )
 

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/orderflow/orderflow/services/internal/testenv"
+	"github.com/orderflow/orderflow/internal/testenv"
 )
 
 var build struct {

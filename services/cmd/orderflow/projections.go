@@ -19,11 +19,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/projsource"
 	"github.com/orderflow/orderflow/projections"
-	"github.com/orderflow/orderflow/services/internal/eventstore"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
-	"github.com/orderflow/orderflow/services/internal/projsource"
 	"github.com/orderflow/orderflow/services/internal/serve"
 )
 

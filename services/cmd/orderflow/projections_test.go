@@ -18,10 +18,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/bench"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 // seedEvents is enough order events for several replay batches of 1,000.

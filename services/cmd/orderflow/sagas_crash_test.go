@@ -31,16 +31,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/childproc"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/sagas"
-	"github.com/orderflow/orderflow/services/internal/childproc"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/pgdb/pgdbtest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 const (

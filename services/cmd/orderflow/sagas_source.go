@@ -18,11 +18,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/projections/sagaview"
 	"github.com/orderflow/orderflow/sagas"
-	"github.com/orderflow/orderflow/services/internal/eventstore"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 )
 

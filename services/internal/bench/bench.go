@@ -29,7 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
 )
 
 // Config sizes the benchmark. Zero values take the defaults.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/orderflow/orderflow/services/internal/testenv"
+	"github.com/orderflow/orderflow/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

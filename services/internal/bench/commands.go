@@ -12,7 +12,7 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
 )
 
 // restocks runs CommandCallers goroutines that restock skus by 1 through

@@ -14,11 +14,11 @@ import (
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/events"
+	"github.com/orderflow/orderflow/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/projsource"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/projections/orderview"
-	"github.com/orderflow/orderflow/services/internal/eventstore"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
-	"github.com/orderflow/orderflow/services/internal/projsource"
 )
 
 // storeDB opens a fresh database with the event store and the projection

@@ -24,7 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/orderflow/orderflow/services/internal/childproc"
+	"github.com/orderflow/orderflow/internal/childproc"
 )
 
 // The saga phase measures the whole system end to end: the stack runs as

@@ -22,13 +22,13 @@ import (
 	"github.com/orderflow/orderflow/domain/inventory"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/domain/shipping"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres/pgtest"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/cmdconsume"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres/pgtest"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -21,15 +21,15 @@ import (
 	"github.com/orderflow/orderflow/domain/inventory"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/domain/shipping"
+	"github.com/orderflow/orderflow/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres/pgtest"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/projections/sagaview"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/sagas/sagatest"
 	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
-	"github.com/orderflow/orderflow/services/internal/eventstore"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres/pgtest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/services/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore"
 )
 
 // unavailableRetryAfter is the Retry-After, in seconds, of a 503 caused by

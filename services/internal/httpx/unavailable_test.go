@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/services/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore"
 )
 
 // closedPort returns a local TCP address nobody listens on.

@@ -18,9 +18,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/idempotency"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 // deadOwnerEnv, when set to a database URL, turns the test binary into

@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orderflow/orderflow/internal/natsembed"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
-	"github.com/orderflow/orderflow/services/internal/natsembed"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -14,9 +14,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/pgdb/pgdbtest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -33,7 +33,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/orderflow/orderflow/services/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
 

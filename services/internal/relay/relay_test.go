@@ -20,14 +20,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/services/internal/eventstore"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres/pgtest"
+	"github.com/orderflow/orderflow/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres/pgtest"
+	"github.com/orderflow/orderflow/internal/natsembed"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
-	"github.com/orderflow/orderflow/services/internal/natsembed"
 	"github.com/orderflow/orderflow/services/internal/relay"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

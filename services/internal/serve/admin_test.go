@@ -17,10 +17,10 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain/order"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/serve"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 type projectionItem struct {

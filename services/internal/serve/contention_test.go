@@ -14,8 +14,8 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/commands/commandstest"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres/pgtest"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres/pgtest"
 	"github.com/orderflow/orderflow/services/internal/serve"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
 )

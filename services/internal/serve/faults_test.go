@@ -22,11 +22,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/pgserver"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/httpx"
-	"github.com/orderflow/orderflow/services/internal/pgserver"
 	"github.com/orderflow/orderflow/services/internal/serve"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 // lockedBuffer collects a service's log lines from its goroutines.

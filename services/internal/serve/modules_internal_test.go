@@ -15,9 +15,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/serve/service"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 	"github.com/orderflow/orderflow/services/orders"
 )
 

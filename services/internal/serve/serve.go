@@ -29,14 +29,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/commands"
+	"github.com/orderflow/orderflow/internal/eventstore"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/projsource"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
-	"github.com/orderflow/orderflow/services/internal/eventstore"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/idempotency"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
-	"github.com/orderflow/orderflow/services/internal/projsource"
 	"github.com/orderflow/orderflow/services/internal/relay"
 	"github.com/orderflow/orderflow/services/internal/serve/service"
 )

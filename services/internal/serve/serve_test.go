@@ -14,12 +14,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/commands"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/serve"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
-	"github.com/orderflow/orderflow/services/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

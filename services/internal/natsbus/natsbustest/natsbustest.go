@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/orderflow/orderflow/services/internal/natsembed"
+	"github.com/orderflow/orderflow/internal/natsembed"
 )
 
 // Server returns the URL of an embedded NATS server with JetStream for

@@ -23,9 +23,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/commands"
+	"github.com/orderflow/orderflow/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
-	"github.com/orderflow/orderflow/services/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
 
