@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"time"
@@ -15,19 +14,17 @@ import (
 	"github.com/orderflow/orderflow/domain/inventory"
 	"github.com/orderflow/orderflow/domain/order"
 	"github.com/orderflow/orderflow/domain/shipping"
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // readPage is how many events one ReadStream call asks for.
 const readPage = 512
 
-// Backoff between retries after a version conflict: baseBackoff doubled per
-// retry up to maxBackoff, of which a random half to all is waited, so that
+// Backoff between retries after a version conflict: 1 ms doubled per
+// retry up to 100 ms, of which a random half to all is waited, so that
 // writers that collided do not collide again in step. Within the default
 // budget of 2 s that is about 25 attempts.
-const (
-	baseBackoff = time.Millisecond
-	maxBackoff  = 100 * time.Millisecond
-)
+var conflictBackoff = backoff.Policy{Min: time.Millisecond, Max: 100 * time.Millisecond}
 
 // idSpace is the name space of the event and command ids derived from
 // command ids. Changing it would make repeated commands look new.
@@ -262,24 +259,5 @@ func merge(v *domain.ValidationError, err error) {
 		if !slices.ContainsFunc(v.Fields, func(g domain.FieldError) bool { return g.Field == f.Field }) {
 			v.Fields = append(v.Fields, f)
 		}
-	}
-}
-
-func backoff(attempt int) time.Duration {
-	d := maxBackoff
-	if attempt < 7 {
-		d = min(baseBackoff<<attempt, maxBackoff)
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // This file is the single writer per stream: the commands on one stream
@@ -332,7 +333,7 @@ func (x *executor) runBatch(e *entry, calls []*call) (finished []*call) {
 		if len(calls) == 0 {
 			return nil
 		}
-		if err := sleep(ctx, x.pause(calls, conflicts)); err != nil {
+		if err := backoff.Sleep(ctx, x.pause(calls, conflicts)); err != nil {
 			return x.fail(calls, err)
 		}
 		n, rerr := x.catchUp(ctx, e)
@@ -490,7 +491,7 @@ func (x *executor) expire(stream string, calls []*call, conflicts int, err error
 // so far, with jitter so that writers that collided do not collide again
 // in step, and no longer than the longest remaining budget.
 func (x *executor) pause(calls []*call, conflicts int) time.Duration {
-	d := backoff(conflicts - 1)
+	d := conflictBackoff.Jittered(conflicts)
 	var last time.Time
 	for _, c := range calls {
 		if c.deadline.After(last) {

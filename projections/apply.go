@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // transient reports whether err is about reaching the database rather than
@@ -113,7 +114,7 @@ func isolate(ctx context.Context, c committer, rp retryPolicy, events []domain.E
 	e := events[0]
 	if !errors.Is(cause, ErrUndecodable) {
 		for range rp.retries {
-			if err := sleep(ctx, rp.delay); err != nil {
+			if err := backoff.Sleep(ctx, rp.delay); err != nil {
 				return err
 			}
 			err := c.commit(ctx, events, through)

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // JetStreamConfig tunes a JetStreamProjector. Subjects is required; the zero
@@ -185,7 +186,7 @@ func (j *JetStreamProjector) run(ctx context.Context, progress func()) error {
 			}
 			j.cfg.Logger.Warn("jetstream projector could not apply a batch; asked for redelivery", "projection", j.Name(),
 				"messages", len(msgs), "delay", nakDelay, "error", err)
-			if err := sleep(ctx, nakDelay); err != nil {
+			if err := backoff.Sleep(ctx, nakDelay); err != nil {
 				return err
 			}
 			nakDelay = min(2*nakDelay, j.cfg.MaxBackoff)

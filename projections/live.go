@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // live is what the two kinds of projector share: the loop that restarts
@@ -31,17 +33,17 @@ type live struct {
 func (l *live) runRetrying(ctx context.Context, what string, first, most time.Duration, run func(ctx context.Context, progress func()) error) error {
 	l.setRunning(true)
 	defer l.setRunning(false)
-	backoff := first
+	pause := first
 	for {
-		err := run(ctx, func() { backoff = first })
+		err := run(ctx, func() { pause = first })
 		if ctx.Err() != nil {
 			return nil
 		}
-		l.log.Warn(what+" failed; retrying", "projection", l.name, "error", err, "backoff", backoff)
-		if sleep(ctx, backoff) != nil {
+		l.log.Warn(what+" failed; retrying", "projection", l.name, "error", err, "backoff", pause)
+		if backoff.Sleep(ctx, pause) != nil {
 			return nil
 		}
-		backoff = min(2*backoff, most)
+		pause = min(2*pause, most)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // Config tunes a Projector. The zero value gives the defaults.
@@ -177,7 +178,7 @@ func (p *Projector) awaitSchema(ctx context.Context) (registryRow, error) {
 				"active_version", reg.active, "active_schema", reg.schemaHash, "code_schema", p.hash)
 			logged = true
 		}
-		if err := sleep(ctx, 2*time.Second); err != nil {
+		if err := backoff.Sleep(ctx, 2*time.Second); err != nil {
 			return reg, err
 		}
 	}
@@ -197,7 +198,7 @@ func (p *Projector) step(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("read after %d: %w", p.after, err)
 	}
 	if n := len(events); n > 0 && n < p.cfg.BatchSize && p.cfg.Linger > 0 {
-		if err := sleep(ctx, p.cfg.Linger); err != nil {
+		if err := backoff.Sleep(ctx, p.cfg.Linger); err != nil {
 			return false, err
 		}
 		more, err := p.src.ReadAll(ctx, events[n-1].Position, p.cfg.BatchSize-n)

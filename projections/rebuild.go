@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // Progress is how far a rebuild is.
@@ -364,16 +365,16 @@ func (r *rebuilder) apply(ctx context.Context, events []domain.Envelope, head ui
 // retryTransient retries fn after database errors, a few times with
 // backoff, so that a blip does not throw away a long rebuild.
 func retryTransient(ctx context.Context, fn func() error) error {
-	backoff := 100 * time.Millisecond
+	pause := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := fn()
 		if err == nil || !transient(err) || ctx.Err() != nil || attempt == 6 {
 			return err
 		}
-		if err := sleep(ctx, backoff); err != nil {
+		if err := backoff.Sleep(ctx, pause); err != nil {
 			return err
 		}
-		backoff *= 2
+		pause *= 2
 	}
 }
 
@@ -424,7 +425,7 @@ func (r *rebuilder) swap(ctx context.Context) error {
 		}
 		// A long query kept a view busy; let the queue behind it drain.
 		r.log.Info("rebuild swap waited too long for a view; retrying", "projection", r.proj.Name(), "attempt", attempt)
-		if err := sleep(ctx, time.Duration(attempt)*100*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, time.Duration(attempt)*100*time.Millisecond); err != nil {
 			return err
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"regexp"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -338,16 +337,4 @@ func inTx(ctx context.Context, db beginner, fn func(pgx.Tx) error) error {
 		return err
 	}
 	return tx.Commit(ctx)
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

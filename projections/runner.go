@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // Runner owns the projectors of one service: it runs them, reports their
@@ -172,7 +173,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // built for another schema than the code's (see SchemaHash); its projector
 // waits for that rebuild instead of writing to tables of the wrong shape.
 func (r *Runner) rebuildIfSchemaChanged(ctx context.Context, e *entry) {
-	backoff := 100 * time.Millisecond
+	pause := 100 * time.Millisecond
 	for {
 		err := Install(ctx, r.owner, e.proj)
 		if err == nil {
@@ -188,10 +189,10 @@ func (r *Runner) rebuildIfSchemaChanged(ctx context.Context, e *entry) {
 				return
 			}
 		}
-		if sleep(ctx, backoff) != nil {
+		if backoff.Sleep(ctx, pause) != nil {
 			return
 		}
-		backoff = min(2*backoff, 10*time.Second)
+		pause = min(2*pause, 10*time.Second)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // The dev stack restarts a child that exits, waiting firstRestartDelay
@@ -309,7 +311,7 @@ func (s *supervisor) watch(ctx context.Context, u *unit) {
 			}
 			s.con.Printf("%s exited (%s); restarting it in %s (exit %d within %s; the stack stops at %d); its last log lines:\n%s\n",
 				u.name, why, delay, recent, exitWindow, maxExits, u.tail.Last(restartTailLines))
-			if sleepCtx(ctx, delay) != nil {
+			if backoff.Sleep(ctx, delay) != nil {
 				return
 			}
 			if u.needs != nil && !u.needs.open() {
@@ -450,17 +452,5 @@ func exitReason(err error) string {
 		return ee.String()
 	default:
 		return err.Error()
-	}
-}
-
-// sleepCtx waits for d or until ctx ends, whichever comes first.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/internal/childproc"
 )
 
@@ -180,7 +181,7 @@ func (r *runner) sagaPeak(ctx context.Context, s *sagaClient) (float64, error) {
 	// halfway through it, so that the window measures the plans made then.
 	analyzed := make(chan error, 1)
 	go func() {
-		if err := pause(ctx, warm/2); err != nil {
+		if err := backoff.Sleep(ctx, warm/2); err != nil {
 			analyzed <- err
 			return
 		}
@@ -378,7 +379,7 @@ func (r *runner) sagaCheck(ctx context.Context, s *sagaClient) error {
 		if busy == 0 || time.Now().After(deadline) {
 			break
 		}
-		if err := pause(ctx, 50*time.Millisecond); err != nil {
+		if err := backoff.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -423,18 +424,6 @@ func describeNotConfirmed(byStatus map[string]int) string {
 	}
 	slices.Sort(parts)
 	return fmt.Sprintf("%d not confirmed (%s)", n, strings.Join(parts, ", "))
-}
-
-// pause waits d or until ctx ends.
-func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // sagaClient talks to the stack's HTTP API.
@@ -561,7 +550,7 @@ func (s *sagaClient) placeAndWaitSKU(ctx context.Context, w *watcher, client int
 			if !retryable || refused >= 100 {
 				return outcome{}, fmt.Errorf("POST /api/orders: %d %s", code, resp)
 			}
-			if err := pause(ctx, 50*time.Millisecond); err != nil {
+			if err := backoff.Sleep(ctx, 50*time.Millisecond); err != nil {
 				return outcome{}, err
 			}
 			continue
@@ -715,7 +704,7 @@ func (w *watcher) run(ctx context.Context) {
 			w.pollEach(ctx, old)
 			nextSlow = time.Now().Add(slowPoll)
 		}
-		if err := pause(ctx, w.every-time.Since(started)); err != nil {
+		if err := backoff.Sleep(ctx, w.every-time.Since(started)); err != nil {
 			return
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/orderflow/orderflow/internal/backoff"
 )
 
 // Where the time goes: the saga phase samples the CPU time of every
@@ -170,7 +172,7 @@ func sampleCPUAt(ctx context.Context, stackPID int, from, to time.Time) <-chan [
 		defer close(ch)
 		var samples [2]cpuSample
 		for i, at := range []time.Time{from, to} {
-			if pause(ctx, time.Until(at)) != nil {
+			if backoff.Sleep(ctx, time.Until(at)) != nil {
 				return
 			}
 			var err error

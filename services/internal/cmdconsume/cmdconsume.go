@@ -29,6 +29,7 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
@@ -50,12 +51,6 @@ const (
 	DefaultMinBackoff  = 100 * time.Millisecond
 	DefaultMaxBackoff  = 10 * time.Second
 	DefaultConcurrency = 64
-
-	// restartPause is the wait before the consumer is set up again after
-	// it failed (NATS away, the consumer deleted).
-	restartPause = time.Second
-	// maxLoggedBody bounds the body of a parked message in the log.
-	maxLoggedBody = 4096
 )
 
 // Config configures Run. Context and Bus are required; the zero value of
@@ -169,27 +164,7 @@ func Run(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	}
 	c := &consumer{cfg: cfg.withDefaults()}
 	c.log = c.cfg.Logger.With("component", "cmdconsume", "context", c.cfg.Context, "durable", c.cfg.Durable)
-	for {
-		err := c.session(ctx, js)
-		if ctx.Err() != nil {
-			return nil
-		}
-		c.log.Warn("command consumer stopped; starting again", "error", err, "pause", restartPause)
-		if sleep(ctx, restartPause) != nil {
-			return nil
-		}
-	}
-}
-
-type consumer struct {
-	cfg Config
-	log *slog.Logger
-}
-
-// session sets the durable consumer up and runs the commands it delivers
-// until ctx is done or the delivery fails.
-func (c *consumer) session(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.CommandsStream, jetstream.ConsumerConfig{
+	natsbus.ConsumeDurable(ctx, js, natsbus.CommandsStream, jetstream.ConsumerConfig{
 		Durable:       c.cfg.Durable,
 		Description:   "orderflow: the " + c.cfg.Context + " service runs the commands sagas send it",
 		FilterSubject: Subject(c.cfg.Context),
@@ -200,11 +175,13 @@ func (c *consumer) session(ctx context.Context, js jetstream.JetStream) error {
 		// server never drops a command on its own.
 		MaxDeliver:    -1,
 		MaxAckPending: 4 * c.cfg.Concurrency,
-	})
-	if err != nil {
-		return fmt.Errorf("consumer %s on %s: %w", c.cfg.Durable, natsbus.CommandsStream, err)
-	}
-	return natsbus.Consume(ctx, cons, c.cfg.Concurrency, c.handle)
+	}, c.cfg.Concurrency, c.log, c.handle)
+	return nil
+}
+
+type consumer struct {
+	cfg Config
+	log *slog.Logger
 }
 
 // handle runs one message's command and settles the message.
@@ -283,26 +260,16 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int)
 // needs to send it again once fixed.
 func (c *consumer) park(msg jetstream.Msg, delivered int, env *domain.Envelope, cause error) {
 	c.cfg.Stats.parked.Add(1)
-	body := msg.Data()
-	if len(body) > maxLoggedBody {
-		body = body[:maxLoggedBody]
-	}
-	attrs := []any{"subject", msg.Subject(), "msg_id", msg.Headers().Get(natsbus.HeaderMsgID), "delivery", delivered, "error", cause}
+	var attrs []any
 	if env != nil {
 		attrs = append(attrs, "event_id", env.ID, "saga_stream", env.Stream)
 	}
-	attrs = append(attrs, "body", string(body))
-	c.log.Error("command parked: it cannot be run", attrs...)
-	_ = msg.TermWithReason("parked: " + truncate(cause.Error(), 200))
+	natsbus.Park(c.log, "command parked: it cannot be run", msg, delivered, cause, attrs...)
 }
 
 // backoff is the redelivery delay after the delivered-th delivery failed.
 func (c *consumer) backoff(delivered int) time.Duration {
-	d := c.cfg.MinBackoff
-	for i := 1; i < delivered && d < c.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, c.cfg.MaxBackoff)
+	return backoff.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}.Delay(delivered)
 }
 
 // permanent reports errors that running the same command again repeats:
@@ -322,24 +289,6 @@ func refused(err error) bool {
 // outlasted its ack wait.
 func transient(err error) bool {
 	return httpx.IsUnavailable(err) || errors.Is(err, domain.ErrVersionConflict) || errors.Is(err, context.DeadlineExceeded)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Stats counts what the consumers given it did. The zero Stats is ready to

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
@@ -21,9 +22,6 @@ import (
 var ErrAlreadyRunning = errors.New("coordinator: already running")
 
 const (
-	// restartPause is the wait before the consumer is set up again after
-	// it failed (NATS away, the consumer deleted).
-	restartPause = time.Second
 	// minRedelivery and maxRedelivery bound the delay asked for before a
 	// failed event is delivered again.
 	minRedelivery = 50 * time.Millisecond
@@ -73,7 +71,7 @@ func (c *Coordinator) Run(ctx context.Context, js jetstream.JetStream) error {
 // runConsumer makes sure the streams exist, then consumes until ctx ends,
 // setting the consumer up again whenever it fails.
 func (c *Coordinator) runConsumer(ctx context.Context, js jetstream.JetStream) {
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
 		err := natsbus.EnsureTopology(ctx, js, natsbus.TopologyConfig{})
 		if err == nil {
 			break
@@ -81,28 +79,14 @@ func (c *Coordinator) runConsumer(ctx context.Context, js jetstream.JetStream) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.log.Warn("jetstream topology not ready; retrying", "error", err, "in", backoff)
-		if sleep(ctx, backoff) != nil {
+		c.log.Warn("jetstream topology not ready; retrying", "error", err, "in", pause)
+		if backoff.Sleep(ctx, pause) != nil {
 			return
 		}
 	}
-	for {
-		err := c.consume(ctx, js)
-		if ctx.Err() != nil {
-			return
-		}
-		c.log.Warn("event consumer stopped; starting again", "error", err, "pause", restartPause)
-		if sleep(ctx, restartPause) != nil {
-			return
-		}
-	}
-}
-
-// consume runs one session of the durable consumer: it decides on the
-// events it delivers, Concurrency at a time, until ctx is done or the
-// delivery fails.
-func (c *Coordinator) consume(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, natsbus.EventsStream, jetstream.ConsumerConfig{
+	// The replicas share the durable consumer; each decides on the events
+	// it delivers, Concurrency at a time.
+	natsbus.ConsumeDurable(ctx, js, natsbus.EventsStream, jetstream.ConsumerConfig{
 		Durable:        c.cfg.Durable,
 		Description:    "orderflow: the saga coordinator decides on the events its sagas react to",
 		FilterSubjects: Subjects(c.defs),
@@ -112,11 +96,7 @@ func (c *Coordinator) consume(ctx context.Context, js jetstream.JetStream) error
 		// Giving up is decided here, per failure kind (see settle).
 		MaxDeliver:    -1,
 		MaxAckPending: 4 * c.cfg.Concurrency,
-	})
-	if err != nil {
-		return fmt.Errorf("consumer %s on %s: %w", c.cfg.Durable, natsbus.EventsStream, err)
-	}
-	return natsbus.Consume(ctx, cons, c.cfg.Concurrency, c.handle)
+	}, c.cfg.Concurrency, c.log, c.handle)
 }
 
 // handle decides on one event and settles its message.
@@ -248,21 +228,11 @@ func (c *Coordinator) settle(ctx context.Context, msg jetstream.Msg, delivered i
 // line holds what an operator needs to publish it again once fixed.
 func (c *Coordinator) park(msg jetstream.Msg, delivered int, env *domain.Envelope, cause error) {
 	c.stats.parked.Add(1)
-	body := msg.Data()
-	if len(body) > 4096 {
-		body = body[:4096]
-	}
-	attrs := []any{"subject", msg.Subject(), "delivery", delivered, "error", cause}
+	var attrs []any
 	if env != nil {
 		attrs = append(attrs, "event_id", env.ID, "saga_id", env.Metadata.CorrelationID)
 	}
-	attrs = append(attrs, "body", string(body))
-	c.log.Error("event parked: no decision can be taken on it", attrs...)
-	reason := cause.Error()
-	if len(reason) > 200 {
-		reason = reason[:200]
-	}
-	_ = msg.TermWithReason("parked: " + reason)
+	natsbus.Park(c.log, "event parked: no decision can be taken on it", msg, delivered, cause, attrs...)
 }
 
 // permanent reports errors that deciding on the same event again
@@ -283,9 +253,5 @@ func transient(err error) bool {
 // redelivery is the delay asked for after the delivered-th delivery of an
 // event failed: doubling from minRedelivery, at most maxRedelivery.
 func redelivery(delivered int) time.Duration {
-	d := minRedelivery
-	for i := 1; i < delivered && d < maxRedelivery; i++ {
-		d *= 2
-	}
-	return min(d, maxRedelivery)
+	return backoff.Policy{Min: minRedelivery, Max: maxRedelivery}.Delay(delivered)
 }

@@ -43,6 +43,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
@@ -373,7 +374,7 @@ func (c *Coordinator) decide(ctx context.Context, sagaID string, why cause, fn d
 			// Another replica decided first: decide again on what it
 			// decided.
 			c.stats.conflicts.Add(1)
-			if err := sleep(ctx, time.Duration(rand.Int64N(int64(attempt)*int64(2*time.Millisecond)))); err != nil {
+			if err := backoff.Sleep(ctx, time.Duration(rand.Int64N(int64(attempt)*int64(2*time.Millisecond)))); err != nil {
 				return result{}, err
 			}
 			if _, err := c.catchUp(ctx, sagaID, &e); err != nil {
@@ -523,18 +524,4 @@ func stripe(sagaID string) int {
 	h := fnv.New32a()
 	h.Write([]byte(sagaID))
 	return int(h.Sum32() % stripes)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/projections/sagaview"
 	"github.com/orderflow/orderflow/sagas"
 )
@@ -35,7 +36,7 @@ func (c *Coordinator) runDeadlines(ctx context.Context) {
 		}
 	}()
 	standingBy := false
-	backoff := c.cfg.StandbyPoll
+	pause := c.cfg.StandbyPoll
 	for ctx.Err() == nil {
 		held, err := c.tryLease(ctx, &conn)
 		switch {
@@ -43,22 +44,22 @@ func (c *Coordinator) runDeadlines(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("deadline lease: cannot try it; retrying", "error", err, "in", backoff)
-			if sleep(ctx, backoff) != nil {
+			c.log.Warn("deadline lease: cannot try it; retrying", "error", err, "in", pause)
+			if backoff.Sleep(ctx, pause) != nil {
 				return
 			}
-			backoff = min(2*backoff, 10*time.Second)
+			pause = min(2*pause, 10*time.Second)
 		case !held:
-			backoff = c.cfg.StandbyPoll
+			pause = c.cfg.StandbyPoll
 			if !standingBy {
 				c.log.Info("deadline poller standing by: another coordinator holds the lease")
 				standingBy = true
 			}
-			if sleep(ctx, c.cfg.StandbyPoll) != nil {
+			if backoff.Sleep(ctx, c.cfg.StandbyPoll) != nil {
 				return
 			}
 		default:
-			backoff, standingBy = c.cfg.StandbyPoll, false
+			pause, standingBy = c.cfg.StandbyPoll, false
 			c.log.Info("deadline poller active: this coordinator holds the lease")
 			c.stats.leaseHeld.Store(true)
 			c.holdAndPoll(ctx, conn)
@@ -154,7 +155,7 @@ func (c *Coordinator) pollDeadlines(ctx context.Context) {
 				return
 			}
 			c.log.Warn("deadlines: cannot read the sagas due; retrying", "error", err)
-			if sleep(ctx, c.cfg.PollInterval) != nil {
+			if backoff.Sleep(ctx, c.cfg.PollInterval) != nil {
 				return
 			}
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -101,4 +102,64 @@ func handBack(it jetstream.MessagesContext) {
 		}
 		_ = msg.Nak()
 	}
+}
+
+// RestartPause is the wait before ConsumeDurable sets its consumer up
+// again after a session failed (NATS away, the consumer deleted).
+const RestartPause = time.Second
+
+// ConsumeDurable creates or updates the durable consumer cfg on stream and
+// runs Consume on it, setting it up again RestartPause after each failure,
+// until ctx is done; then it returns once the handlers it started have
+// returned. Failures are logged on log at warn level, naming what.
+func ConsumeDurable(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, concurrency int, log *slog.Logger,
+	handle func(ctx context.Context, msg jetstream.Msg, delivered int)) {
+	for {
+		err := consumeOnce(ctx, js, stream, cfg, concurrency, handle)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("consumer stopped; starting again", "durable", cfg.Durable, "stream", stream, "error", err, "pause", RestartPause)
+		t := time.NewTimer(RestartPause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, concurrency int,
+	handle func(ctx context.Context, msg jetstream.Msg, delivered int)) error {
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", cfg.Durable, stream, err)
+	}
+	return Consume(ctx, cons, concurrency, handle)
+}
+
+// maxParkedBody bounds the body of a parked message in its log line.
+const maxParkedBody = 4096
+
+// Park terminates msg so that it is never delivered again, and logs at
+// error level what an operator needs to publish it again once the cause is
+// fixed: what (the log message), the subject, message id, delivery count,
+// cause, attrs and the body's first 4 KiB.
+func Park(log *slog.Logger, what string, msg jetstream.Msg, delivered int, cause error, attrs ...any) {
+	body := msg.Data()
+	if len(body) > maxParkedBody {
+		body = body[:maxParkedBody]
+	}
+	line := []any{"subject", msg.Subject(), "delivery", delivered, "error", cause}
+	if h := msg.Headers(); h != nil {
+		line = append(line, "msg_id", h.Get(HeaderMsgID))
+	}
+	line = append(append(line, attrs...), "body", string(body))
+	log.Error(what, line...)
+	reason := cause.Error()
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	_ = msg.TermWithReason("parked: " + reason)
 }
