@@ -61,6 +61,7 @@ func runDev(ctx context.Context, args []string) error {
 	// shut down; a write to a closed pipe must then fail quietly instead
 	// of killing us before the cluster and temp dirs are cleaned up.
 	signal.Ignore(syscall.SIGPIPE)
+	tuneGC() // the embedded NATS server's collector; the services tune their own
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	var opts devOptions
 	fs.IntVar(&opts.portBase, "port-base", defaultPortBase, "first port: gateway N, orders N+1, inventory N+2, shipping N+3, sagas N+4")

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -37,7 +38,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run one service (orders, inventory, shipping)", runServe},
+		{"serve", "run one service (" + strings.Join(serveNames(), ", ") + ")", runServe},
 		{"dev", "run the whole stack locally with embedded NATS and PostgreSQL", runDev},
 		{"bench", "benchmark the event store", runBench},
 		{"projections", "list a service's projections, or replay one with zero downtime", runProjections},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -52,6 +53,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	return serve.Run(ctx, serve.Config{
 		Service:          service,
 		Addr:             *addr,
@@ -87,6 +89,23 @@ func newLogger(format string) (*slog.Logger, error) {
 		return nil, usagef("log format %q: want text or json", format)
 	}
 	return slog.New(h), nil
+}
+
+// defaultGCPercent is the garbage collector's target when GOGC is not
+// set. A service's live heap is small (tens of MB: the caches of streams and
+// saga states) and it allocates mostly short-lived buffers per message, so
+// the runtime's default of 100 collects very often: at the saga bench's
+// peak the sagas service spent over a fifth of its CPU in the collector,
+// and with 400 the whole stack spent about 15% less CPU per saga (ADR
+// 0117). GOGC and GOMEMLIMIT set in the environment win.
+const defaultGCPercent = 400
+
+// tuneGC sets the collector's target to defaultGCPercent unless GOGC says
+// otherwise.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }
 
 func envOr(key, def string) string {
