@@ -387,6 +387,13 @@ func TestShipmentView(t *testing.T) {
 		shipping.ShipmentCancelled{ShipmentID: cancelled, OrderID: o2, Reason: order.ReasonCancelledByCustomer})
 	env.Append(t, shipping.Stream(refused), shipping.ShipmentRefused{ShipmentID: refused, OrderID: o2, Reason: shipping.ReasonDestinationNotServed})
 	env.Append(t, shipping.Stream(scheduled), shipping.ShipmentScheduled{ShipmentID: scheduled, OrderID: o2, Items: items, Address: addr})
+	// A refused shipment that the saga's compensation reaches later (a
+	// schedule step that timed out): the cancel is answered with a note and
+	// must not replace the refusal's reason.
+	o3, refusedThenCancelled := uuid.NewString(), uuid.NewString()
+	env.Append(t, shipping.Stream(refusedThenCancelled), shipping.ShipmentRefused{ShipmentID: refusedThenCancelled, OrderID: o3, Reason: shipping.ReasonDestinationNotServed})
+	env.Append(t, shipping.Stream(refusedThenCancelled), shipping.ShipmentCancelled{ShipmentID: refusedThenCancelled, OrderID: o3,
+		Reason: order.ReasonStepTimeout, Note: shipping.NoteRefused})
 	caughtUp(t, env)
 
 	got, err := shipmentview.Get(ctx, env.Pool, dispatched)
@@ -399,11 +406,16 @@ func TestShipmentView(t *testing.T) {
 		{cancelled, "cancelled", order.ReasonCancelledByCustomer},
 		{refused, "cancelled", shipping.ReasonDestinationNotServed},
 		{scheduled, "scheduled", ""},
+		{refusedThenCancelled, "cancelled", shipping.ReasonDestinationNotServed},
 	} {
 		v, err := shipmentview.Get(ctx, env.Pool, c.id)
 		if err != nil || v.Status != c.status || v.Reason != c.reason || v.Items == nil {
 			t.Errorf("shipment %s: %+v, %v; want %s with reason %q", c.id, v, err, c.status, c.reason)
 		}
+	}
+	if v, err := shipmentview.Get(ctx, env.Pool, refusedThenCancelled); err != nil || v.Version != 2 ||
+		!v.UpdatedAt.Equal(recordedAt(t, env, shipping.Stream(refusedThenCancelled), 2)) {
+		t.Errorf("refused then cancelled: %+v, %v; want version 2, updated by the cancel", v, err)
 	}
 	views, next, err := shipmentview.List(ctx, env.Pool, shipmentview.Filter{OrderID: o2}, 0, "")
 	var ids []string

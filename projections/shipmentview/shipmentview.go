@@ -6,7 +6,9 @@
 // The API knows three shipment statuses (scheduled, dispatched, cancelled).
 // A shipment the service refused (its destination is not served) is shown
 // as cancelled, with the refusal's reason in the extra field reason; see
-// docs/adr/0063-refused-shipments-in-the-read-model.md.
+// docs/adr/0063-refused-shipments-in-the-read-model.md. A later cancel of
+// a refused or cancelled shipment (the saga's compensation reaches it too)
+// leaves that reason as it was (docs/adr/0116).
 package shipmentview
 
 import (
@@ -171,11 +173,20 @@ func createdRow(id [16]byte, e domain.Envelope, payload any) (*row, error) {
 	return n, nil
 }
 
-// fold applies an event newer than r to r.
+// fold applies an event newer than r to r. It changes the status the way
+// the aggregate's Apply does: a ShipmentCancelled calls off only a
+// scheduled shipment. The others it reaches answer a compensation that
+// found nothing to call off (the event carries a note: the shipment was
+// refused or cancelled already); the row keeps its status and the reason
+// it was refused or cancelled for; only version and updated_at move, as
+// for every event of the stream. See
+// docs/adr/0116-a-noted-cancel-keeps-the-shipment-row.md.
 func fold(r *row, e domain.Envelope, payload any) {
 	switch ev := payload.(type) {
 	case shipping.ShipmentCancelled:
-		r.Status, r.Reason = StatusCancelled, ev.Reason
+		if r.Status == StatusScheduled {
+			r.Status, r.Reason = StatusCancelled, ev.Reason
+		}
 	case shipping.ShipmentDispatched:
 		r.Status = StatusDispatched
 	}
