@@ -16,6 +16,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
+	"github.com/orderflow/orderflow/services/internal/stacktest"
 )
 
 // generous is the timing of a stack in which every service runs: no step
@@ -69,18 +70,18 @@ func TestOrderFulfillment(t *testing.T) {
 }
 
 func testHappyPathAndDispatch(t *testing.T, s *stack) {
-	s.restock(t, "HAPPY-1", 10)
-	s.restock(t, "HAPPY-2", 5)
+	s.Restock(t, "HAPPY-1", 10)
+	s.Restock(t, "HAPPY-2", 5)
 	p := s.placeOrder(t, "US", 2, "HAPPY-1", "HAPPY-2")
 	if p.SagaID != engine.SagaID(p.OrderID) {
 		t.Fatalf("saga_id %s, want the one derived from order %s", p.SagaID, p.OrderID)
 	}
 
-	v := s.waitSaga(t, p.SagaID, "completed", within)
+	v := s.WaitSaga(t, "sagas", p.SagaID, "completed")
 	if v.Type != engine.OrderFulfillment || v.DefinitionVersion != 1 || v.OrderID != p.OrderID || v.CurrentStep != "" || v.EndedAt == "" {
 		t.Errorf("saga %+v", v)
 	}
-	if got, want := v.steps(), "reserve_inventory:succeeded schedule_shipment:succeeded confirm_order:succeeded"; got != want {
+	if got, want := v.StepStatuses(), "reserve_inventory:succeeded schedule_shipment:succeeded confirm_order:succeeded"; got != want {
 		t.Errorf("steps %s, want %s", got, want)
 	}
 	for _, st := range v.Steps {
@@ -93,17 +94,17 @@ func testHappyPathAndDispatch(t *testing.T, s *stack) {
 		{shipping.TypeShipmentScheduled, "shipping"},
 		{"OrderConfirmed", "orders"},
 	} {
-		if !v.has(reply.event, "from", reply.from, "outcome", "success") {
-			t.Errorf("history lacks %s from %s: %v", reply.event, reply.from, v.events())
+		if !v.Has(reply.event, "from", reply.from, "outcome", "success") {
+			t.Errorf("history lacks %s from %s: %v", reply.event, reply.from, v.Events())
 		}
 	}
 
-	o := s.waitOrder(t, p.OrderID, "confirmed", "")
+	o := s.WaitOrder(t, p.OrderID, "confirmed", "")
 	if o.ShipmentID != engine.ShipmentID(p.SagaID) {
 		t.Errorf("order's shipment %s, want %s", o.ShipmentID, engine.ShipmentID(p.SagaID))
 	}
-	s.waitStock(t, "HAPPY-1", stock{OnHand: 10, Reserved: 2, Available: 8})
-	s.waitStock(t, "HAPPY-2", stock{OnHand: 5, Reserved: 2, Available: 3})
+	s.WaitStock(t, "HAPPY-1", stacktest.Stock{OnHand: 10, Reserved: 2, Available: 8})
+	s.WaitStock(t, "HAPPY-2", stacktest.Stock{OnHand: 5, Reserved: 2, Available: 3})
 
 	// Every reply carries the saga id as correlation id and the id of the
 	// command it answers as causation id.
@@ -139,10 +140,10 @@ func testHappyPathAndDispatch(t *testing.T, s *stack) {
 	// The list finds the saga by order and by status, without history.
 	coordinatortest.Eventually(t, within, "saga listed", func() (bool, string) {
 		var page struct {
-			Items []sagaView `json:"items"`
-			Next  string     `json:"next"`
+			Items []stacktest.Saga `json:"items"`
+			Next  string           `json:"next"`
 		}
-		code := s.get(t, "sagas", "/api/sagas?order_id="+p.OrderID, &page)
+		code := s.GetJSON(t, "sagas", "/api/sagas?order_id="+p.OrderID, &page)
 		return code == http.StatusOK && len(page.Items) == 1 && page.Items[0].SagaID == p.SagaID &&
 				page.Items[0].Status == "completed" && page.Items[0].History == nil && len(page.Items[0].Steps) == 3,
 			fmt.Sprintf("%d %+v", code, page)
@@ -150,33 +151,33 @@ func testHappyPathAndDispatch(t *testing.T, s *stack) {
 
 	// Dispatching the shipment resumes the saga: the reservation is
 	// consumed and the order shipped.
-	s.post(t, "shipping", "/api/shipments/"+o.ShipmentID+"/dispatch", `{}`, http.StatusAccepted, nil)
-	s.waitOrder(t, p.OrderID, "shipped", "")
-	s.waitStock(t, "HAPPY-1", stock{OnHand: 8, Reserved: 0, Available: 8})
-	s.waitStock(t, "HAPPY-2", stock{OnHand: 3, Reserved: 0, Available: 3})
+	s.Post(t, "shipping", "/api/shipments/"+o.ShipmentID+"/dispatch", `{}`, http.StatusAccepted, nil)
+	s.WaitOrder(t, p.OrderID, "shipped", "")
+	s.WaitStock(t, "HAPPY-1", stacktest.Stock{OnHand: 8, Reserved: 0, Available: 8})
+	s.WaitStock(t, "HAPPY-2", stacktest.Stock{OnHand: 3, Reserved: 0, Available: 3})
 	coordinatortest.Eventually(t, within, "saga completed after dispatch", func() (bool, string) {
-		var v sagaView
-		s.get(t, "sagas", "/api/sagas/"+p.SagaID, &v)
+		var v stacktest.Saga
+		s.GetJSON(t, "sagas", "/api/sagas/"+p.SagaID, &v)
 		want := "reserve_inventory:succeeded schedule_shipment:succeeded confirm_order:succeeded consume_stock:succeeded mark_order_shipped:succeeded"
-		return v.Status == "completed" && v.steps() == want, v.Status + " " + v.steps()
+		return v.Status == "completed" && v.StepStatuses() == want, v.Status + " " + v.StepStatuses()
 	})
 }
 
 // wantRejected checks a saga that ended with its order rejected for
 // reason, whose steps ended as steps says.
-func wantRejected(t *testing.T, s *stack, p placed, reason, steps string) sagaView {
+func wantRejected(t *testing.T, s *stack, p stacktest.Placed, reason, steps string) stacktest.Saga {
 	t.Helper()
-	v := s.waitSaga(t, p.SagaID, "compensated", within)
-	if v.steps() != steps {
-		t.Errorf("steps %s, want %s", v.steps(), steps)
+	v := s.WaitSaga(t, "sagas", p.SagaID, "compensated")
+	if v.StepStatuses() != steps {
+		t.Errorf("steps %s, want %s", v.StepStatuses(), steps)
 	}
-	if !v.has(engine.TypeCompensationStarted, "reason", reason) {
-		t.Errorf("history lacks CompensationStarted for %s: %v", reason, v.events())
+	if !v.Has(engine.TypeCompensationStarted, "reason", reason) {
+		t.Errorf("history lacks CompensationStarted for %s: %v", reason, v.Events())
 	}
-	if !v.has(order.TypeOrderRejected, "from", "orders", "compensation", true) {
-		t.Errorf("history lacks the order's rejection: %v", v.events())
+	if !v.Has(order.TypeOrderRejected, "from", "orders", "compensation", true) {
+		t.Errorf("history lacks the order's rejection: %v", v.Events())
 	}
-	s.waitOrder(t, p.OrderID, "rejected", reason)
+	s.WaitOrder(t, p.OrderID, "rejected", reason)
 	return v
 }
 
@@ -195,66 +196,66 @@ func (s *stack) issuedCommands(t testing.TB, sagaID string) []string {
 }
 
 func testInsufficientStock(t *testing.T, s *stack) {
-	s.restock(t, "SHORT-1", 1)
+	s.Restock(t, "SHORT-1", 1)
 	p := s.placeOrder(t, "US", 2, "SHORT-1")
 	v := wantRejected(t, s, p, "insufficient_stock", "reserve_inventory:failed schedule_shipment:skipped confirm_order:skipped")
 	if v.Steps[0].Error != "insufficient_stock" {
 		t.Errorf("reserve_inventory error %q", v.Steps[0].Error)
 	}
-	if !v.has(inventory.TypeStockReservationRejected, "outcome", "failure", "reason", "insufficient_stock") {
-		t.Errorf("history lacks the rejection: %v", v.events())
+	if !v.Has(inventory.TypeStockReservationRejected, "outcome", "failure", "reason", "insufficient_stock") {
+		t.Errorf("history lacks the rejection: %v", v.Events())
 	}
 	// Nothing was reserved, so nothing is released.
 	if got, want := s.issuedCommands(t, p.SagaID), []string{"inventory.reserve_stock", "orders.reject_order"}; !slices.Equal(got, want) {
 		t.Errorf("commands %v, want %v", got, want)
 	}
-	s.waitStock(t, "SHORT-1", stock{OnHand: 1, Reserved: 0, Available: 1})
+	s.WaitStock(t, "SHORT-1", stacktest.Stock{OnHand: 1, Reserved: 0, Available: 1})
 }
 
 func testUnknownSKU(t *testing.T, s *stack) {
 	p := s.placeOrder(t, "US", 1, "NEVER-STOCKED-1")
 	wantRejected(t, s, p, "insufficient_stock", "reserve_inventory:failed schedule_shipment:skipped confirm_order:skipped")
-	if code := s.get(t, "inventory", "/api/inventory/NEVER-STOCKED-1", nil); code != http.StatusNotFound {
+	if code := s.GetJSON(t, "inventory", "/api/inventory/NEVER-STOCKED-1", nil); code != http.StatusNotFound {
 		t.Errorf("GET the unknown sku: %d, want 404 (the rejection created no stock)", code)
 	}
 }
 
 func testOneSKUShort(t *testing.T, s *stack) {
-	s.restock(t, "MIX-1", 5)
-	s.restock(t, "MIX-2", 1)
+	s.Restock(t, "MIX-1", 5)
+	s.Restock(t, "MIX-2", 1)
 	p := s.placeOrder(t, "US", 2, "MIX-1", "MIX-2")
 	wantRejected(t, s, p, "insufficient_stock", "reserve_inventory:failed schedule_shipment:skipped confirm_order:skipped")
 	// All or nothing: what MIX-1 held for a moment is back.
-	s.waitStock(t, "MIX-1", stock{OnHand: 5, Reserved: 0, Available: 5})
-	s.waitStock(t, "MIX-2", stock{OnHand: 1, Reserved: 0, Available: 1})
+	s.WaitStock(t, "MIX-1", stacktest.Stock{OnHand: 5, Reserved: 0, Available: 5})
+	s.WaitStock(t, "MIX-2", stacktest.Stock{OnHand: 1, Reserved: 0, Available: 1})
 }
 
 func testDestinationNotServed(t *testing.T, s *stack) {
-	s.restock(t, "ICE-1", 5)
+	s.Restock(t, "ICE-1", 5)
 	p := s.placeOrder(t, "AQ", 2, "ICE-1")
 	v := wantRejected(t, s, p, "destination_not_served", "reserve_inventory:compensated schedule_shipment:failed confirm_order:skipped")
-	if !v.has(shipping.TypeShipmentRefused, "from", "shipping", "outcome", "failure", "reason", "destination_not_served") {
-		t.Errorf("history lacks the refusal: %v", v.events())
+	if !v.Has(shipping.TypeShipmentRefused, "from", "shipping", "outcome", "failure", "reason", "destination_not_served") {
+		t.Errorf("history lacks the refusal: %v", v.Events())
 	}
-	if !v.has(inventory.TypeStockReservationReleased, "from", "inventory", "compensation", true) {
-		t.Errorf("history lacks the release: %v", v.events())
+	if !v.Has(inventory.TypeStockReservationReleased, "from", "inventory", "compensation", true) {
+		t.Errorf("history lacks the release: %v", v.Events())
 	}
-	s.waitStock(t, "ICE-1", stock{OnHand: 5, Reserved: 0, Available: 5})
+	s.WaitStock(t, "ICE-1", stacktest.Stock{OnHand: 5, Reserved: 0, Available: 5})
 }
 
 func testCancelWhileConfirmed(t *testing.T, s *stack) {
-	s.restock(t, "CANCEL-1", 5)
+	s.Restock(t, "CANCEL-1", 5)
 	p := s.placeOrder(t, "US", 2, "CANCEL-1")
-	o := s.waitOrder(t, p.OrderID, "confirmed", "")
-	s.waitSaga(t, p.SagaID, "completed", within)
-	s.post(t, "orders", "/api/orders/"+p.OrderID+"/cancel", `{}`, http.StatusAccepted, nil)
+	o := s.WaitOrder(t, p.OrderID, "confirmed", "")
+	s.WaitSaga(t, "sagas", p.SagaID, "completed")
+	s.Post(t, "orders", "/api/orders/"+p.OrderID+"/cancel", `{}`, http.StatusAccepted, nil)
 
-	v := s.waitSaga(t, p.SagaID, "compensated", within)
-	if got, want := v.steps(), "reserve_inventory:compensated schedule_shipment:compensated confirm_order:succeeded"; got != want {
+	v := s.WaitSaga(t, "sagas", p.SagaID, "compensated")
+	if got, want := v.StepStatuses(), "reserve_inventory:compensated schedule_shipment:compensated confirm_order:succeeded"; got != want {
 		t.Errorf("steps %s, want %s", got, want)
 	}
-	if !v.has(order.TypeOrderCancelled, "external", true) || !v.has(engine.TypeCompensationStarted, "reason", "cancelled_by_customer") {
-		t.Errorf("history lacks the customer's cancel: %v", v.events())
+	if !v.Has(order.TypeOrderCancelled, "external", true) || !v.Has(engine.TypeCompensationStarted, "reason", "cancelled_by_customer") {
+		t.Errorf("history lacks the customer's cancel: %v", v.Events())
 	}
 	// In reverse: the shipment first, then the stock; the order is
 	// cancelled already, so it is not rejected.
@@ -262,25 +263,23 @@ func testCancelWhileConfirmed(t *testing.T, s *stack) {
 		"shipping.cancel_shipment", "inventory.release_stock"}; !slices.Equal(got, want) {
 		t.Errorf("commands %v, want %v", got, want)
 	}
-	s.waitOrder(t, p.OrderID, "cancelled", "cancelled_by_customer")
-	s.waitStock(t, "CANCEL-1", stock{OnHand: 5, Reserved: 0, Available: 5})
+	s.WaitOrder(t, p.OrderID, "cancelled", "cancelled_by_customer")
+	s.WaitStock(t, "CANCEL-1", stacktest.Stock{OnHand: 5, Reserved: 0, Available: 5})
 	coordinatortest.Eventually(t, within, "shipment cancelled", func() (bool, string) {
-		var sh struct {
-			Status string `json:"status"`
-		}
-		code := s.get(t, "shipping", "/api/shipments/"+o.ShipmentID, &sh)
+		var sh stacktest.Shipment
+		code := s.GetJSON(t, "shipping", "/api/shipments/"+o.ShipmentID, &sh)
 		return code == http.StatusOK && sh.Status == "cancelled", fmt.Sprintf("%d %s", code, sh.Status)
 	})
-	if res := s.do(t, "orders", http.MethodPost, "/api/orders/"+p.OrderID+"/cancel", `{}`); res.status != http.StatusConflict {
-		t.Errorf("cancel a cancelled order: %d %s, want 409", res.status, res.body)
+	if res := s.Do(t, "orders", http.MethodPost, "/api/orders/"+p.OrderID+"/cancel", `{}`); res.Status != http.StatusConflict {
+		t.Errorf("cancel a cancelled order: %d %s, want 409", res.Status, res.Body)
 	}
 }
 
 func testRedeliveredCommand(t *testing.T, s *stack) {
-	s.restock(t, "REDO-1", 5)
+	s.Restock(t, "REDO-1", 5)
 	p := s.placeOrder(t, "US", 2, "REDO-1")
-	s.waitSaga(t, p.SagaID, "completed", within)
-	s.waitStock(t, "REDO-1", stock{OnHand: 5, Reserved: 2, Available: 3})
+	s.WaitSaga(t, "sagas", p.SagaID, "completed")
+	s.WaitStock(t, "REDO-1", stacktest.Stock{OnHand: 5, Reserved: 2, Available: 3})
 	reservation, stockStream := inventory.ReservationStream(p.OrderID), inventory.Stream("REDO-1")
 	before := len(s.events(t, "inventory", reservation)) + len(s.events(t, "inventory", stockStream))
 
@@ -291,27 +290,27 @@ func testRedeliveredCommand(t *testing.T, s *stack) {
 		return e.Type == engine.TypeCommandIssued
 	})
 	cmd := s.events(t, "sagas", engine.Stream(p.SagaID))[i]
-	duplicates := s.metric(t, "inventory", "orderflow_command_consumer_duplicates_total")
-	parked := s.metric(t, "inventory", "orderflow_command_consumer_parked_total")
+	duplicates := s.Metric(t, "inventory", "orderflow_command_consumer_duplicates_total")
+	parked := s.Metric(t, "inventory", "orderflow_command_consumer_parked_total")
 	seq := s.publishAgain(t, "sagas", cmd)
 	s.waitWorkQueueTook(t, natsbus.CommandsStream, seq)
-	if got := s.metric(t, "inventory", "orderflow_command_consumer_duplicates_total"); got != duplicates+1 {
+	if got := s.Metric(t, "inventory", "orderflow_command_consumer_duplicates_total"); got != duplicates+1 {
 		t.Errorf("duplicate commands %v -> %v, want one more: the command was not run again", duplicates, got)
 	}
-	if got := s.metric(t, "inventory", "orderflow_command_consumer_parked_total"); got != parked {
+	if got := s.Metric(t, "inventory", "orderflow_command_consumer_parked_total"); got != parked {
 		t.Errorf("parked commands %v -> %v", parked, got)
 	}
 
 	if after := len(s.events(t, "inventory", reservation)) + len(s.events(t, "inventory", stockStream)); after != before {
 		t.Errorf("the redelivered command appended %d events", after-before)
 	}
-	s.waitStock(t, "REDO-1", stock{OnHand: 5, Reserved: 2, Available: 3})
+	s.WaitStock(t, "REDO-1", stacktest.Stock{OnHand: 5, Reserved: 2, Available: 3})
 }
 
 func testRedeliveredReply(t *testing.T, s *stack) {
-	s.restock(t, "REDO-2", 5)
+	s.Restock(t, "REDO-2", 5)
 	p := s.placeOrder(t, "US", 2, "REDO-2")
-	s.waitSaga(t, p.SagaID, "completed", within)
+	s.WaitSaga(t, "sagas", p.SagaID, "completed")
 	stream := engine.Stream(p.SagaID)
 	before := s.events(t, "sagas", stream)
 
@@ -321,30 +320,30 @@ func testRedeliveredReply(t *testing.T, s *stack) {
 	if i < 0 {
 		t.Fatalf("no %s", inventory.TypeStockReservationAccepted)
 	}
-	received := s.metric(t, "sagas", "orderflow_saga_events_received_total")
-	parked := s.metric(t, "sagas", "orderflow_saga_events_parked_total")
+	received := s.Metric(t, "sagas", "orderflow_saga_events_received_total")
+	parked := s.Metric(t, "sagas", "orderflow_saga_events_parked_total")
 	seq := s.publishAgain(t, "inventory", evs[i])
 	s.waitAcknowledged(t, natsbus.EventsStream, coordinator.DefaultDurable, seq)
-	if got := s.metric(t, "sagas", "orderflow_saga_events_received_total"); got <= received {
+	if got := s.Metric(t, "sagas", "orderflow_saga_events_received_total"); got <= received {
 		t.Errorf("events received %v -> %v: the reply was not delivered again", received, got)
 	}
-	if got := s.metric(t, "sagas", "orderflow_saga_events_parked_total"); got != parked {
+	if got := s.Metric(t, "sagas", "orderflow_saga_events_parked_total"); got != parked {
 		t.Errorf("parked events %v -> %v", parked, got)
 	}
 
 	if after := s.events(t, "sagas", stream); len(after) != len(before) {
 		t.Errorf("the redelivered reply appended %d saga events", len(after)-len(before))
 	}
-	s.waitSaga(t, p.SagaID, "completed", within)
-	s.waitStock(t, "REDO-2", stock{OnHand: 5, Reserved: 2, Available: 3})
+	s.WaitSaga(t, "sagas", p.SagaID, "completed")
+	s.WaitStock(t, "REDO-2", stacktest.Stock{OnHand: 5, Reserved: 2, Available: 3})
 }
 
 func testHotSKU(t *testing.T, s *stack) {
 	const units, orders = 50, 200
-	s.restock(t, "HOT-1", units)
+	s.Restock(t, "HOT-1", units)
 	errs := make(chan error, orders)
 	concurrently(orders, 32, func(int) {
-		if _, err := s.tryPlaceOrder("hot-race", "US", 1, "HOT-1"); err != nil {
+		if _, err := s.PlaceOrder("hot-race", "US", stacktest.Line{SKU: "HOT-1", Quantity: 1}); err != nil {
 			errs <- err
 		}
 	})
@@ -354,9 +353,9 @@ func testHotSKU(t *testing.T, s *stack) {
 	}
 	count := func(status string) int {
 		var page struct {
-			Items []orderView `json:"items"`
+			Items []stacktest.Order `json:"items"`
 		}
-		if code := s.get(t, "orders", "/api/orders?customer_id=hot-race&limit=500&status="+status, &page); code != http.StatusOK {
+		if code := s.GetJSON(t, "orders", "/api/orders?customer_id=hot-race&limit=500&status="+status, &page); code != http.StatusOK {
 			t.Fatalf("list orders: %d", code)
 		}
 		if status == "rejected" {
@@ -376,7 +375,7 @@ func testHotSKU(t *testing.T, s *stack) {
 	if confirmed != units || rejected != orders-units {
 		t.Errorf("%d confirmed, %d rejected; want %d and %d", confirmed, rejected, units, orders-units)
 	}
-	s.waitStock(t, "HOT-1", stock{OnHand: units, Reserved: units, Available: 0})
+	s.WaitStock(t, "HOT-1", stacktest.Stock{OnHand: units, Reserved: units, Available: 0})
 	for _, status := range []string{"running", "compensating", "failed"} {
 		coordinatortest.Eventually(t, within, "no saga "+status, func() (bool, string) {
 			page := s.listSagas(t, "status="+status)

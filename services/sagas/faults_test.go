@@ -16,6 +16,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
+	"github.com/orderflow/orderflow/services/internal/stacktest"
 )
 
 // short is the timing of the stacks that leave a service out: an attempt
@@ -46,16 +47,16 @@ var patient = func() coordinator.Config {
 // ends compensated with no stock held.
 func TestStepTimeout(t *testing.T) {
 	s := newStack(t, short, allServices...)
-	s.restock(t, "SLOW-1", 5)
-	s.waitStock(t, "SLOW-1", stock{OnHand: 5, Available: 5})
+	s.Restock(t, "SLOW-1", 5)
+	s.WaitStock(t, "SLOW-1", stacktest.Stock{OnHand: 5, Available: 5})
 	s.stop("inventory")
 
 	p := s.placeOrder(t, "US", 2, "SLOW-1")
-	s.waitOrder(t, p.OrderID, "rejected", "step_timeout")
+	s.WaitOrder(t, p.OrderID, "rejected", "step_timeout")
 	// Parked on the release (a step whose compensation is parked shows
 	// as compensating).
-	v := s.waitSagaAt(t, p.SagaID, "failed", engine.StepReserveInventory)
-	if got, want := v.steps(), "reserve_inventory:compensating schedule_shipment:skipped confirm_order:skipped"; got != want {
+	v := s.WaitSagaAt(t, "sagas", p.SagaID, "failed", engine.StepReserveInventory)
+	if got, want := v.StepStatuses(), "reserve_inventory:compensating schedule_shipment:skipped confirm_order:skipped"; got != want {
 		t.Errorf("steps %s, want %s", got, want)
 	}
 	if st := v.Steps[0]; st.Attempts != 2 || st.CompensationAttempts != 2 {
@@ -71,11 +72,11 @@ func TestStepTimeout(t *testing.T) {
 		{order.TypeOrderRejected, []any{"from", "orders"}},
 		{engine.TypeSagaFailed, []any{"reason", "compensation_timeout"}},
 	} {
-		if !v.has(want.event, want.detail...) {
-			t.Errorf("history lacks %s %v: %v", want.event, want.detail, v.events())
+		if !v.Has(want.event, want.detail...) {
+			t.Errorf("history lacks %s %v: %v", want.event, want.detail, v.Events())
 		}
 	}
-	if n := s.metric(t, "sagas", "orderflow_sagas_failed_total"); n < 1 {
+	if n := s.Metric(t, "sagas", "orderflow_sagas_failed_total"); n < 1 {
 		t.Errorf("orderflow_sagas_failed_total %v, want >= 1", n)
 	}
 	coordinatortest.Eventually(t, within, "the saga listed as failed", func() (bool, string) {
@@ -84,15 +85,15 @@ func TestStepTimeout(t *testing.T) {
 	})
 
 	s.start("inventory")
-	v = s.waitSaga(t, p.SagaID, "compensated", within)
-	if !v.has(inventory.TypeStockReservationReleased, "from", "inventory", "compensation", true) {
-		t.Errorf("history lacks the release: %v", v.events())
+	v = s.WaitSaga(t, "sagas", p.SagaID, "compensated")
+	if !v.Has(inventory.TypeStockReservationReleased, "from", "inventory", "compensation", true) {
+		t.Errorf("history lacks the release: %v", v.Events())
 	}
-	s.waitCommandsRun(t, "inventory")
+	stacktest.WaitDrained(t, s.js, natsbus.CommandsStream, "commands-inventory", within)
 	// Whatever order the late reservations and releases ran in, nothing
 	// is held: a release fences the order's reservation.
-	s.waitStock(t, "SLOW-1", stock{OnHand: 5, Reserved: 0, Available: 5})
-	s.waitOrder(t, p.OrderID, "rejected", "step_timeout")
+	s.WaitStock(t, "SLOW-1", stacktest.Stock{OnHand: 5, Reserved: 0, Available: 5})
+	s.WaitOrder(t, p.OrderID, "rejected", "step_timeout")
 }
 
 // TestCancelWhilePendingParksAndRetry: with the shipping service down, a
@@ -103,29 +104,29 @@ func TestStepTimeout(t *testing.T) {
 // compensated.
 func TestCancelWhilePendingParksAndRetry(t *testing.T) {
 	s := newStack(t, patient, "orders", "inventory", "sagas")
-	s.restock(t, "PEND-1", 5)
+	s.Restock(t, "PEND-1", 5)
 	p := s.placeOrder(t, "US", 2, "PEND-1")
 	coordinatortest.Eventually(t, within, "the shipment being scheduled", func() (bool, string) {
-		var v sagaView
-		s.get(t, "sagas", "/api/sagas/"+p.SagaID, &v)
+		var v stacktest.Saga
+		s.GetJSON(t, "sagas", "/api/sagas/"+p.SagaID, &v)
 		return v.Status == "running" && v.CurrentStep == engine.StepScheduleShipment, v.Status + " " + v.CurrentStep
 	})
-	s.waitOrder(t, p.OrderID, "pending", "")
-	s.post(t, "orders", "/api/orders/"+p.OrderID+"/cancel", `{}`, http.StatusAccepted, nil)
+	s.WaitOrder(t, p.OrderID, "pending", "")
+	s.Post(t, "orders", "/api/orders/"+p.OrderID+"/cancel", `{}`, http.StatusAccepted, nil)
 
-	s.waitOrder(t, p.OrderID, "cancelled", "cancelled_by_customer")
+	s.WaitOrder(t, p.OrderID, "cancelled", "cancelled_by_customer")
 	// Parked on the cancellation of the shipment.
-	v := s.waitSagaAt(t, p.SagaID, "failed", engine.StepScheduleShipment)
-	if got, want := v.steps(), "reserve_inventory:compensated schedule_shipment:compensating confirm_order:skipped"; got != want {
+	v := s.WaitSagaAt(t, "sagas", p.SagaID, "failed", engine.StepScheduleShipment)
+	if got, want := v.StepStatuses(), "reserve_inventory:compensated schedule_shipment:compensating confirm_order:skipped"; got != want {
 		t.Errorf("steps %s, want %s", got, want)
 	}
-	if !v.has(order.TypeOrderCancelled, "external", true) || !v.has(engine.TypeCompensationStarted, "reason", "cancelled_by_customer") ||
-		!v.has(engine.TypeSagaFailed, "reason", "compensation_timeout") {
-		t.Errorf("history %v", v.events())
+	if !v.Has(order.TypeOrderCancelled, "external", true) || !v.Has(engine.TypeCompensationStarted, "reason", "cancelled_by_customer") ||
+		!v.Has(engine.TypeSagaFailed, "reason", "compensation_timeout") {
+		t.Errorf("history %v", v.Events())
 	}
 	// What is known to have happened is undone first: the stock is back
 	// while the saga waits for an operator.
-	s.waitStock(t, "PEND-1", stock{OnHand: 5, Reserved: 0, Available: 5})
+	s.WaitStock(t, "PEND-1", stacktest.Stock{OnHand: 5, Reserved: 0, Available: 5})
 
 	for _, tt := range []struct {
 		id   string
@@ -134,8 +135,8 @@ func TestCancelWhilePendingParksAndRetry(t *testing.T) {
 		{"00000000-0000-4000-8000-000000000000", http.StatusNotFound},
 		{"not-a-saga", http.StatusNotFound},
 	} {
-		if res := s.do(t, "sagas", http.MethodPost, "/api/sagas/"+tt.id+"/retry", `{}`); res.status != tt.want {
-			t.Errorf("retry %s: %d %s, want %d", tt.id, res.status, res.body, tt.want)
+		if res := s.Do(t, "sagas", http.MethodPost, "/api/sagas/"+tt.id+"/retry", `{}`); res.Status != tt.want {
+			t.Errorf("retry %s: %d %s, want %d", tt.id, res.Status, res.Body, tt.want)
 		}
 	}
 
@@ -155,59 +156,25 @@ func TestCancelWhilePendingParksAndRetry(t *testing.T) {
 		SagaID string `json:"saga_id"`
 		Status string `json:"status"`
 	}
-	res := s.post(t, "sagas", "/api/sagas/"+p.SagaID+"/retry", `{}`, http.StatusAccepted, &accepted)
-	if accepted.SagaID != p.SagaID || accepted.Status != "compensating" || res.header.Get("Location") != "/api/sagas/"+p.SagaID {
-		t.Errorf("retry answered %+v, Location %q", accepted, res.header.Get("Location"))
+	res := s.Post(t, "sagas", "/api/sagas/"+p.SagaID+"/retry", `{}`, http.StatusAccepted, &accepted)
+	if accepted.SagaID != p.SagaID || accepted.Status != "compensating" || res.Header.Get("Location") != "/api/sagas/"+p.SagaID {
+		t.Errorf("retry answered %+v, Location %q", accepted, res.Header.Get("Location"))
 	}
 
-	v = s.waitSaga(t, p.SagaID, "compensated", within)
-	if !v.has(engine.TypeSagaRetried, "step", engine.StepScheduleShipment, "attempt", 3) {
-		t.Errorf("history lacks the retry: %v", v.events())
+	v = s.WaitSaga(t, "sagas", p.SagaID, "compensated")
+	if !v.Has(engine.TypeSagaRetried, "step", engine.StepScheduleShipment, "attempt", 3) {
+		t.Errorf("history lacks the retry: %v", v.Events())
 	}
 	// The retry's own attempt (the third) is the one answered.
-	if !v.has(shipping.TypeShipmentCancelled, "from", "shipping", "compensation", true, "attempt", 3) {
-		t.Errorf("history lacks the answer to the retried cancellation: %v", v.events())
+	if !v.Has(shipping.TypeShipmentCancelled, "from", "shipping", "compensation", true, "attempt", 3) {
+		t.Errorf("history lacks the answer to the retried cancellation: %v", v.Events())
 	}
 	if st := v.Steps[1]; st.CompensationAttempts != 3 {
 		t.Errorf("schedule_shipment %+v: want 3 attempts of its cancellation", st)
 	}
-	if res := s.do(t, "sagas", http.MethodPost, "/api/sagas/"+p.SagaID+"/retry", `{}`); res.status != http.StatusConflict {
-		t.Errorf("retry a compensated saga: %d %s, want 409", res.status, res.body)
+	if res := s.Do(t, "sagas", http.MethodPost, "/api/sagas/"+p.SagaID+"/retry", `{}`); res.Status != http.StatusConflict {
+		t.Errorf("retry a compensated saga: %d %s, want 409", res.Status, res.Body)
 	}
-	s.waitOrder(t, p.OrderID, "cancelled", "cancelled_by_customer")
-	s.waitStock(t, "PEND-1", stock{OnHand: 5, Reserved: 0, Available: 5})
-}
-
-// waitSagaAt waits until the saga has status with current step step.
-// Waiting for both keeps a test on its path on a slow machine: an action
-// of a running service that misses its deadlines parks the saga early,
-// and its late answer resumes it.
-func (s *stack) waitSagaAt(t testing.TB, sagaID, status, step string) sagaView {
-	t.Helper()
-	var got sagaView
-	coordinatortest.Eventually(t, within, "saga "+sagaID, func() (bool, string) {
-		got = sagaView{}
-		code := s.get(t, "sagas", "/api/sagas/"+sagaID, &got)
-		return code == http.StatusOK && got.Status == status && got.CurrentStep == step,
-			fmt.Sprintf("%d %s at %q, want %s at %q", code, got.Status, got.CurrentStep, status, step)
-	})
-	return got
-}
-
-// waitCommandsRun waits until svc's command consumer has acknowledged
-// every command sent to it.
-func (s *stack) waitCommandsRun(t testing.TB, svc string) {
-	t.Helper()
-	ctx := context.Background()
-	coordinatortest.Eventually(t, within, svc+" ran every command", func() (bool, string) {
-		c, err := s.js.Consumer(ctx, natsbus.CommandsStream, "commands-"+svc)
-		if err != nil {
-			return false, err.Error()
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		return info.NumPending == 0 && info.NumAckPending == 0, fmt.Sprintf("%d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
-	})
+	s.WaitOrder(t, p.OrderID, "cancelled", "cancelled_by_customer")
+	s.WaitStock(t, "PEND-1", stacktest.Stock{OnHand: 5, Reserved: 0, Available: 5})
 }

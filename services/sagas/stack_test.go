@@ -1,27 +1,20 @@
 package sagas_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
-	"github.com/orderflow/orderflow/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
@@ -29,6 +22,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
 	"github.com/orderflow/orderflow/services/internal/serve"
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
+	"github.com/orderflow/orderflow/services/internal/stacktest"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -38,19 +32,21 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // its own PostgreSQL database, migrations, relay, projector and
 // workers), all on one NATS server of the stack's own. A service can be
 // left out at the start, stopped and started again on the same database,
-// as a process that dies and comes back would.
+// as a process that dies and comes back would. Its client (every request
+// and wait of stacktest, each answer checked against the API contract)
+// finds a service by its name.
 type stack struct {
-	t        *testing.T
-	natsURL  string
-	js       jetstream.JetStream
-	dbs      map[string]string
-	timing   coordinator.Config
-	contract *servetest.Contract
-	client   *http.Client
+	*stacktest.Client
+	t       *testing.T
+	natsURL string
+	js      jetstream.JetStream
+	dbs     map[string]string
+	timing  coordinator.Config
+
+	streams *stacktest.Streams // reads the services' event stores
 
 	mu      sync.Mutex
 	running map[string]*process
-	stores  map[string]*postgres.Store
 }
 
 type process struct {
@@ -69,21 +65,14 @@ func newStack(t *testing.T, cfg coordinator.Config, start ...string) *stack {
 		t.Fatalf("load OpenAPI contract: %v", err)
 	}
 	s := &stack{
-		t: t, natsURL: natsbustest.Server(t), dbs: make(map[string]string), timing: cfg, contract: contract,
-		client:  &http.Client{Timeout: 30 * time.Second},
-		running: make(map[string]*process), stores: make(map[string]*postgres.Store),
+		t: t, natsURL: natsbustest.Server(t), dbs: make(map[string]string), timing: cfg,
+		streams: stacktest.NewStreams(t), running: make(map[string]*process),
 	}
+	s.Client = stacktest.New(stacktest.Config{Base: s.base, Within: within, Contract: contract})
 	for _, svc := range allServices {
 		s.dbs[svc] = testenv.Postgres(t)
 	}
-	nc, err := nats.Connect(s.natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if s.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	s.js = stacktest.JetStream(t, s.natsURL)
 	// Stopped first when the test ends (cleanups run last in, first out):
 	// the services, before their databases and NATS go away.
 	t.Cleanup(func() {
@@ -123,6 +112,17 @@ func (s *stack) start(svc string) {
 	s.running[svc] = &process{srv: srv, hs: httptest.NewServer(srv.Handler())}
 }
 
+// base is the URL of svc's server, if svc runs.
+func (s *stack) base(svc string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.running[svc]
+	if !ok {
+		return "", false
+	}
+	return p.hs.URL, true
+}
+
 // stop ends svc as a shutdown does: its workers stop, its connections
 // close; what it had not acknowledged is delivered again later.
 func (s *stack) stop(svc string) {
@@ -138,112 +138,10 @@ func (s *stack) stop(svc string) {
 	p.srv.Close()
 }
 
-// store reads (never writes) svc's event store.
-func (s *stack) store(svc string) *postgres.Store {
-	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.stores[svc]; ok {
-		return st
-	}
-	pool, err := pgxpool.New(context.Background(), s.dbs[svc])
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(pool.Close)
-	st, err := postgres.New(context.Background(), pool, postgres.Config{})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { _ = st.Close() })
-	s.stores[svc] = st
-	return st
-}
-
 // events returns the events of stream in svc's store.
 func (s *stack) events(t testing.TB, svc, stream string) []domain.Envelope {
 	t.Helper()
-	evs, err := s.store(svc).ReadStream(context.Background(), stream, 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
-}
-
-// response is an answer read in full.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// do sends a request to svc and checks the answer against the API
-// contract.
-func (s *stack) do(t testing.TB, svc, method, path, body string, header ...string) response {
-	t.Helper()
-	s.mu.Lock()
-	p, ok := s.running[svc]
-	s.mu.Unlock()
-	if !ok {
-		t.Fatalf("%s %s: %s does not run", method, path, svc)
-	}
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, p.hs.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := s.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, msg := range s.contract.CheckResponse(method, path, res.StatusCode, res.Header, b) {
-		t.Errorf("contract: %s %s: %s", method, path, msg)
-	}
-	return response{status: res.StatusCode, header: res.Header, body: b}
-}
-
-// get sends GET path to svc and decodes a 200 answer into v; it returns
-// the status.
-func (s *stack) get(t testing.TB, svc, path string, v any) int {
-	t.Helper()
-	res := s.do(t, svc, http.MethodGet, path, "")
-	if res.status == http.StatusOK && v != nil {
-		dec := json.NewDecoder(bytes.NewReader(res.body))
-		if err := dec.Decode(v); err != nil {
-			t.Fatalf("GET %s: decode %s: %v", path, res.body, err)
-		}
-	}
-	return res.status
-}
-
-// post sends POST path with body to svc and fails the test unless the
-// answer has status want.
-func (s *stack) post(t testing.TB, svc, path, body string, want int, v any) response {
-	t.Helper()
-	res := s.do(t, svc, http.MethodPost, path, body)
-	if res.status != want {
-		t.Fatalf("POST %s: %d %s, want %d", path, res.status, res.body, want)
-	}
-	if v != nil {
-		if err := json.Unmarshal(res.body, v); err != nil {
-			t.Fatalf("POST %s: decode %s: %v", path, res.body, err)
-		}
-	}
-	return res
+	return s.streams.Read(t, s.dbs[svc], stream)
 }
 
 // testLogger sends a service's log lines to the test's log when the test
@@ -339,207 +237,19 @@ func (s *stack) waitAcknowledged(t testing.TB, stream, durable string, seq uint6
 	})
 }
 
-// metric returns the value of an unlabelled metric of svc's /metrics.
-func (s *stack) metric(t testing.TB, svc, name string) float64 {
+// listSagas returns every saga of GET /api/sagas?query.
+func (s *stack) listSagas(t testing.TB, query string) []stacktest.Saga {
 	t.Helper()
-	res := s.do(t, svc, http.MethodGet, "/metrics", "")
-	for _, line := range strings.Split(string(res.body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %q", name, line)
-			}
-			return f
-		}
-	}
-	t.Fatalf("%s has no metric %s", svc, name)
-	return 0
+	return stacktest.List[stacktest.Saga](t, s.Client, "sagas", "/api/sagas?"+query)
 }
 
-// listSagas returns the first page (up to 500) of GET /api/sagas?query.
-func (s *stack) listSagas(t testing.TB, query string) []sagaView {
+// placeOrder places an order of quantity units of each sku to country
+// for customer c-42.
+func (s *stack) placeOrder(t testing.TB, country string, quantity int, skus ...string) stacktest.Placed {
 	t.Helper()
-	var page struct {
-		Items []sagaView `json:"items"`
-	}
-	if code := s.get(t, "sagas", "/api/sagas?limit=500&"+query, &page); code != http.StatusOK {
-		t.Fatalf("GET /api/sagas?%s: %d", query, code)
-	}
-	return page.Items
-}
-
-// placed is the answer to POST /api/orders.
-type placed struct {
-	OrderID string `json:"order_id"`
-	SagaID  string `json:"saga_id"`
-	Status  string `json:"status"`
-}
-
-// placeOrder places an order of quantity units of each sku to country.
-func (s *stack) placeOrder(t testing.TB, country string, quantity int, skus ...string) placed {
-	t.Helper()
-	p, err := s.tryPlaceOrder("c-42", country, quantity, skus...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// tryPlaceOrder places an order for customer; it may run on any
-// goroutine.
-func (s *stack) tryPlaceOrder(customer, country string, quantity int, skus ...string) (placed, error) {
-	items := make([]string, len(skus))
+	lines := make([]stacktest.Line, len(skus))
 	for i, sku := range skus {
-		items[i] = fmt.Sprintf(`{"sku": %q, "quantity": %d, "unit_price_cents": 1299}`, sku, quantity)
+		lines[i] = stacktest.Line{SKU: sku, Quantity: quantity}
 	}
-	body := fmt.Sprintf(`{"customer_id": %q, "items": [%s], "shipping_address": {"name": "Ada L.", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": %q}}`,
-		customer, strings.Join(items, ", "), country)
-	s.mu.Lock()
-	p, ok := s.running["orders"]
-	s.mu.Unlock()
-	if !ok {
-		return placed{}, errors.New("orders does not run")
-	}
-	res, err := s.client.Post(p.hs.URL+"/api/orders", "application/json", strings.NewReader(body))
-	if err != nil {
-		return placed{}, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return placed{}, err
-	}
-	if msgs := s.contract.CheckResponse(http.MethodPost, "/api/orders", res.StatusCode, res.Header, b); len(msgs) > 0 {
-		return placed{}, fmt.Errorf("contract: POST /api/orders: %v", msgs)
-	}
-	var pl placed
-	if res.StatusCode != http.StatusAccepted {
-		return placed{}, fmt.Errorf("POST /api/orders: %d %s", res.StatusCode, b)
-	}
-	if err := json.Unmarshal(b, &pl); err != nil || pl.OrderID == "" || pl.SagaID == "" || pl.Status != "pending" {
-		return placed{}, fmt.Errorf("POST /api/orders: %s (%v)", b, err)
-	}
-	return pl, nil
-}
-
-// restock adds quantity to sku.
-func (s *stack) restock(t testing.TB, sku string, quantity int) {
-	t.Helper()
-	s.post(t, "inventory", "/api/inventory/"+sku+"/restock", fmt.Sprintf(`{"quantity": %d}`, quantity), http.StatusAccepted, nil)
-}
-
-// stock is GET /api/inventory/{sku}.
-type stock struct {
-	OnHand    int64 `json:"on_hand"`
-	Reserved  int64 `json:"reserved"`
-	Available int64 `json:"available"`
-}
-
-// waitStock waits until sku's stock is want.
-func (s *stack) waitStock(t testing.TB, sku string, want stock) {
-	t.Helper()
-	coordinatortest.Eventually(t, 30*time.Second, "stock of "+sku, func() (bool, string) {
-		var got stock
-		status := s.get(t, "inventory", "/api/inventory/"+sku, &got)
-		return status == http.StatusOK && got == want, fmt.Sprintf("%d %+v, want %+v", status, got, want)
-	})
-}
-
-// orderView is GET /api/orders/{id}.
-type orderView struct {
-	Status     string `json:"status"`
-	Reason     string `json:"reason"`
-	SagaID     string `json:"saga_id"`
-	ShipmentID string `json:"shipment_id"`
-}
-
-// waitOrder waits until the order has status (and reason, when given).
-func (s *stack) waitOrder(t testing.TB, orderID, status, reason string) orderView {
-	t.Helper()
-	var got orderView
-	coordinatortest.Eventually(t, 30*time.Second, "order "+orderID, func() (bool, string) {
-		got = orderView{}
-		code := s.get(t, "orders", "/api/orders/"+orderID, &got)
-		return code == http.StatusOK && got.Status == status && got.Reason == reason,
-			fmt.Sprintf("%d %+v, want %s %q", code, got, status, reason)
-	})
-	return got
-}
-
-// sagaView is GET /api/sagas/{id}.
-type sagaView struct {
-	SagaID            string        `json:"saga_id"`
-	Type              string        `json:"type"`
-	DefinitionVersion int           `json:"definition_version"`
-	OrderID           string        `json:"order_id"`
-	Status            string        `json:"status"`
-	CurrentStep       string        `json:"current_step"`
-	Steps             []stepView    `json:"steps"`
-	History           []historyView `json:"history"`
-	StartedAt         string        `json:"started_at"`
-	EndedAt           string        `json:"ended_at"`
-}
-
-type stepView struct {
-	Name                 string `json:"name"`
-	Status               string `json:"status"`
-	Attempts             int    `json:"attempts"`
-	StartedAt            string `json:"started_at"`
-	EndedAt              string `json:"ended_at"`
-	Error                string `json:"error"`
-	CompensationAttempts int    `json:"compensation_attempts"`
-}
-
-type historyView struct {
-	At     string         `json:"at"`
-	Event  string         `json:"event"`
-	Detail map[string]any `json:"detail"`
-}
-
-// waitSaga waits until the saga has status and returns it.
-func (s *stack) waitSaga(t testing.TB, sagaID, status string, within time.Duration) sagaView {
-	t.Helper()
-	var got sagaView
-	coordinatortest.Eventually(t, within, "saga "+sagaID, func() (bool, string) {
-		got = sagaView{}
-		code := s.get(t, "sagas", "/api/sagas/"+sagaID, &got)
-		return code == http.StatusOK && got.Status == status, fmt.Sprintf("%d status %q current %q, want %s", code, got.Status, got.CurrentStep, status)
-	})
-	return got
-}
-
-// steps lists a saga's steps as "name:status".
-func (v sagaView) steps() string {
-	out := make([]string, len(v.Steps))
-	for i, st := range v.Steps {
-		out[i] = st.Name + ":" + st.Status
-	}
-	return strings.Join(out, " ")
-}
-
-// events lists the history's event names.
-func (v sagaView) events() []string {
-	out := make([]string, len(v.History))
-	for i, h := range v.History {
-		out[i] = h.Event
-	}
-	return out
-}
-
-// has reports whether the history holds an entry of event whose detail
-// has every given key/value pair.
-func (v sagaView) has(event string, detail ...any) bool {
-next:
-	for _, h := range v.History {
-		if h.Event != event {
-			continue
-		}
-		for i := 0; i+1 < len(detail); i += 2 {
-			if fmt.Sprint(h.Detail[detail[i].(string)]) != fmt.Sprint(detail[i+1]) {
-				continue next
-			}
-		}
-		return true
-	}
-	return false
+	return s.MustPlaceOrder(t, "c-42", country, lines...)
 }

@@ -11,14 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,13 +23,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/internal/childproc"
-	"github.com/orderflow/orderflow/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
@@ -41,6 +35,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/pgdb/pgdbtest"
+	"github.com/orderflow/orderflow/services/internal/stacktest"
 )
 
 const (
@@ -61,18 +56,21 @@ const (
 // provisioned by pgdb.Provision (an owner role for migrations, a runtime
 // role with DML rights only), and the test starts, kills and restarts
 // `orderflow serve` processes, several of one service if it likes (the
-// replicas of the coordinator).
+// replicas of the coordinator). Its client (stacktest) finds a process
+// by its name.
 type procStack struct {
+	*stacktest.Client
 	t       *testing.T
 	bin     string
 	natsURL string
 	js      jetstream.JetStream
 	dbs     map[string]pgdb.URLs // by service
 
-	mu        sync.Mutex
-	procs     map[string]*svcProc // the running process of each name
-	all       []*svcProc          // every process started, for the failure log
-	sagaStore *postgres.Store     // reads the saga streams; opened on first use
+	streams *stacktest.Streams // reads the saga streams
+
+	mu    sync.Mutex
+	procs map[string]*svcProc // the running process of each name
+	all   []*svcProc          // every process started, for the failure log
 }
 
 // svcProc is one process of `orderflow serve SERVICE`.
@@ -81,7 +79,7 @@ type svcProc struct {
 	service string
 	child   *childproc.Child
 	out     *syncBuffer
-	base    string // http://host:port once it listens
+	base    string // http://host:port once it listens; guarded by procStack.mu
 }
 
 var stackServices = []string{"orders", "inventory", "shipping", "sagas"}
@@ -92,8 +90,9 @@ func newProcStack(t *testing.T) *procStack {
 	t.Helper()
 	s := &procStack{
 		t: t, bin: binary(t), natsURL: natsbustest.Server(t), dbs: make(map[string]pgdb.URLs),
-		procs: make(map[string]*svcProc),
+		streams: stacktest.NewStreams(t), procs: make(map[string]*svcProc),
 	}
+	s.Client = stacktest.New(stacktest.Config{Base: s.base, Within: settleWithin})
 	admin := testenv.PostgresAdminURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -104,17 +103,21 @@ func newProcStack(t *testing.T) *procStack {
 		}
 		s.dbs[svc] = u
 	}
-	nc, err := nats.Connect(s.natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if s.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	s.js = stacktest.JetStream(t, s.natsURL)
 	// Registered after the databases and NATS, so it runs before they go.
 	t.Cleanup(s.shutdown)
 	return s
+}
+
+// base is the URL of the process called name, once it listens.
+func (s *procStack) base(name string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.procs[name]
+	if !ok || p.base == "" {
+		return "", false
+	}
+	return p.base, true
 }
 
 // shutdown stops every process still running, and shows what each one
@@ -149,6 +152,9 @@ func (s *procStack) shutdown() {
 		}
 	}
 }
+
+// readyHTTP bounds each readiness probe of a starting process.
+var readyHTTP = &http.Client{Timeout: 30 * time.Second}
 
 var listeningRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
 
@@ -189,14 +195,17 @@ func (s *procStack) start(t testing.TB, name, service string, env ...string) *sv
 		if m == nil {
 			return false, "no listening line yet"
 		}
+		s.mu.Lock()
 		p.base = "http://" + m[1]
+		s.mu.Unlock()
 		return true, ""
 	})
 	coordinatortest.Eventually(t, time.Minute, name+" ready", func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("%s exited while starting (%s)", name, exitReason(child.Err()))
 		}
-		res, err := crashHTTP.Get(p.base + "/readyz")
+		base, _ := s.base(name)
+		res, err := readyHTTP.Get(base + "/readyz")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -295,248 +304,16 @@ func (s *procStack) proc(t testing.TB, name string) *svcProc {
 	return p
 }
 
-// crashHTTP bounds every request of these tests.
-var crashHTTP = &http.Client{Timeout: 30 * time.Second}
-
-// call sends a request to name's process and returns the answer's status
-// and body.
-func (s *procStack) call(t testing.TB, name, method, path, body string) (int, []byte) {
-	t.Helper()
-	p := s.proc(t, name)
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, p.base+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := crashHTTP.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s on %s: %v", method, path, name, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatalf("%s %s on %s: %v", method, path, name, err)
-	}
-	return res.StatusCode, b
-}
-
-// getJSON sends GET path to name and decodes a 200 answer into v.
-func (s *procStack) getJSON(t testing.TB, name, path string, v any) int {
-	t.Helper()
-	code, body := s.call(t, name, http.MethodGet, path, "")
-	if code == http.StatusOK {
-		if err := json.Unmarshal(body, v); err != nil {
-			t.Fatalf("GET %s: decode %s: %v", path, body, err)
-		}
-	}
-	return code
-}
-
-// postAccepted sends POST path with body to name and fails the test
-// unless it answers 202.
-func (s *procStack) postAccepted(t testing.TB, name, path, body string) []byte {
-	t.Helper()
-	code, b := s.call(t, name, http.MethodPost, path, body)
-	if code != http.StatusAccepted {
-		t.Fatalf("POST %s: %d %s, want 202", path, code, b)
-	}
-	return b
-}
-
-// listAll reads every page of the list at path (which has a query) from
-// name into items.
-func listAll[T any](t testing.TB, s *procStack, name, path string) []T {
-	t.Helper()
-	var items []T
-	after := ""
-	for {
-		var page struct {
-			Items []T    `json:"items"`
-			Next  string `json:"next"`
-		}
-		p := path + "&limit=500"
-		if after != "" {
-			p += "&after=" + url.QueryEscape(after)
-		}
-		if code := s.getJSON(t, name, p, &page); code != http.StatusOK {
-			t.Fatalf("GET %s: %d", p, code)
-		}
-		items = append(items, page.Items...)
-		if page.Next == "" {
-			return items
-		}
-		after = page.Next
-	}
-}
-
-// metric returns the value of an unlabelled metric of name's /metrics.
-func (s *procStack) metric(t testing.TB, name, metric string) float64 {
-	t.Helper()
-	code, body := s.call(t, name, http.MethodGet, "/metrics", "")
-	if code != http.StatusOK {
-		t.Fatalf("GET /metrics on %s: %d", name, code)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, metric+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("%s: metric %q", name, line)
-			}
-			return f
-		}
-	}
-	t.Fatalf("%s has no metric %s", name, metric)
-	return 0
-}
-
 // sagaEvents reads the saga's stream from the sagas database, as the
 // service's runtime role (reading is all it does).
 func (s *procStack) sagaEvents(t testing.TB, sagaID string) []domain.Envelope {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sagaStore == nil {
-		pool, err := pgxpool.New(context.Background(), s.dbs["sagas"].Service)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := postgres.New(context.Background(), pool, postgres.Config{})
-		if err != nil {
-			pool.Close()
-			t.Fatal(err)
-		}
-		s.t.Cleanup(func() {
-			_ = st.Close()
-			pool.Close()
-		})
-		s.sagaStore = st
-	}
-	evs, err := s.sagaStore.ReadStream(context.Background(), sagas.Stream(sagaID), 1, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return evs
-}
-
-// crashLine is one line of an order.
-type crashLine struct {
-	sku      string
-	quantity int
-}
-
-// crashOrder is an order placed by a test.
-type crashOrder struct {
-	id, sagaID, country string
-	lines               []crashLine
-}
-
-// placeOrder places an order of lines for customer to country through the
-// orders service; it may run on any goroutine.
-func (s *procStack) placeOrder(customer, country string, lines ...crashLine) (crashOrder, error) {
-	items := make([]string, len(lines))
-	for i, l := range lines {
-		items[i] = fmt.Sprintf(`{"sku": %q, "quantity": %d, "unit_price_cents": 1299}`, l.sku, l.quantity)
-	}
-	body := fmt.Sprintf(`{"customer_id": %q, "items": [%s], "shipping_address": {"name": "Ada L.", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": %q}}`,
-		customer, strings.Join(items, ", "), country)
-	s.mu.Lock()
-	p, ok := s.procs["orders"]
-	s.mu.Unlock()
-	if !ok {
-		return crashOrder{}, errors.New("orders does not run")
-	}
-	res, err := crashHTTP.Post(p.base+"/api/orders", "application/json", strings.NewReader(body))
-	if err != nil {
-		return crashOrder{}, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return crashOrder{}, err
-	}
-	var placed struct {
-		OrderID string `json:"order_id"`
-		SagaID  string `json:"saga_id"`
-	}
-	if res.StatusCode != http.StatusAccepted {
-		return crashOrder{}, fmt.Errorf("POST /api/orders: %d %s", res.StatusCode, b)
-	}
-	if err := json.Unmarshal(b, &placed); err != nil || placed.SagaID != sagas.SagaID(placed.OrderID) {
-		return crashOrder{}, fmt.Errorf("POST /api/orders: %s (%v)", b, err)
-	}
-	return crashOrder{id: placed.OrderID, sagaID: placed.SagaID, country: country, lines: lines}, nil
-}
-
-func (s *procStack) mustPlace(t testing.TB, customer, country string, lines ...crashLine) crashOrder {
-	t.Helper()
-	o, err := s.placeOrder(customer, country, lines...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return o
-}
-
-// stockUp restocks each sku with its quantity and waits until the
-// inventory's read model shows it.
-func (s *procStack) stockUp(t testing.TB, stock map[string]int) {
-	t.Helper()
-	for sku, n := range stock {
-		s.postAccepted(t, "inventory", "/api/inventory/"+sku+"/restock", fmt.Sprintf(`{"quantity": %d}`, n))
-	}
-	for sku, n := range stock {
-		s.waitStock(t, sku, stockLevel{OnHand: int64(n), Available: int64(n)})
-	}
-}
-
-// stockLevel is the part of GET /api/inventory/{sku} the checks compare.
-type stockLevel struct {
-	OnHand    int64 `json:"on_hand"`
-	Reserved  int64 `json:"reserved"`
-	Available int64 `json:"available"`
-}
-
-func (s *procStack) waitStock(t testing.TB, sku string, want stockLevel) {
-	t.Helper()
-	coordinatortest.Eventually(t, settleWithin, "stock of "+sku, func() (bool, string) {
-		var got stockLevel
-		code := s.getJSON(t, "inventory", "/api/inventory/"+sku, &got)
-		return code == http.StatusOK && got == want, fmt.Sprintf("%d %+v, want %+v", code, got, want)
-	})
-}
-
-// orderRow is an order of GET /api/orders.
-type orderRow struct {
-	OrderID    string `json:"order_id"`
-	Status     string `json:"status"`
-	Reason     string `json:"reason"`
-	SagaID     string `json:"saga_id"`
-	ShipmentID string `json:"shipment_id"`
-}
-
-// sagaRow is a saga of GET /api/sagas.
-type sagaRow struct {
-	SagaID      string `json:"saga_id"`
-	OrderID     string `json:"order_id"`
-	Status      string `json:"status"`
-	CurrentStep string `json:"current_step"`
-}
-
-// shipmentRow is a shipment of GET /api/shipments.
-type shipmentRow struct {
-	ShipmentID string `json:"shipment_id"`
-	OrderID    string `json:"order_id"`
-	Status     string `json:"status"`
+	return s.streams.Read(t, s.dbs["sagas"].Service, sagas.Stream(sagaID))
 }
 
 // outcome is how the orders of a test ended, once every one did.
 type outcome struct {
-	orders map[string]orderRow // by order id
+	orders map[string]stacktest.Order // by order id
 	// count of orders by "status" and "status reason".
 	count map[string]int
 }
@@ -549,18 +326,18 @@ type outcome struct {
 // what was stocked less what shipped, available the difference); and
 // one shipment per confirmed or shipped order, none live for the
 // others. sagasProc names the coordinator process to ask.
-func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []crashOrder, stocked map[string]int, within time.Duration) outcome {
+func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []stacktest.Placed, stocked map[string]int, within time.Duration) outcome {
 	t.Helper()
 	ended := map[string]bool{"confirmed": true, "shipped": true, "rejected": true, "cancelled": true}
-	var rows map[string]orderRow
+	var rows map[string]stacktest.Order
 	coordinatortest.Eventually(t, within, "every order ended", func() (bool, string) {
-		rows = make(map[string]orderRow)
-		for _, r := range listAll[orderRow](t, s, "orders", "/api/orders?customer_id="+customer) {
+		rows = make(map[string]stacktest.Order)
+		for _, r := range stacktest.List[stacktest.Order](t, s.Client, "orders", "/api/orders?customer_id="+customer) {
 			rows[r.OrderID] = r
 		}
 		open := 0
 		for _, o := range orders {
-			if !ended[rows[o.id].Status] {
+			if !ended[rows[o.OrderID].Status] {
 				open++
 			}
 		}
@@ -569,51 +346,51 @@ func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []c
 
 	wantSaga := map[string]string{"confirmed": "completed", "shipped": "completed", "rejected": "compensated", "cancelled": "compensated"}
 	coordinatortest.Eventually(t, within, "every saga ended with its order", func() (bool, string) {
-		got := make(map[string]sagaRow)
-		for _, r := range listAll[sagaRow](t, s, sagasProc, "/api/sagas?") {
+		got := make(map[string]stacktest.Saga)
+		for _, r := range stacktest.List[stacktest.Saga](t, s.Client, sagasProc, "/api/sagas") {
 			got[r.SagaID] = r
 		}
 		wrong, last := 0, ""
 		for _, o := range orders {
-			r := rows[o.id]
-			g := got[o.sagaID]
+			r := rows[o.OrderID]
+			g := got[o.SagaID]
 			if g.Status == "failed" {
-				t.Fatalf("saga %s of order %s (%s %s) is parked as failed at %s", o.sagaID, o.id, r.Status, r.Reason, g.CurrentStep)
+				t.Fatalf("saga %s of order %s (%s %s) is parked as failed at %s", o.SagaID, o.OrderID, r.Status, r.Reason, g.CurrentStep)
 			}
-			if g.Status != wantSaga[r.Status] || g.OrderID != o.id {
+			if g.Status != wantSaga[r.Status] || g.OrderID != o.OrderID {
 				wrong++
-				last = fmt.Sprintf("saga %s %q at %q, order %s %s", o.sagaID, g.Status, g.CurrentStep, o.id, r.Status)
+				last = fmt.Sprintf("saga %s %q at %q, order %s %s", o.SagaID, g.Status, g.CurrentStep, o.OrderID, r.Status)
 			}
 		}
 		return wrong == 0, fmt.Sprintf("%d sagas not ended as their orders; e.g. %s", wrong, last)
 	})
 
-	want := make(map[string]stockLevel) // of the skus stocked
+	want := make(map[string]stacktest.Stock) // of the skus stocked
 	for sku, n := range stocked {
-		want[sku] = stockLevel{OnHand: int64(n)}
+		want[sku] = stacktest.Stock{OnHand: int64(n)}
 	}
 	out := outcome{orders: rows, count: make(map[string]int)}
 	for _, o := range orders {
-		r := rows[o.id]
-		if r.SagaID != o.sagaID {
-			t.Errorf("order %s names saga %s, want %s", o.id, r.SagaID, o.sagaID)
+		r := rows[o.OrderID]
+		if r.SagaID != o.SagaID {
+			t.Errorf("order %s names saga %s, want %s", o.OrderID, r.SagaID, o.SagaID)
 		}
 		out.count[r.Status]++
 		if r.Reason != "" {
 			out.count[r.Status+" "+r.Reason]++
 		}
-		for _, l := range o.lines {
-			w, ok := want[l.sku]
+		for _, l := range o.Lines {
+			w, ok := want[l.SKU]
 			if !ok {
 				continue // never stocked: nothing to reserve
 			}
 			switch r.Status {
 			case "confirmed":
-				w.Reserved += int64(l.quantity)
+				w.Reserved += int64(l.Quantity)
 			case "shipped":
-				w.OnHand -= int64(l.quantity)
+				w.OnHand -= int64(l.Quantity)
 			}
-			want[l.sku] = w
+			want[l.SKU] = w
 		}
 	}
 	for sku, w := range want {
@@ -621,15 +398,15 @@ func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []c
 		if w.Available < 0 {
 			t.Fatalf("%s oversold: %d on hand, %d units confirmed", sku, w.OnHand, w.Reserved)
 		}
-		s.waitStock(t, sku, w)
+		s.WaitStock(t, sku, w)
 	}
 
 	liveStatus := map[string]string{"confirmed": "scheduled", "shipped": "dispatched"}
 	coordinatortest.Eventually(t, settleWithin, "one shipment per confirmed order", func() (bool, string) {
 		for _, o := range orders {
-			r := rows[o.id]
-			ships := listAll[shipmentRow](t, s, "shipping", "/api/shipments?order_id="+o.id)
-			var live []shipmentRow
+			r := rows[o.OrderID]
+			ships := stacktest.List[stacktest.Shipment](t, s.Client, "shipping", "/api/shipments?order_id="+o.OrderID)
+			var live []stacktest.Shipment
 			for _, sh := range ships {
 				if sh.Status == "scheduled" || sh.Status == "dispatched" {
 					live = append(live, sh)
@@ -637,12 +414,12 @@ func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []c
 			}
 			switch want := liveStatus[r.Status]; {
 			case len(ships) > 1:
-				return false, fmt.Sprintf("order %s (%s) has %d shipments: %+v", o.id, r.Status, len(ships), ships)
+				return false, fmt.Sprintf("order %s (%s) has %d shipments: %+v", o.OrderID, r.Status, len(ships), ships)
 			case want == "" && len(live) > 0:
-				return false, fmt.Sprintf("order %s is %s but shipment %+v is live", o.id, r.Status, live[0])
+				return false, fmt.Sprintf("order %s is %s but shipment %+v is live", o.OrderID, r.Status, live[0])
 			case want != "" && (len(live) != 1 || live[0].Status != want || live[0].ShipmentID != r.ShipmentID ||
-				r.ShipmentID != sagas.ShipmentID(o.sagaID)):
-				return false, fmt.Sprintf("order %s is %s with shipment %s; shipments %+v", o.id, r.Status, r.ShipmentID, ships)
+				r.ShipmentID != sagas.ShipmentID(o.SagaID)):
+				return false, fmt.Sprintf("order %s is %s with shipment %s; shipments %+v", o.OrderID, r.Status, r.ShipmentID, ships)
 			}
 		}
 		return true, ""
@@ -654,10 +431,10 @@ func (s *procStack) settled(t *testing.T, sagasProc, customer string, orders []c
 // twice, whatever was delivered again after a crash: no command issued
 // twice (its id names the step, the attempt and whether it compensates),
 // no event taken in twice.
-func (s *procStack) checkDecidedOnce(t testing.TB, orders []crashOrder) {
+func (s *procStack) checkDecidedOnce(t testing.TB, orders []stacktest.Placed) {
 	t.Helper()
 	for _, o := range orders {
-		s.checkSagaDecidedOnce(t, o.sagaID)
+		s.checkSagaDecidedOnce(t, o.SagaID)
 	}
 }
 
@@ -722,13 +499,13 @@ type crashStage struct {
 	name    string
 	at      int
 	country string
-	lines   []crashLine
+	lines   []stacktest.Line
 	// before runs before the order is placed, after the process that is
 	// to crash started; afterCrash once it died.
 	before, afterCrash func(t *testing.T, s *procStack)
 	// then acts on the order once its saga completed, with the crashing
 	// coordinator still running (a customer's cancel, a dispatch).
-	then func(t *testing.T, s *procStack, o crashOrder, r orderRow)
+	then func(t *testing.T, s *procStack, o stacktest.Placed, r stacktest.Order)
 	// recorded is what the decision the process died after recorded: an
 	// event type or a command.
 	recorded string
@@ -756,21 +533,21 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 		short    = "CRASH-SHORT"
 	)
 	stocked := map[string]int{sku: 100, short: 1}
-	s.stockUp(t, stocked)
+	s.StockUp(t, stocked)
 
-	one := []crashLine{{sku, 2}}
-	cancel := func(t *testing.T, s *procStack, o crashOrder, _ orderRow) {
-		s.postAccepted(t, "orders", "/api/orders/"+o.id+"/cancel", `{}`)
+	one := []stacktest.Line{{SKU: sku, Quantity: 2}}
+	cancel := func(t *testing.T, s *procStack, o stacktest.Placed, _ stacktest.Order) {
+		s.Post(t, "orders", "/api/orders/"+o.OrderID+"/cancel", `{}`, http.StatusAccepted, nil)
 	}
-	dispatch := func(t *testing.T, s *procStack, _ crashOrder, r orderRow) {
-		s.postAccepted(t, "shipping", "/api/shipments/"+r.ShipmentID+"/dispatch", `{}`)
+	dispatch := func(t *testing.T, s *procStack, _ stacktest.Placed, r stacktest.Order) {
+		s.Post(t, "shipping", "/api/shipments/"+r.ShipmentID+"/dispatch", `{}`, http.StatusAccepted, nil)
 	}
 	stages := []crashStage{
 		{name: "started, reserve_stock not sent", at: 1, country: "US", lines: one, recorded: "inventory.reserve_stock", status: "confirmed"},
 		{name: "reserved, schedule_shipment not sent", at: 2, country: "US", lines: one, recorded: "shipping.schedule_shipment", status: "confirmed"},
 		{name: "scheduled, confirm_order not sent", at: 3, country: "US", lines: one, recorded: "orders.confirm_order", status: "confirmed"},
 		{name: "confirmed, completion not acknowledged", at: 4, country: "US", lines: one, recorded: sagas.TypeSagaCompleted, status: "confirmed"},
-		{name: "stock short, reject_order not sent", at: 2, country: "US", lines: []crashLine{{short, 2}}, recorded: "orders.reject_order",
+		{name: "stock short, reject_order not sent", at: 2, country: "US", lines: []stacktest.Line{{SKU: short, Quantity: 2}}, recorded: "orders.reject_order",
 			status: "rejected", reason: "insufficient_stock"},
 		{name: "destination refused, release_stock not sent", at: 3, country: "AQ", lines: one, recorded: "inventory.release_stock",
 			status: "rejected", reason: "destination_not_served"},
@@ -790,7 +567,7 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			afterCrash: func(t *testing.T, s *procStack) { s.start(t, "inventory", "inventory") },
 			recorded:   sagas.TypeAttemptTimedOut, status: "confirmed"},
 	}
-	var orders []crashOrder
+	var orders []stacktest.Placed
 	for i, st := range stages {
 		ok := t.Run(st.name, func(t *testing.T) {
 			plan := fmt.Sprintf("%s:%d", coordinator.CrashAfterAppend, st.at)
@@ -799,19 +576,11 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			if st.before != nil {
 				st.before(t, s)
 			}
-			o := s.mustPlace(t, customer, st.country, st.lines...)
+			o := s.MustPlaceOrder(t, customer, st.country, st.lines...)
 			orders = append(orders, o)
 			if st.then != nil {
-				var r orderRow
-				coordinatortest.Eventually(t, settleWithin, "order confirmed", func() (bool, string) {
-					code := s.getJSON(t, "orders", "/api/orders/"+o.id, &r)
-					return code == http.StatusOK && r.Status == "confirmed", fmt.Sprintf("%d %+v", code, r)
-				})
-				coordinatortest.Eventually(t, settleWithin, "saga completed", func() (bool, string) {
-					var v sagaRow
-					code := s.getJSON(t, name, "/api/sagas/"+o.sagaID, &v)
-					return code == http.StatusOK && v.Status == "completed", fmt.Sprintf("%d %+v", code, v)
-				})
+				r := s.WaitOrder(t, o.OrderID, "confirmed", "")
+				s.WaitSaga(t, name, o.SagaID, "completed")
 				st.then(t, s, o, r)
 			}
 			s.waitCrash(t, name, plan)
@@ -822,7 +591,7 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			// What the dead process recorded last is the decision the
 			// stage names, unless a busy machine made an attempt time out
 			// on the way (the decisions then count differently).
-			what, retried := lastDecision(s.sagaEvents(t, o.sagaID))
+			what, retried := lastDecision(s.sagaEvents(t, o.SagaID))
 			t.Logf("%s died after recording %v", name, what)
 			switch {
 			case retried && st.recorded != sagas.TypeAttemptTimedOut:
@@ -836,12 +605,7 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 			// stage's end), and what the orders so far did to the stock
 			// they share adds up.
 			s.start(t, name+"-again", "sagas")
-			coordinatortest.Eventually(t, settleWithin, "order "+st.status, func() (bool, string) {
-				var r orderRow
-				code := s.getJSON(t, "orders", "/api/orders/"+o.id, &r)
-				return code == http.StatusOK && r.Status == st.status && r.Reason == st.reason,
-					fmt.Sprintf("%d %s %q, want %s %q", code, r.Status, r.Reason, st.status, st.reason)
-			})
+			s.WaitOrder(t, o.OrderID, st.status, st.reason)
 			s.settled(t, name+"-again", customer, orders, stocked, settleWithin)
 			s.checkDecidedOnce(t, orders)
 			s.stop(t, name+"-again")
@@ -855,14 +619,14 @@ func TestCoordinatorKilledAfterRecordingADecision(t *testing.T) {
 // loadMix is the orders of the tests under load: on the hot sku, more
 // single-unit orders than it has units; orders to a country not served;
 // and orders of two skus there is plenty of.
-func loadMix(i int) (country string, lines []crashLine) {
+func loadMix(i int) (country string, lines []stacktest.Line) {
 	switch i % 6 {
 	case 0, 1, 2:
-		return "US", []crashLine{{"LOAD-HOT", 1}}
+		return "US", []stacktest.Line{{SKU: "LOAD-HOT", Quantity: 1}}
 	case 3:
-		return "AQ", []crashLine{{"LOAD-A", 1}}
+		return "AQ", []stacktest.Line{{SKU: "LOAD-A", Quantity: 1}}
 	default:
-		return "US", []crashLine{{"LOAD-A", 2}, {"LOAD-B", 1}}
+		return "US", []stacktest.Line{{SKU: "LOAD-A", Quantity: 2}, {SKU: "LOAD-B", Quantity: 1}}
 	}
 }
 
@@ -887,7 +651,7 @@ func (s *procStack) placeLoad(customer string, n int, pace time.Duration) *loadR
 		wg.Go(func() {
 			for i := range next {
 				country, lines := loadMix(i)
-				o, err := s.placeOrder(customer, country, lines...)
+				o, err := s.PlaceOrder(customer, country, lines...)
 				run.placed.Add(1)
 				run.out <- placement{o, err}
 			}
@@ -908,14 +672,14 @@ func (s *procStack) placeLoad(customer string, n int, pace time.Duration) *loadR
 }
 
 type placement struct {
-	order crashOrder
+	order stacktest.Placed
 	err   error
 }
 
 // collect waits for every placement and fails the test on the first error.
-func collect(t testing.TB, run *loadRun) []crashOrder {
+func collect(t testing.TB, run *loadRun) []stacktest.Placed {
 	t.Helper()
-	var orders []crashOrder
+	var orders []stacktest.Placed
 	for p := range run.out {
 		if p.err != nil {
 			t.Fatal(p.err)
@@ -931,23 +695,23 @@ func collect(t testing.TB, run *loadRun) []crashOrder {
 // about 17 s, which only a machine overloaded beyond these tests'
 // assumptions makes happen) is accepted, and then the hot sku may sell
 // fewer units: the stock checks of settled still hold.
-func checkLoad(t *testing.T, orders []crashOrder, res outcome) {
+func checkLoad(t *testing.T, orders []stacktest.Placed, res outcome) {
 	t.Helper()
 	hot := map[string]int{}
 	for _, o := range orders {
-		r := res.orders[o.id]
+		r := res.orders[o.OrderID]
 		switch {
 		case r.Status == "rejected" && r.Reason == "step_timeout":
 			hot["timed out"]++
-		case o.country == "AQ":
+		case o.Country == "AQ":
 			if r.Status != "rejected" || r.Reason != "destination_not_served" {
-				t.Errorf("order %s to AQ: %s %q", o.id, r.Status, r.Reason)
+				t.Errorf("order %s to AQ: %s %q", o.OrderID, r.Status, r.Reason)
 			}
-		case o.lines[0].sku == "LOAD-HOT":
+		case o.Lines[0].SKU == "LOAD-HOT":
 			hot[r.Status+" "+r.Reason]++
 		default:
 			if r.Status != "confirmed" {
-				t.Errorf("order %s of plenty: %s %q", o.id, r.Status, r.Reason)
+				t.Errorf("order %s of plenty: %s %q", o.OrderID, r.Status, r.Reason)
 			}
 		}
 	}
@@ -974,7 +738,7 @@ func TestCoordinatorKilledUnderLoad(t *testing.T) {
 	for _, svc := range []string{"orders", "inventory", "shipping"} {
 		s.start(t, svc, svc)
 	}
-	s.stockUp(t, loadStock)
+	s.StockUp(t, loadStock)
 	const customer = "crash-load"
 
 	plan := coordinator.CrashAfterAppend + ":60"
@@ -984,7 +748,7 @@ func TestCoordinatorKilledUnderLoad(t *testing.T) {
 
 	s.start(t, "sagas-2", "sagas")
 	coordinatortest.Eventually(t, settleWithin, "sagas-2 catching up", func() (bool, string) {
-		n := s.metric(t, "sagas-2", "orderflow_saga_decisions_total")
+		n := s.Metric(t, "sagas-2", "orderflow_saga_decisions_total")
 		return n >= 20, fmt.Sprintf("%v decisions", n)
 	})
 	s.kill(t, "sagas-2")
@@ -997,37 +761,9 @@ func TestCoordinatorKilledUnderLoad(t *testing.T) {
 	checkLoad(t, orders, res)
 	// What the dead ones held comes back after AckWait and is decided on
 	// again, changing nothing.
-	s.waitConsumerDrained(t)
+	stacktest.WaitDrained(t, s.js, natsbus.EventsStream, coordinator.DefaultDurable, recoverWithin)
 	t.Logf("every event the dead held was acknowledged %s after the last restart", time.Since(restarted).Round(time.Millisecond))
 	s.checkDecidedOnce(t, orders)
-}
-
-// consumerState is the coordinator's durable consumer as JetStream sees
-// it: messages not yet delivered, and delivered but not acknowledged.
-func (s *procStack) consumerState(t testing.TB) (pending, unacked uint64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := s.js.Consumer(ctx, natsbus.EventsStream, coordinator.DefaultDurable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.NumPending, uint64(info.NumAckPending)
-}
-
-// waitConsumerDrained waits until the coordinators' durable consumer has
-// delivered every event and every delivery is acknowledged: those
-// delivered to a process that died come back after AckWait.
-func (s *procStack) waitConsumerDrained(t testing.TB) {
-	t.Helper()
-	coordinatortest.Eventually(t, recoverWithin, "every event decided on", func() (bool, string) {
-		pending, unacked := s.consumerState(t)
-		return pending == 0 && unacked == 0, fmt.Sprintf("%d pending, %d unacknowledged", pending, unacked)
-	})
 }
 
 // TestCoordinatorReplicaKilled runs two coordinator replicas on one
@@ -1044,11 +780,11 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	for _, svc := range []string{"orders", "inventory", "shipping"} {
 		s.start(t, svc, svc)
 	}
-	s.stockUp(t, loadStock)
+	s.StockUp(t, loadStock)
 	const customer = "crash-replica"
 
 	leases := func(name string) string {
-		return fmt.Sprintf("relay %v deadlines %v", s.metric(t, name, "orderflow_relay_active"), s.metric(t, name, "orderflow_saga_deadline_lease_held"))
+		return fmt.Sprintf("relay %v deadlines %v", s.Metric(t, name, "orderflow_relay_active"), s.Metric(t, name, "orderflow_saga_deadline_lease_held"))
 	}
 	plan := coordinator.CrashAfterAppend + ":40"
 	s.start(t, "sagas-a", "sagas", coordinator.CrashEnv+"="+plan)
@@ -1060,7 +796,7 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	if l := leases("sagas-b"); l != "relay 0 deadlines 0" {
 		t.Fatalf("sagas-b, started second, holds leases: %s", l)
 	}
-	if n := s.metric(t, "sagas-b", "orderflow_saga_deadlines_total"); n != 0 {
+	if n := s.Metric(t, "sagas-b", "orderflow_saga_deadlines_total"); n != 0 {
 		t.Fatalf("sagas-b fired %v deadlines without the lease", n)
 	}
 
@@ -1068,9 +804,9 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	load := s.placeLoad(customer, 60, 50*time.Millisecond)
 	s.waitCrash(t, "sagas-a", plan)
 	killed := time.Now()
-	_, unacked := s.consumerState(t)
+	_, unacked := stacktest.ConsumerState(t, s.js, natsbus.EventsStream, coordinator.DefaultDurable)
 	t.Logf("sagas-a died with %d orders placed, sagas-b had decided %v times; unacknowledged events: %d",
-		load.placed.Load(), s.metric(t, "sagas-b", "orderflow_saga_decisions_total"), unacked)
+		load.placed.Load(), s.Metric(t, "sagas-b", "orderflow_saga_decisions_total"), unacked)
 	if unacked == 0 {
 		t.Errorf("no event unacknowledged after sagas-a died after recording a decision on one")
 	}
@@ -1085,7 +821,7 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 		t.Errorf("the survivor took the leases %s after the kill, want within seconds", took)
 	}
 	coordinatortest.Eventually(t, settleWithin, "sagas-b fires deadlines", func() (bool, string) {
-		n := s.metric(t, "sagas-b", "orderflow_saga_deadlines_total")
+		n := s.Metric(t, "sagas-b", "orderflow_saga_deadlines_total")
 		return n > 0, fmt.Sprintf("%v deadlines fired", n)
 	})
 	t.Logf("sagas-b fired its first deadline %s after sagas-a died", time.Since(killed).Round(time.Millisecond))
@@ -1095,7 +831,7 @@ func TestCoordinatorReplicaKilled(t *testing.T) {
 	res := s.settled(t, "sagas-b", customer, orders, loadStock, recoverWithin)
 	t.Logf("every saga ended %s after sagas-a died", time.Since(killed).Round(time.Millisecond))
 	checkLoad(t, orders, res)
-	s.waitConsumerDrained(t)
+	stacktest.WaitDrained(t, s.js, natsbus.EventsStream, coordinator.DefaultDurable, recoverWithin)
 	t.Logf("every event the dead replica held was acknowledged by the survivor %s after sagas-a died", time.Since(killed).Round(time.Millisecond))
 	s.checkDecidedOnce(t, orders)
 }
