@@ -21,6 +21,11 @@
 // command id is derived from the key (see DeriveCommandID): the retry
 // executes the same command again, and the command handlers recognise a
 // command id they have already applied and change nothing.
+//
+// A key is scoped by the request's method and path and, behind the
+// gateway, by the caller's subject, which the gateway passes in
+// SubjectHeader: two callers who happen to choose the same key get two
+// commands, not each other's answers.
 package idempotency
 
 import (
@@ -52,6 +57,16 @@ const Header = "Idempotency-Key"
 // ReplayedHeader is set to "true" on replayed answers.
 const ReplayedHeader = "Idempotent-Replayed"
 
+// SubjectHeader carries the authenticated caller's subject (the token's
+// sub) on requests the gateway forwards. The gateway removes any value a
+// client sent and sets its own, so behind it the header can be trusted; a
+// service reached directly has no authentication at all, so a value sent
+// there only narrows the sender's own key scope.
+const SubjectHeader = "X-Orderflow-Subject"
+
+// MaxSubjectLength is the longest subject accepted in SubjectHeader.
+const MaxSubjectLength = 255
+
 // MaxKeyLength is the longest key accepted.
 const MaxKeyLength = 200
 
@@ -76,6 +91,10 @@ var storedHeaders = []string{"Content-Type", "Location"}
 // namespace is the UUID v5 namespace of derived command ids. Changing it
 // would let a retry across a deploy execute a command twice.
 var namespace = uuid.MustParse("9d3c1f7e-5b8a-4c1e-9f61-2a7d0b4e8c53")
+
+// subjectNamespace is the UUID v5 namespace of derived command ids of
+// requests with a subject; the same warning applies.
+var subjectNamespace = uuid.MustParse("4f0b6c2a-8e1d-4a7b-b3c5-6d9e2f1a7c40")
 
 //go:embed migrations/*.sql
 var migrations embed.FS
@@ -158,13 +177,33 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 // DeriveCommandID is the command id of a request with key to scope
 // ("<METHOD> <path>") on service: a UUID v5, the same on every retry. The
 // scope is included so one key used on two resources names two commands.
+// It is the id of a request without a subject; see DeriveSubjectCommandID.
 func DeriveCommandID(service, scope, key string) string {
 	return uuid.NewSHA1(namespace, []byte(service+"\n"+scope+"\n"+key)).String()
+}
+
+// DeriveSubjectCommandID is DeriveCommandID for a request made by subject
+// (see SubjectHeader), so that two callers using the same key on the same
+// resource name two commands. Without a subject it is DeriveCommandID,
+// which keeps the ids of direct requests what they were before subjects
+// existed. Ids with a subject come from a namespace of their own, so no
+// scope, key and subject can spell the name of a subject-less id.
+func DeriveSubjectCommandID(service, scope, subject, key string) string {
+	if subject == "" {
+		return DeriveCommandID(service, scope, key)
+	}
+	// key and subject are printable ASCII, without a newline: the last two
+	// newlines separate them unambiguously from the scope.
+	return uuid.NewSHA1(subjectNamespace, []byte(service+"\n"+scope+"\n"+key+"\n"+subject)).String()
 }
 
 // ValidKey reports whether key is acceptable: 1-200 printable ASCII
 // characters.
 func ValidKey(key string) bool { return httpx.PrintableASCII(key, MaxKeyLength) }
+
+// ValidSubject reports whether subject is acceptable in SubjectHeader:
+// 1-255 printable ASCII characters.
+func ValidSubject(subject string) bool { return httpx.PrintableASCII(subject, MaxSubjectLength) }
 
 // Middleware applies idempotency to POST requests that carry the header;
 // other requests pass through untouched. The handler finds the derived
@@ -184,16 +223,22 @@ func (s *Store) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		key := values[0]
+		subject, ok := requestSubject(r)
+		if !ok {
+			httpx.WriteProblem(w, httpx.ValidationProblem("invalid "+SubjectHeader+" header",
+				httpx.FieldError{Field: SubjectHeader, Message: "must be sent at most once, with 1 to 255 printable ASCII characters"}))
+			return
+		}
 		body, err := httpx.ReadBody(r)
 		if err != nil {
 			httpx.WriteError(w, r, err)
 			return
 		}
-		scope := r.Method + " " + r.URL.Path
+		k := keyRef{scope: r.Method + " " + r.URL.Path, subject: subject, key: key}
 		sum := sha256.Sum256(body)
 		fingerprint := sum[:]
 
-		c, err := s.claim(r.Context(), scope, key, fingerprint)
+		c, err := s.claim(r.Context(), k, fingerprint)
 		if err != nil {
 			httpx.WriteError(w, r, fmt.Errorf("idempotency claim: %w", err))
 			return
@@ -218,14 +263,14 @@ func (s *Store) Middleware(next http.Handler) http.Handler {
 		// the client sees it, and keep the claim alive meanwhile.
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
-		ctx := httpx.WithCommandID(r.Context(), DeriveCommandID(s.cfg.Service, scope, key))
+		ctx := httpx.WithCommandID(r.Context(), DeriveSubjectCommandID(s.cfg.Service, k.scope, k.subject, k.key))
 		rec := &capture{header: make(http.Header)}
-		stopHolding := s.hold(r.Context(), scope, key, c.token)
+		stopHolding := s.hold(r.Context(), k, c.token)
 		returned := false
 		defer func() {
 			if !returned { // the handler panicked: give the key back now
 				stopHolding()
-				s.release(r.Context(), scope, key, c.token)
+				s.release(r.Context(), k, c.token)
 			}
 		}()
 		next.ServeHTTP(rec, r.WithContext(ctx))
@@ -235,19 +280,40 @@ func (s *Store) Middleware(next http.Handler) http.Handler {
 		a := rec.answer()
 		if !Final(a.Status, rec.header, a.Body) {
 			// A retry may well get another answer; let it run.
-			s.release(r.Context(), scope, key, c.token)
-		} else if err := s.complete(r.Context(), scope, key, c.token, a); err != nil {
+			s.release(r.Context(), k, c.token)
+		} else if err := s.complete(r.Context(), k, c.token, a); err != nil {
 			// The effect happened; a retry re-executes the same command id,
 			// which changes nothing, and stores the answer then.
 			httpx.Logger(r.Context()).LogAttrs(r.Context(), slog.LevelError, "storing idempotent answer failed",
-				slog.String("scope", scope), slog.String("error", err.Error()))
+				slog.String("scope", k.scope), slog.String("error", err.Error()))
 		}
-		for k, v := range rec.header {
-			w.Header()[k] = v
+		for name, v := range rec.header {
+			w.Header()[name] = v
 		}
 		w.WriteHeader(a.Status)
 		_, _ = w.Write(a.Body)
 	})
+}
+
+// requestSubject returns the caller's subject from SubjectHeader, "" when
+// the header is absent; ok is false when it is sent more than once or is
+// not a valid subject.
+func requestSubject(r *http.Request) (subject string, ok bool) {
+	values, sent := r.Header[http.CanonicalHeaderKey(SubjectHeader)]
+	if !sent {
+		return "", true
+	}
+	if len(values) != 1 || !ValidSubject(values[0]) {
+		return "", false
+	}
+	return values[0], true
+}
+
+// keyRef names one row of idempotency_keys: a key in its scope.
+type keyRef struct {
+	scope   string // "<METHOD> <path>"
+	subject string // the caller's subject, "" for a direct request
+	key     string
 }
 
 // Final reports whether an answer is final, that is one that a retry of
@@ -327,7 +393,7 @@ func millis(d time.Duration) int64 { return d.Milliseconds() }
 // claim decides what to do with a request: claim the key (insert, or take
 // over an expired claim), or replay, or refuse. Times come from the
 // database clock so that replicas agree.
-func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte) (claimResult, error) {
+func (s *Store) claim(ctx context.Context, k keyRef, fingerprint []byte) (claimResult, error) {
 	token := uuid.New()
 	// A few rounds cover the races: a row inserted by a concurrent request
 	// (not in our snapshot), or deleted or expired meanwhile.
@@ -345,10 +411,10 @@ func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte
 		)
 		err := s.pool.QueryRow(ctx, `
 			WITH ins AS (
-				INSERT INTO idempotency_keys (scope, key, fingerprint, state, claim_token, locked_until, expires_at)
-				VALUES ($1, $2, $3, 'in_flight', $4,
+				INSERT INTO idempotency_keys (scope, key, subject, fingerprint, state, claim_token, locked_until, expires_at)
+				VALUES ($1, $2, $7, $3, 'in_flight', $4,
 				        now() + $5 * interval '1 millisecond', now() + $6 * interval '1 millisecond')
-				ON CONFLICT (scope, key) DO NOTHING
+				ON CONFLICT (scope, key, subject) DO NOTHING
 				RETURNING 1
 			)
 			SELECT true, NULL::bytea, '', NULL::integer, NULL::jsonb, NULL::bytea, false, false FROM ins
@@ -356,8 +422,8 @@ func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte
 			SELECT false, fingerprint, state, status, headers, body,
 			       expires_at <= now(), coalesce(locked_until <= now(), false)
 			FROM idempotency_keys
-			WHERE scope = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM ins)`,
-			scope, key, fingerprint, token, millis(s.cfg.Lease), millis(s.cfg.TTL)).
+			WHERE scope = $1 AND key = $2 AND subject = $7 AND NOT EXISTS (SELECT 1 FROM ins)`,
+			k.scope, k.key, fingerprint, token, millis(s.cfg.Lease), millis(s.cfg.TTL), k.subject).
 			Scan(&claimed, &storedFP, &state, &status, &headers, &body, &expired, &stale)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // held by a request not yet visible, or released or purged meanwhile
@@ -370,7 +436,8 @@ func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte
 		}
 		if expired {
 			if _, err := s.pool.Exec(ctx,
-				"DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND expires_at <= now()", scope, key); err != nil {
+				"DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND subject = $3 AND expires_at <= now()",
+				k.scope, k.key, k.subject); err != nil {
 				return claimResult{}, err
 			}
 			continue
@@ -387,8 +454,8 @@ func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte
 		tag, err := s.pool.Exec(ctx, `
 			UPDATE idempotency_keys
 			SET claim_token = $3, locked_until = now() + $4 * interval '1 millisecond'
-			WHERE scope = $1 AND key = $2 AND state = 'in_flight' AND locked_until <= now()`,
-			scope, key, token, millis(s.cfg.Lease))
+			WHERE scope = $1 AND key = $2 AND subject = $5 AND state = 'in_flight' AND locked_until <= now()`,
+			k.scope, k.key, token, millis(s.cfg.Lease), k.subject)
 		if err != nil {
 			return claimResult{}, err
 		}
@@ -407,7 +474,7 @@ func (s *Store) claim(ctx context.Context, scope, key string, fingerprint []byte
 // lost. Stopping at ctx's end means that a handler still stuck after its
 // request was cancelled or timed out blocks the key for at most one more
 // lease.
-func (s *Store) hold(ctx context.Context, scope, key string, token uuid.UUID) (stop func()) {
+func (s *Store) hold(ctx context.Context, k keyRef, token uuid.UUID) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -421,16 +488,16 @@ func (s *Store) hold(ctx context.Context, scope, key string, token uuid.UUID) (s
 				return
 			case <-t.C:
 			}
-			held, err := s.renew(ctx, scope, key, token, every)
+			held, err := s.renew(ctx, k, token, every)
 			switch {
 			case err != nil && ctx.Err() == nil:
 				// Try again at the next tick; the lease has two more
 				// thirds to go.
 				s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "extending idempotency claim failed",
-					slog.String("scope", scope), slog.String("error", err.Error()))
+					slog.String("scope", k.scope), slog.String("error", err.Error()))
 			case err == nil && !held:
 				s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "idempotency claim lost while its request ran",
-					slog.String("scope", scope))
+					slog.String("scope", k.scope))
 				return
 			}
 		}
@@ -444,13 +511,13 @@ func (s *Store) hold(ctx context.Context, scope, key string, token uuid.UUID) (s
 // renew extends the claim's lease and reports whether the claim is still
 // ours. A renewal slower than timeout is abandoned so the next tick can
 // try again well before the lease runs out.
-func (s *Store) renew(ctx context.Context, scope, key string, token uuid.UUID, timeout time.Duration) (bool, error) {
+func (s *Store) renew(ctx context.Context, k keyRef, token uuid.UUID, timeout time.Duration) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE idempotency_keys SET locked_until = now() + $4 * interval '1 millisecond'
-		WHERE scope = $1 AND key = $2 AND claim_token = $3 AND state = 'in_flight'`,
-		scope, key, token, millis(s.cfg.Lease))
+		WHERE scope = $1 AND key = $2 AND subject = $5 AND claim_token = $3 AND state = 'in_flight'`,
+		k.scope, k.key, token, millis(s.cfg.Lease), k.subject)
 	if err != nil {
 		return false, fmt.Errorf("extend claim: %w", err)
 	}
@@ -458,7 +525,7 @@ func (s *Store) renew(ctx context.Context, scope, key string, token uuid.UUID, t
 }
 
 // complete stores the answer under a claim we still hold.
-func (s *Store) complete(ctx context.Context, scope, key string, token uuid.UUID, a answer) error {
+func (s *Store) complete(ctx context.Context, k keyRef, token uuid.UUID, a answer) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	headers, err := json.Marshal(a.Headers)
@@ -469,8 +536,8 @@ func (s *Store) complete(ctx context.Context, scope, key string, token uuid.UUID
 		UPDATE idempotency_keys
 		SET state = 'done', status = $4, headers = $5, body = $6, claim_token = NULL, locked_until = NULL,
 		    expires_at = now() + $7 * interval '1 millisecond'
-		WHERE scope = $1 AND key = $2 AND claim_token = $3`,
-		scope, key, token, a.Status, headers, a.Body, millis(s.cfg.TTL))
+		WHERE scope = $1 AND key = $2 AND subject = $8 AND claim_token = $3`,
+		k.scope, k.key, token, a.Status, headers, a.Body, millis(s.cfg.TTL), k.subject)
 	if err != nil {
 		return fmt.Errorf("store answer: %w", err)
 	}
@@ -481,16 +548,16 @@ func (s *Store) complete(ctx context.Context, scope, key string, token uuid.UUID
 }
 
 // release gives up a claim so that a retry executes afresh.
-func (s *Store) release(ctx context.Context, scope, key string, token uuid.UUID) {
+func (s *Store) release(ctx context.Context, k keyRef, token uuid.UUID) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := s.pool.Exec(ctx,
-		"DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND claim_token = $3 AND state = 'in_flight'",
-		scope, key, token); err != nil {
+		"DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND subject = $4 AND claim_token = $3 AND state = 'in_flight'",
+		k.scope, k.key, token, k.subject); err != nil {
 		// The lease runs out on its own; until then repeats get 409
 		// in-flight.
 		s.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "releasing idempotency claim failed",
-			slog.String("scope", scope), slog.String("error", err.Error()))
+			slog.String("scope", k.scope), slog.String("error", err.Error()))
 	}
 }
 

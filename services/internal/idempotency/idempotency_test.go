@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -211,6 +212,18 @@ func (f *fixture) postWithin(t *testing.T, within time.Duration, path, key, body
 
 func (f *fixture) postCtx(t *testing.T, ctx context.Context, path, key, body string) response {
 	t.Helper()
+	return f.postHeader(t, ctx, nil, path, key, body)
+}
+
+// postAs is post on behalf of subject, as the gateway forwards it.
+func (f *fixture) postAs(t *testing.T, subject, path, key, body string) response {
+	t.Helper()
+	return f.postHeader(t, context.Background(), http.Header{idempotency.SubjectHeader: {subject}}, path, key, body)
+}
+
+// postHeader is post with extra request headers.
+func (f *fixture) postHeader(t *testing.T, ctx context.Context, extra http.Header, path, key, body string) response {
+	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Error(err)
@@ -219,6 +232,9 @@ func (f *fixture) postCtx(t *testing.T, ctx context.Context, path, key, body str
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set(idempotency.Header, key)
+	}
+	for name, values := range extra {
+		req.Header[name] = values
 	}
 	res, err := f.srv.Client().Do(req)
 	if err != nil {
@@ -291,6 +307,152 @@ func TestScopeIsMethodAndPath(t *testing.T) {
 	}
 	if want := idempotency.DeriveCommandID("test", "POST /things/a", "shared"); ids[0] != want {
 		t.Fatalf("command id %s, want derived %s", ids[0], want)
+	}
+}
+
+// TestScopeIncludesSubject: behind the gateway the caller's subject is
+// part of the key's scope. The same key and body from two subjects are
+// two commands with two derived ids; each subject's repeat is a replay of
+// its own answer; a request without a subject (straight to the service)
+// is a third scope.
+func TestScopeIncludesSubject(t *testing.T) {
+	f := newFixture(t)
+	const key, body = "shared", `{"a":1}`
+	steps := []struct {
+		subject string // "" sends no subject header
+		replay  bool
+		call    int // the handler call whose answer this request gets
+	}{
+		{"c-1", false, 1},
+		{"c-2", false, 2},
+		{"c-1", true, 1},
+		{"c-2", true, 2},
+		{"", false, 3},
+		{"", true, 3},
+		{"admin", false, 4},
+	}
+	for i, st := range steps {
+		var r response
+		if st.subject == "" {
+			r = f.post(t, "/things", key, body)
+		} else {
+			r = f.postAs(t, st.subject, "/things", key, body)
+		}
+		if r.status != http.StatusAccepted || r.replays != st.replay || !strings.Contains(r.body, fmt.Sprintf(`"call":%d,`, st.call)) {
+			t.Fatalf("step %d (subject %q): %d replayed=%v %s; want replayed=%v of call %d",
+				i, st.subject, r.status, r.replays, r.body, st.replay, st.call)
+		}
+	}
+	if n := f.calls.Load(); n != 4 {
+		t.Fatalf("handler ran %d times, want 4", n)
+	}
+	want := []string{
+		idempotency.DeriveSubjectCommandID("test", "POST /things", "c-1", key),
+		idempotency.DeriveSubjectCommandID("test", "POST /things", "c-2", key),
+		idempotency.DeriveCommandID("test", "POST /things", key),
+		idempotency.DeriveSubjectCommandID("test", "POST /things", "admin", key),
+	}
+	if got := f.commandIDs(); !slices.Equal(got, want) {
+		t.Fatalf("command ids %q, want %q", got, want)
+	}
+	seen := map[string]bool{}
+	for _, id := range want {
+		if seen[id] {
+			t.Fatalf("derived ids %q are not distinct", want)
+		}
+		seen[id] = true
+	}
+	if got := idempotency.DeriveSubjectCommandID("test", "POST /things", "", key); got != want[2] {
+		t.Fatalf("without a subject the derived id is %s, want DeriveCommandID's %s", got, want[2])
+	}
+	// A different body under one subject's key is still refused, and does
+	// not disturb the other subject's answer.
+	wantProblem(t, f.postAs(t, "c-1", "/things", key, `{"a":2}`), http.StatusConflict, httpx.SlugIdempotencyKeyReused)
+	if r := f.postAs(t, "c-2", "/things", key, body); !r.replays {
+		t.Fatalf("c-2 after c-1's reuse: %+v", r)
+	}
+}
+
+func TestInvalidSubject(t *testing.T) {
+	tests := []struct {
+		name   string
+		values []string
+	}{
+		{"empty", []string{""}},
+		{"sent twice", []string{"c-1", "c-2"}},
+		{"too long", []string{strings.Repeat("s", idempotency.MaxSubjectLength+1)}},
+		{"control character", []string{"c\t1"}},
+		{"not ASCII", []string{"c-\u00e9"}},
+	}
+	f := newFixture(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.postHeader(t, context.Background(), http.Header{idempotency.SubjectHeader: tt.values}, "/things", "k", `{}`)
+			wantProblem(t, r, http.StatusBadRequest, httpx.SlugValidation)
+			if !strings.Contains(r.body, idempotency.SubjectHeader) {
+				t.Fatalf("the problem does not name the header: %s", r.body)
+			}
+		})
+	}
+	if n := f.calls.Load(); n != 0 {
+		t.Fatalf("handler ran %d times for invalid subjects", n)
+	}
+	// The longest valid subject is accepted; without a key the header is
+	// not looked at.
+	if r := f.postAs(t, strings.Repeat("s", idempotency.MaxSubjectLength), "/things", "k", `{}`); r.status != http.StatusAccepted {
+		t.Fatalf("255-character subject: %+v", r)
+	}
+	if r := f.postAs(t, "", "/things", "", `{}`); r.status != http.StatusAccepted {
+		t.Fatalf("subject without a key: %+v", r)
+	}
+}
+
+// TestSubjectMigrationKeepsStoredAnswers: rows stored before keys had a
+// subject (migration 0003) keep answering the requests that made them,
+// those without a subject; a subject's request with the same key is a new
+// command.
+func TestSubjectMigrationKeepsStoredAnswers(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := idempotency.MigrateThrough(ctx, pool, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, fingerprint, state, status, headers, body, expires_at)
+		VALUES ('POST /things', 'old', sha256('{}'::bytea), 'done', 202, '{"Content-Type":"application/json"}', '{"stored":true}', now() + interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := idempotency.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	store, err := idempotency.New(pool, idempotency.Config{Service: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	srv := httptest.NewServer(store.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprint(w, `{"stored":false}`)
+	})))
+	t.Cleanup(srv.Close)
+	f := &fixture{srv: srv}
+
+	if r := f.post(t, "/things", "old", `{}`); !r.replays || r.body != `{"stored":true}` {
+		t.Fatalf("the stored answer was not replayed after the migration: %+v", r)
+	}
+	if r := f.postAs(t, "c-1", "/things", "old", `{}`); r.replays || r.body != `{"stored":false}` {
+		t.Fatalf("a subject got the subject-less answer: %+v", r)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+	var subject string
+	if err := pool.QueryRow(ctx, "SELECT subject FROM idempotency_keys WHERE key = 'old' ORDER BY subject LIMIT 1").Scan(&subject); err != nil || subject != "" {
+		t.Fatalf("the old row's subject is %q (%v), want empty", subject, err)
 	}
 }
 
