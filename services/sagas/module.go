@@ -53,9 +53,11 @@ func wire(d service.Deps) (service.Parts, error) {
 
 // registerMetrics adds the coordinator's figures to the service's
 // /metrics: its counts since the process started, whether it fires the
-// deadlines, and the sagas per status as the read model has them (a
-// failed saga waits for an operator).
+// deadlines, the durations of the saga steps it saw end (a histogram by
+// saga type, step and outcome), and the sagas per status as the read
+// model has them (a failed saga waits for an operator).
 func registerMetrics(m *httpx.Metrics, coord *coordinator.Coordinator, pool *pgxpool.Pool) {
+	m.Register(coord.StepDurations())
 	counter := func(name, help string, value func(coordinator.StatsSnapshot) uint64) {
 		m.CounterVecFunc(name, help, nil, func() []httpx.Sample {
 			return []httpx.Sample{{Value: float64(value(coord.Stats()))}}

@@ -219,6 +219,7 @@ type Coordinator struct {
 	cache *stateCache
 
 	stats   Stats
+	steps   stepMetrics // see metrics.go
 	running atomic.Bool
 
 	// wake carries a signal when a decision set a deadline earlier than
@@ -498,6 +499,7 @@ func (c *Coordinator) recorded(sagaID string, st *sagas.State, events []any) {
 				"compensation", e.Compensation, "reason", e.Reason, "detail", e.Detail)
 		}
 	}
+	c.observeSteps(st, events) // the steps it ended: see metrics.go
 	if at, ok := st.Deadline(); ok {
 		c.wakeAt(at)
 	}

@@ -10,13 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/orderflow/orderflow/domain"
@@ -307,66 +304,6 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
-func TestMetrics(t *testing.T) {
-	m := NewMetrics()
-	jobs := m.Counter("orderflow_test_jobs_total", "Jobs.", "kind")
-	jobs.Inc(`we"ird`)
-	m.GaugeFunc("orderflow_test_gauge", "A gauge.", func() float64 { return 2.5 })
-
-	r := chi.NewRouter()
-	r.Use(m.Middleware)
-	r.Get("/api/orders/{id}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
-	r.NotFound(NotFound)
-	for _, p := range []string{"/api/orders/1", "/api/orders/2", "/nope"} {
-		r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, p, nil))
-	}
-	rr := httptest.NewRecorder()
-	m.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	out := rr.Body.String()
-	for _, want := range []string{
-		"# TYPE orderflow_http_requests_total counter",
-		`orderflow_http_requests_total{method="GET",route="/api/orders/{id}",status="418"} 2`,
-		`orderflow_http_requests_total{method="GET",route="unmatched",status="404"} 1`,
-		`orderflow_test_jobs_total{kind="we\"ird"} 1`,
-		"orderflow_test_gauge 2.5",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("metrics output lacks %q:\n%s", want, out)
-		}
-	}
-}
-
-func TestMetricFuncs(t *testing.T) {
-	m := NewMetrics()
-	m.GaugeVecFunc("orderflow_test_lag", "Lag.", []string{"projection"}, func() []Sample {
-		return []Sample{{Labels: []string{"orders"}, Value: 3}, {Labels: []string{"stock"}, Value: 0}}
-	})
-	// A sample with the wrong number of labels is skipped, not written half.
-	m.GaugeVecFunc("orderflow_test_bad", "Bad.", []string{"a", "b"}, func() []Sample {
-		return []Sample{{Labels: []string{"only-one"}, Value: 1}}
-	})
-	m.CounterVecFunc("orderflow_test_published_total", "Published.", nil, func() []Sample {
-		return []Sample{{Value: 42}}
-	})
-	rr := httptest.NewRecorder()
-	m.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	out := rr.Body.String()
-	for _, want := range []string{
-		"# TYPE orderflow_test_lag gauge\n",
-		`orderflow_test_lag{projection="orders"} 3` + "\n",
-		`orderflow_test_lag{projection="stock"} 0` + "\n",
-		"# TYPE orderflow_test_bad gauge\n",
-		"# TYPE orderflow_test_published_total counter\norderflow_test_published_total 42\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("metrics output lacks %q:\n%s", want, out)
-		}
-	}
-	if strings.Contains(out, "only-one") {
-		t.Errorf("a malformed sample was written:\n%s", out)
-	}
-}
-
 func TestJoinFieldErrors(t *testing.T) {
 	bad := func(fields ...string) error {
 		v := &domain.ValidationError{}
@@ -424,66 +361,5 @@ func TestNewPageNeverNull(t *testing.T) {
 	WriteJSON(rr, httptest.NewRequest(http.MethodGet, "/api/inventory", nil), http.StatusOK, NewPage[int](nil, ""))
 	if got := strings.TrimSpace(rr.Body.String()); got != `{"items":[],"next":""}` {
 		t.Fatalf("empty page encodes as %s", got)
-	}
-}
-
-// TestCounterConcurrentAdds: adds from many goroutines, to new and to
-// existing label values, are all counted.
-func TestCounterConcurrentAdds(t *testing.T) {
-	m := NewMetrics()
-	c := m.Counter("orderflow_test_adds_total", "Adds.", "kind", "shard")
-	const goroutines, adds = 8, 1000
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Go(func() {
-			for i := range adds {
-				c.Add(0.5, "k", strconv.Itoa(i%4))
-				c.Inc("own", strconv.Itoa(g))
-			}
-		})
-	}
-	wg.Wait()
-	for s := range 4 {
-		if got, want := c.Value("k", strconv.Itoa(s)), 0.5*goroutines*adds/4; got != want {
-			t.Errorf("shard %d: %v, want %v", s, got, want)
-		}
-	}
-	if got := c.Value("own", "3"); got != adds {
-		t.Errorf("own 3: %v, want %d", got, adds)
-	}
-	if got := c.Value("never", "seen"); got != 0 {
-		t.Errorf("unseen labels: %v, want 0", got)
-	}
-	rr := httptest.NewRecorder()
-	m.ServeHTTP(rr, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	out := rr.Body.String()
-	// Samples are written in label order.
-	first := strings.Index(out, `orderflow_test_adds_total{kind="k",shard="0"} 1000`)
-	last := strings.Index(out, `orderflow_test_adds_total{kind="own",shard="7"} 1000`)
-	if first < 0 || last < 0 || first > last {
-		t.Fatalf("samples missing or out of order:\n%s", out)
-	}
-}
-
-func TestMetricNamesAreUnique(t *testing.T) {
-	tests := []struct {
-		name     string
-		register func(m *Metrics)
-	}{
-		{"counter twice", func(m *Metrics) { m.Counter("orderflow_x_total", "X.") }},
-		{"gauge over counter", func(m *Metrics) { m.GaugeFunc("orderflow_x_total", "X.", func() float64 { return 0 }) }},
-		{"built-in name", func(m *Metrics) { m.Counter("orderflow_http_requests_total", "Again.") }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := NewMetrics()
-			m.Counter("orderflow_x_total", "X.")
-			defer func() {
-				if recover() == nil {
-					t.Fatal("a second registration of a name did not panic")
-				}
-			}()
-			tt.register(m)
-		})
 	}
 }

@@ -1,39 +1,176 @@
 package httpx
 
 import (
-	"bytes"
 	"fmt"
-	"math"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 )
 
-// Metrics is a small registry of counters and gauges served in the
-// Prometheus text exposition format. It is deliberately minimal: counters
-// with labels, gauges (and counters kept elsewhere) read at scrape time,
-// and the HTTP request metrics.
+// Metrics is a service's metrics registry, served in the Prometheus
+// exposition formats by ServeHTTP. It is a thin layer over a
+// prometheus.Registry of its own (never the library's global default one:
+// tests run several services in one process, and each must expose only its
+// own figures). The methods keep the wiring short for the two kinds of
+// metric the services have: the ones they update as things happen
+// (Counter, Histogram) and the ones read at scrape time from figures a
+// component keeps anyway (GaugeFunc, GaugeVecFunc, CounterVecFunc).
+// Components that own their own collectors add them with Register.
+//
+// Registering a name twice, or a metric or label name outside the classic
+// rules ([a-zA-Z_:][a-zA-Z0-9_:]*, which every scraper and query accepts
+// unquoted), panics: a scrape holding one metric twice is refused by
+// Prometheus as a whole, and a name the text format must escape could
+// clash with another once escaped, so the mistake must surface where the
+// metrics are wired, not on the first scrape.
+//
+// The registry also holds the standard Go runtime (go_*) and process
+// (process_*) collectors, and the HTTP metrics Middleware records.
 type Metrics struct {
-	mu       sync.Mutex
-	names    map[string]struct{}
-	counters []*CounterVec
-	funcs    []funcMetric
+	reg     *prometheus.Registry
+	handler http.Handler
 
-	requests *CounterVec
-	seconds  *CounterVec
+	requests *prometheus.CounterVec
+	seconds  *prometheus.CounterVec
+	duration *prometheus.HistogramVec
 }
 
-// funcMetric is a metric whose samples are read at every scrape.
-type funcMetric struct {
-	name, help, kind string
-	labels           []string
-	read             func() []Sample
+// HTTPDurationBuckets are the upper bounds, in seconds, of the HTTP request
+// duration histogram: a service answers in milliseconds, so the buckets
+// are finer there than prometheus.DefBuckets, and end at the request
+// timeout's order of magnitude.
+var HTTPDurationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// NewMetrics returns a registry holding the Go and process collectors and
+// the HTTP request metrics of Middleware:
+//
+//   - orderflow_http_request_duration_seconds{method,route,status}, a
+//     histogram;
+//   - orderflow_http_requests_total{method,route,status}, a counter (the
+//     histogram's _count holds the same; kept for the readers of the name);
+//   - orderflow_http_request_seconds_total{method,route}, a counter
+//     (the histogram's _sum without the status; kept likewise).
+func NewMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "orderflow_http_request_duration_seconds",
+		Help:    "Time spent answering HTTP requests, by method, route pattern and status.",
+		Buckets: HTTPDurationBuckets,
+	}, []string{"method", "route", "status"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orderflow_http_requests_total",
+		Help: "HTTP requests answered, by method, route pattern and status.",
+	}, []string{"method", "route", "status"})
+	m.seconds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orderflow_http_request_seconds_total",
+		Help: "Time spent answering HTTP requests, by method and route pattern (the sum of orderflow_http_request_duration_seconds).",
+	}, []string{"method", "route"})
+	m.reg.MustRegister(m.duration, m.requests, m.seconds)
+	// Errors while gathering (a reader that gives one label set twice,
+	// say) are counted in promhttp_metric_handler_errors_total, and the
+	// rest of the scrape is served rather than nothing.
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		Registry:      m.reg,
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+	return m
+}
+
+// Register adds collectors that a component owns (a histogram it observes
+// into, say) to the registry. It panics on a name registered before; the
+// component keeps to the classic name rules itself.
+func (m *Metrics) Register(cs ...prometheus.Collector) {
+	m.reg.MustRegister(cs...)
+}
+
+// checkNames panics unless name and labels follow the classic rules (see
+// Metrics).
+func checkNames(name string, labels []string) {
+	if !model.LegacyValidation.IsValidMetricName(name) {
+		panic(fmt.Sprintf("metric name %q is not [a-zA-Z_:][a-zA-Z0-9_:]*", name))
+	}
+	for _, l := range labels {
+		if !model.LegacyValidation.IsValidLabelName(l) {
+			panic(fmt.Sprintf("metric %s: label name %q is not [a-zA-Z_][a-zA-Z0-9_]*", name, l))
+		}
+	}
+}
+
+// CounterVec is a counter with labels, given in the order of the label
+// names the counter was registered with.
+type CounterVec struct {
+	vec    *prometheus.CounterVec
+	labels []string
+}
+
+// Counter registers a counter; label values are given to Add in the order
+// of labels.
+func (m *Metrics) Counter(name, help string, labels ...string) *CounterVec {
+	checkNames(name, labels)
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	m.reg.MustRegister(vec)
+	return &CounterVec{vec: vec, labels: labels}
+}
+
+// Add adds v (>= 0; a negative v panics) to the counter with the given
+// label values. A wrong number of label values panics.
+func (c *CounterVec) Add(v float64, labelValues ...string) {
+	c.vec.WithLabelValues(labelValues...).Add(v)
+}
+
+// Inc adds 1.
+func (c *CounterVec) Inc(labelValues ...string) { c.vec.WithLabelValues(labelValues...).Inc() }
+
+// Value returns the counter's value for the label values, 0 for label
+// values never counted (which it does not create). It gathers the whole
+// vector, so it is for tests and diagnostics, not for hot paths.
+func (c *CounterVec) Value(labelValues ...string) float64 {
+	if len(labelValues) != len(c.labels) {
+		return 0
+	}
+	for _, s := range collect(c.vec) {
+		if matches(s, c.labels, labelValues) {
+			return s.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// HistogramVec is a histogram with labels, given in the order of the label
+// names the histogram was registered with.
+type HistogramVec struct {
+	vec *prometheus.HistogramVec
+}
+
+// Histogram registers a histogram with the given bucket upper bounds (nil
+// means prometheus.DefBuckets); label values are given to Observe in the
+// order of labels. A duration is observed in seconds, and its name ends in
+// _seconds.
+func (m *Metrics) Histogram(name, help string, buckets []float64, labels ...string) *HistogramVec {
+	checkNames(name, labels)
+	if buckets == nil {
+		buckets = prometheus.DefBuckets
+	}
+	vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+	m.reg.MustRegister(vec)
+	return &HistogramVec{vec: vec}
+}
+
+// Observe records v in the histogram with the given label values. A wrong
+// number of label values panics.
+func (h *HistogramVec) Observe(v float64, labelValues ...string) {
+	h.vec.WithLabelValues(labelValues...).Observe(v)
 }
 
 // Sample is one value of a metric read at scrape time; Labels holds the
@@ -43,202 +180,102 @@ type Sample struct {
 	Value  float64
 }
 
-// NewMetrics returns a registry holding the HTTP request counters
-// orderflow_http_requests_total{method,route,status} and
-// orderflow_http_request_seconds_total{method,route}.
-func NewMetrics() *Metrics {
-	m := &Metrics{}
-	m.requests = m.Counter("orderflow_http_requests_total",
-		"HTTP requests answered, by method, route pattern and status.", "method", "route", "status")
-	m.seconds = m.Counter("orderflow_http_request_seconds_total",
-		"Time spent answering HTTP requests, by method and route pattern.", "method", "route")
-	return m
-}
-
-// CounterVec is a counter with labels. Add runs on every request, so it
-// takes no lock once a label combination exists: values maps the label
-// values joined by \xff to a *atomicFloat.
-type CounterVec struct {
-	name, help string
-	labels     []string
-	values     sync.Map
-}
-
-// atomicFloat is a float64 updated by compare-and-swap of its bits.
-type atomicFloat struct{ bits atomic.Uint64 }
-
-func (f *atomicFloat) add(v float64) {
-	for {
-		old := f.bits.Load()
-		if f.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
-			return
-		}
-	}
-}
-
-func (f *atomicFloat) load() float64 { return math.Float64frombits(f.bits.Load()) }
-
-// Counter registers a counter; label values are given to Add in the order
-// of labels.
-func (m *Metrics) Counter(name, help string, labels ...string) *CounterVec {
-	c := &CounterVec{name: name, help: help, labels: labels}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.claimName(name)
-	m.counters = append(m.counters, c)
-	return c
-}
-
 // GaugeFunc registers a gauge whose value is read at every scrape.
 func (m *Metrics) GaugeFunc(name, help string, read func() float64) {
-	m.addFunc(funcMetric{name: name, help: help, kind: "gauge", read: func() []Sample {
-		return []Sample{{Value: read()}}
-	}})
+	checkNames(name, nil)
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, read))
 }
 
 // GaugeVecFunc registers a gauge with labels whose samples are read at
 // every scrape, for figures owned by another component (one sample per
 // projection, say).
 func (m *Metrics) GaugeVecFunc(name, help string, labels []string, read func() []Sample) {
-	m.addFunc(funcMetric{name: name, help: help, kind: "gauge", labels: labels, read: read})
+	m.reg.MustRegister(newFuncCollector(name, help, prometheus.GaugeValue, labels, read))
 }
 
 // CounterVecFunc registers a counter with labels whose samples are read at
 // every scrape: a monotonic count another component keeps. labels may be
 // empty.
 func (m *Metrics) CounterVecFunc(name, help string, labels []string, read func() []Sample) {
-	m.addFunc(funcMetric{name: name, help: help, kind: "counter", labels: labels, read: read})
+	m.reg.MustRegister(newFuncCollector(name, help, prometheus.CounterValue, labels, read))
 }
 
-func (m *Metrics) addFunc(f funcMetric) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.claimName(f.name)
-	m.funcs = append(m.funcs, f)
+// funcCollector is a metric family whose samples are read at every
+// scrape: a prometheus.Collector of const metrics.
+type funcCollector struct {
+	desc   *prometheus.Desc
+	kind   prometheus.ValueType
+	labels int
+	read   func() []Sample
 }
 
-// claimName panics when name is registered twice: a scrape holding one
-// metric twice is refused by Prometheus as a whole, so the mistake must
-// surface where the metrics are wired, not on the first scrape. m.mu is
-// held.
-func (m *Metrics) claimName(name string) {
-	if _, dup := m.names[name]; dup {
-		panic("metric " + name + " registered twice")
-	}
-	if m.names == nil {
-		m.names = make(map[string]struct{})
-	}
-	m.names[name] = struct{}{}
-}
-
-// Add adds v (>= 0) to the counter with the given label values.
-func (c *CounterVec) Add(v float64, labelValues ...string) {
-	if len(labelValues) != len(c.labels) {
-		panic(fmt.Sprintf("metric %s: got %d label values, want %d", c.name, len(labelValues), len(c.labels)))
-	}
-	key := strings.Join(labelValues, "\xff")
-	f, ok := c.values.Load(key)
-	if !ok {
-		f, _ = c.values.LoadOrStore(key, new(atomicFloat))
-	}
-	f.(*atomicFloat).add(v)
-}
-
-// Inc adds 1.
-func (c *CounterVec) Inc(labelValues ...string) { c.Add(1, labelValues...) }
-
-// Value returns the counter's value for the label values (for tests and
-// diagnostics).
-func (c *CounterVec) Value(labelValues ...string) float64 {
-	if f, ok := c.values.Load(strings.Join(labelValues, "\xff")); ok {
-		return f.(*atomicFloat).load()
-	}
-	return 0
-}
-
-func (c *CounterVec) write(b *bytes.Buffer) {
-	type sample struct {
-		key   string
-		value float64
-	}
-	var samples []sample
-	c.values.Range(func(k, f any) bool {
-		samples = append(samples, sample{k.(string), f.(*atomicFloat).load()})
-		return true
-	})
-	slices.SortFunc(samples, func(a, b sample) int { return strings.Compare(a.key, b.key) })
-
-	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s counter\n", c.name, escapeHelp(c.help), c.name)
-	for _, s := range samples {
-		var vals []string
-		if len(c.labels) > 0 {
-			vals = strings.Split(s.key, "\xff")
-		}
-		writeSample(b, c.name, c.labels, vals, s.value)
+func newFuncCollector(name, help string, kind prometheus.ValueType, labels []string, read func() []Sample) *funcCollector {
+	checkNames(name, labels)
+	return &funcCollector{
+		desc:   prometheus.NewDesc(name, help, labels, nil),
+		kind:   kind,
+		labels: len(labels),
+		read:   read,
 	}
 }
 
-func (f funcMetric) write(b *bytes.Buffer) {
-	samples := f.read()
-	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", f.name, escapeHelp(f.help), f.name, f.kind)
-	for _, s := range samples {
-		if len(s.Labels) != len(f.labels) {
-			// A reader bug must not break the whole scrape.
+// Describe sends the one descriptor, which lets the registry refuse a
+// name registered twice when it is registered.
+func (f *funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
+
+// Collect sends the samples read now. A sample with the wrong number of
+// label values (or label values that are not UTF-8) is a reader's bug; it
+// is left out rather than failing the whole scrape.
+func (f *funcCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range f.read() {
+		if len(s.Labels) != f.labels {
 			continue
 		}
-		writeSample(b, f.name, f.labels, s.Labels, s.Value)
-	}
-}
-
-func writeSample(b *bytes.Buffer, name string, labels, values []string, v float64) {
-	b.WriteString(name)
-	if len(labels) > 0 {
-		b.WriteByte('{')
-		for i, l := range labels {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(l)
-			b.WriteString(`="`)
-			b.WriteString(escapeLabel(values[i]))
-			b.WriteByte('"')
+		m, err := prometheus.NewConstMetric(f.desc, f.kind, s.Value, s.Labels...)
+		if err != nil {
+			continue
 		}
-		b.WriteByte('}')
+		ch <- m
 	}
-	b.WriteByte(' ')
-	b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
-	b.WriteByte('\n')
 }
 
-// Middleware counts every request by method, route pattern and status.
-// Route patterns (not raw paths) keep the label set bounded.
+// Middleware records every request's duration by method, route pattern
+// and status. Route patterns (not raw paths) keep the label set bounded.
 func (m *Metrics) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := NewStatusRecorder(w)
 		next.ServeHTTP(rec, r)
+		seconds := time.Since(start).Seconds()
 		route := RoutePattern(r)
-		m.requests.Inc(r.Method, route, strconv.Itoa(rec.Status()))
-		m.seconds.Add(time.Since(start).Seconds(), r.Method, route)
+		status := statusLabel(rec.Status())
+		m.duration.WithLabelValues(r.Method, route, status).Observe(seconds)
+		m.requests.WithLabelValues(r.Method, route, status).Inc()
+		m.seconds.WithLabelValues(r.Method, route).Add(seconds)
 	})
 }
 
-// ServeHTTP writes every registered metric in the Prometheus text format.
-func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	m.mu.Lock()
-	counters := slices.Clone(m.counters)
-	funcs := slices.Clone(m.funcs)
-	m.mu.Unlock()
+// statusLabel spells status as a label value without allocating for the
+// statuses the services answer with.
+func statusLabel(status int) string {
+	if status >= 100 && status < 600 {
+		return statusLabels[status-100]
+	}
+	return strconv.Itoa(status)
+}
 
-	var b bytes.Buffer
-	for _, c := range counters {
-		c.write(&b)
+var statusLabels = func() [500]string {
+	var s [500]string
+	for i := range s {
+		s[i] = strconv.Itoa(i + 100)
 	}
-	for _, f := range funcs {
-		f.write(&b)
-	}
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	_, _ = w.Write(b.Bytes())
+	return s
+}()
+
+// ServeHTTP writes every registered metric in the exposition format the
+// scraper asks for (the Prometheus text format when it asks for none).
+func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.handler.ServeHTTP(w, r)
 }
 
 // RoutePattern returns the chi route pattern that served r, or "unmatched".
@@ -252,10 +289,41 @@ func RoutePattern(r *http.Request) string {
 	return "unmatched"
 }
 
-var (
-	labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
-)
+// collect returns the samples c holds now.
+func collect(c prometheus.Collector) []*dto.Metric {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		c.Collect(ch)
+		close(ch)
+	}()
+	var out []*dto.Metric
+	for m := range ch {
+		s := new(dto.Metric)
+		if m.Write(s) == nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
-func escapeLabel(s string) string { return labelEscaper.Replace(s) }
-func escapeHelp(s string) string  { return helpEscaper.Replace(s) }
+// matches reports whether sample s has the label values values for the
+// label names names (a sample's labels are sorted by name, not in the
+// order they were declared).
+func matches(s *dto.Metric, names, values []string) bool {
+	if len(s.GetLabel()) != len(names) {
+		return false
+	}
+	for i, name := range names {
+		found := false
+		for _, l := range s.GetLabel() {
+			if l.GetName() == name {
+				found = l.GetValue() == values[i]
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,6 +33,9 @@ const drainWait = time.Second
 // (nak), so that another replica runs them at once rather than after
 // their ack wait. It returns ctx.Err() when ctx is done, otherwise the
 // error that ended the delivery; the caller sets the consumer up again.
+//
+// Every delivery past the first is counted under the consumer's name (see
+// Redeliveries).
 // Missed heartbeats while NATS is away do not end it: the iterator
 // carries on once the server is back.
 func Consume(ctx context.Context, cons jetstream.Consumer, concurrency int, handle func(ctx context.Context, msg jetstream.Msg, delivered int)) error {
@@ -37,6 +43,7 @@ func Consume(ctx context.Context, cons jetstream.Consumer, concurrency int, hand
 		return fmt.Errorf("%w: consumer %v, handler %v, concurrency %d", ErrInvalidConsume, cons != nil, handle != nil, concurrency)
 	}
 	name := cons.CachedInfo().Name
+	redelivered := redeliveryCounter(name)
 	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", name, err)
@@ -72,11 +79,53 @@ func Consume(ctx context.Context, cons jetstream.Consumer, concurrency int, hand
 			_ = msg.Nak()
 			return ctx.Err()
 		}
+		delivered := Delivered(msg)
+		if delivered > 1 {
+			redelivered.Add(1)
+		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			handle(ctx, msg, Delivered(msg))
+			handle(ctx, msg, delivered)
 		})
 	}
+}
+
+// redeliveries maps a consumer's name to its *atomic.Uint64 count of
+// deliveries past the first. It is kept per process rather than passed
+// in: Consume's callers need not wire anything for the figure to exist,
+// and a process runs one service, whose /metrics shows it.
+var redeliveries sync.Map
+
+// redeliveryCounter returns the count of consumer name, created at 0 so
+// that a consumer shows before its first redelivery.
+func redeliveryCounter(name string) *atomic.Uint64 {
+	if c, ok := redeliveries.Load(name); ok {
+		return c.(*atomic.Uint64)
+	}
+	c, _ := redeliveries.LoadOrStore(name, new(atomic.Uint64))
+	return c.(*atomic.Uint64)
+}
+
+// ConsumerCount is a count kept for one JetStream consumer.
+type ConsumerCount struct {
+	Consumer string
+	Count    uint64
+}
+
+// Redeliveries returns, for every consumer Consume has run in this
+// process, how many messages it received again (JetStream's delivery
+// count above 1: an ack wait that ran out, a nak, a replica that stopped
+// before acknowledging), sorted by consumer name. A rising count is work
+// done twice, and, past a handful, a consumer that cannot keep up with its
+// ack wait or a message that keeps failing.
+func Redeliveries() []ConsumerCount {
+	var out []ConsumerCount
+	redeliveries.Range(func(k, v any) bool {
+		out = append(out, ConsumerCount{Consumer: k.(string), Count: v.(*atomic.Uint64).Load()})
+		return true
+	})
+	slices.SortFunc(out, func(a, b ConsumerCount) int { return strings.Compare(a.Consumer, b.Consumer) })
+	return out
 }
 
 // Delivered is how many times JetStream has delivered msg, this time

@@ -4,10 +4,14 @@ import (
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
 
-// registerMetrics adds the gauges of the service's projections and relay
-// to m; they are read from the components' own figures at scrape time.
+// registerMetrics adds the figures of the service's projections, command
+// handlers, JetStream consumers and relay to m; they are read from the
+// components' own figures at scrape time. Names follow Prometheus's
+// conventions (counters end in _total, units are base units), which the
+// tests check with the library's linter.
 func (s *Server) registerMetrics(m *httpx.Metrics) {
 	label := []string{"projection"}
 	perProjection := func(value func(projections.Stats) float64) func() []httpx.Sample {
@@ -46,6 +50,19 @@ func (s *Server) registerMetrics(m *httpx.Metrics) {
 		})
 
 	s.registerCommandMetrics(m)
+
+	if s.nc != nil {
+		m.CounterVecFunc("orderflow_jetstream_redeliveries_total",
+			"Messages a JetStream consumer of this process received again (an ack wait that ran out, a nak, a replica gone before acknowledging), by consumer, since the process started.",
+			[]string{"consumer"}, func() []httpx.Sample {
+				counts := natsbus.Redeliveries()
+				out := make([]httpx.Sample, len(counts))
+				for i, c := range counts {
+					out[i] = httpx.Sample{Labels: []string{c.Consumer}, Value: float64(c.Count)}
+				}
+				return out
+			})
+	}
 
 	if s.relay == nil {
 		return
