@@ -14,6 +14,10 @@
 // delay, for as long as it takes; a redelivered command appends nothing
 // new, as its id shows it was run. Any number of replicas consume the
 // same durable consumer and share the commands.
+//
+// Each run is a consumer span of the service, the child of the message's
+// trace context (the publish span of the sagas service's relay), and the
+// events the command appends carry the run's span context on.
 package cmdconsume
 
 import (
@@ -26,6 +30,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain"
@@ -33,6 +39,7 @@ import (
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // Runner runs the commands of one context; *commands.Bus is one.
@@ -162,7 +169,7 @@ func Run(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	if js == nil {
 		return fmt.Errorf("%w: nil JetStream", ErrInvalidConfig)
 	}
-	c := &consumer{cfg: cfg.withDefaults()}
+	c := &consumer{cfg: cfg.withDefaults(), tracer: telemetry.NewTracer(cfg.Context)}
 	c.log = c.cfg.Logger.With("component", "cmdconsume", "context", c.cfg.Context, "durable", c.cfg.Durable)
 	natsbus.ConsumeDurable(ctx, js, natsbus.CommandsStream, jetstream.ConsumerConfig{
 		Durable:       c.cfg.Durable,
@@ -180,8 +187,9 @@ func Run(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 }
 
 type consumer struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	tracer *telemetry.Tracer
 }
 
 // handle runs one message's command and settles the message.
@@ -189,8 +197,11 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int)
 	st := c.cfg.Stats
 	st.received.Add(1)
 	env, err := natsbus.Decode(msg)
+	ctx, span := c.startRun(ctx, msg, delivered, env.Metadata)
+	defer span.End()
 	if err != nil {
-		c.park(msg, delivered, nil, err)
+		telemetry.Fail(span, err)
+		c.park(ctx, msg, delivered, nil, err)
 		return
 	}
 	cmd, err := natsbus.ParseCommand(env)
@@ -198,7 +209,8 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int)
 		err = fmt.Errorf("command for %q on %s: %w", cmd.Context, msg.Subject(), natsbus.ErrUnroutable)
 	}
 	if err != nil {
-		c.park(msg, delivered, &env, err)
+		telemetry.Fail(span, err)
+		c.park(ctx, msg, delivered, &env, err)
 		return
 	}
 	m := commands.Meta{
@@ -214,28 +226,45 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int)
 		// The saga's stream names it.
 		m.CorrelationID, _ = strings.CutPrefix(env.Stream, sagas.StreamPrefix)
 	}
+	// The command's events continue the trace from this run.
+	if parent, state := telemetry.Inject(ctx); parent != "" {
+		m.TraceParent, m.TraceState = parent, state
+	}
 	w := commands.Wire{Context: cmd.Context, Name: cmd.Name, Version: cmd.Version, CommandID: cmd.CommandID, Payload: cmd.Payload}
+	if span.IsRecording() {
+		kind := w.Kind().String()
+		span.SetName("run " + kind)
+		span.SetAttributes(
+			semconv.MessagingMessageID(env.ID),
+			telemetry.KeyCommand.String(kind),
+			telemetry.KeyCommandID.String(cmd.CommandID),
+			telemetry.KeySagaID.String(m.CorrelationID),
+		)
+	}
 
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.AckWait)
 	out, err := c.cfg.Bus.RunWire(rctx, m, w)
 	cancel()
-	log := c.log.With("command", w.Kind().String(), "command_id", cmd.CommandID, "saga_id", m.CorrelationID, "delivery", delivered)
-	switch {
-	case err == nil:
+	if err == nil {
 		if out.Duplicate {
 			st.duplicates.Add(1)
 		}
 		st.answered.Add(1)
 		// A lost ack means a redelivery, which the command id absorbs.
 		_ = msg.Ack()
+		return
+	}
+	telemetry.Fail(span, err)
+	log := c.log.With("command", w.Kind().String(), "command_id", cmd.CommandID, "saga_id", m.CorrelationID, "delivery", delivered)
+	switch {
 	case permanent(err):
-		c.park(msg, delivered, &env, err)
+		c.park(ctx, msg, delivered, &env, err)
 	case refused(err):
 		// A traveling command answers its refusals with an event; a
 		// refusal returned instead is a handler's bug, and running it
 		// again would refuse it again.
 		st.refused.Add(1)
-		log.Error("command refused without an answer; acknowledged", "error", err)
+		log.ErrorContext(ctx, "command refused without an answer; acknowledged", "error", err)
 		_ = msg.Ack()
 	case ctx.Err() != nil:
 		// Shutting down: another replica takes it now.
@@ -243,28 +272,55 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int)
 	case transient(err):
 		st.retried.Add(1)
 		delay := c.backoff(delivered)
-		log.Warn("command failed; asked for it again", "error", err, "delay", delay)
+		log.WarnContext(ctx, "command failed; asked for it again", "error", err, "delay", delay)
 		_ = msg.NakWithDelay(delay)
 	case delivered >= c.cfg.MaxDeliver:
-		c.park(msg, delivered, &env, fmt.Errorf("failed %d times, the last with: %w", delivered, err))
+		c.park(ctx, msg, delivered, &env, fmt.Errorf("failed %d times, the last with: %w", delivered, err))
 	default:
 		st.retried.Add(1)
 		delay := c.backoff(delivered)
-		log.Error("command failed; asked for it again", "error", err, "delay", delay, "max_deliver", c.cfg.MaxDeliver)
+		log.ErrorContext(ctx, "command failed; asked for it again", "error", err, "delay", delay, "max_deliver", c.cfg.MaxDeliver)
 		_ = msg.NakWithDelay(delay)
 	}
 }
 
+// startRun starts the span of the run of msg's command: the child of the
+// trace context in its headers, which the sagas service's relay set to its
+// publish span. That of md, the command event's metadata, is the fallback
+// for a message published otherwise.
+func (c *consumer) startRun(ctx context.Context, msg jetstream.Msg, delivered int, md domain.Metadata) (context.Context, trace.Span) {
+	parent, state := md.TraceParent, md.TraceState
+	if h := msg.Headers(); h.Get(natsbus.HeaderTraceParent) != "" {
+		parent, state = h.Get(natsbus.HeaderTraceParent), h.Get(natsbus.HeaderTraceState)
+	}
+	ctx = telemetry.Extract(ctx, parent, state)
+	ctx, span := c.tracer.Start(ctx, "run", trace.SpanKindConsumer)
+	if span.IsRecording() {
+		span.SetAttributes(
+			telemetry.MessagingNATS,
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(msg.Subject()),
+			telemetry.KeyDelivery.Int(delivered),
+		)
+	}
+	return ctx, span
+}
+
 // park logs a message that cannot be run, counts it and terminates it so
 // that it is never delivered again. The log line holds what an operator
-// needs to send it again once fixed.
-func (c *consumer) park(msg jetstream.Msg, delivered int, env *domain.Envelope, cause error) {
+// needs to send it again once fixed, and the trace id of the run's span
+// in ctx.
+func (c *consumer) park(ctx context.Context, msg jetstream.Msg, delivered int, env *domain.Envelope, cause error) {
 	c.cfg.Stats.parked.Add(1)
 	var attrs []any
 	if env != nil {
-		attrs = append(attrs, "event_id", env.ID, "saga_stream", env.Stream)
+		saga := env.Metadata.CorrelationID
+		if saga == "" {
+			saga, _ = strings.CutPrefix(env.Stream, sagas.StreamPrefix)
+		}
+		attrs = append(attrs, "event_id", env.ID, "saga_id", saga, "saga_stream", env.Stream)
 	}
-	natsbus.Park(c.log, "command parked: it cannot be run", msg, delivered, cause, attrs...)
+	natsbus.Park(telemetry.WithTrace(ctx, c.log), "command parked: it cannot be run", msg, delivered, cause, attrs...)
 }
 
 // backoff is the redelivery delay after the delivered-th delivery failed.

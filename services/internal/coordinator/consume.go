@@ -10,12 +10,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // ErrAlreadyRunning is returned by Run when the coordinator already runs.
@@ -99,16 +102,78 @@ func (c *Coordinator) runConsumer(ctx context.Context, js jetstream.JetStream) {
 	}, c.cfg.Concurrency, c.log, c.handle)
 }
 
-// handle decides on one event and settles its message.
+// tracer starts the spans of the coordinator's decisions, which the sagas
+// service takes.
+var tracer = telemetry.NewTracer(natsbus.ContextSagas)
+
+// handle decides on one event and settles its message. The decision is a
+// consumer span, the child of the message's trace context (its relay's
+// publish span, else the event's own), and the events it records carry
+// this span's context on, so that the commands they send continue the
+// trace.
 func (c *Coordinator) handle(ctx context.Context, msg jetstream.Msg, delivered int) {
 	c.stats.received.Add(1)
 	env, err := natsbus.Decode(msg)
+	ctx, span := startConsume(ctx, msg, delivered, env.Metadata)
+	defer span.End()
 	if err != nil {
-		c.park(msg, delivered, nil, err)
+		telemetry.Fail(span, err)
+		c.park(ctx, msg, delivered, nil, err)
 		return
 	}
+	if span.IsRecording() {
+		span.SetName("decide " + env.Type)
+		span.SetAttributes(
+			semconv.MessagingMessageID(env.ID),
+			telemetry.KeyEventType.String(env.Type),
+			telemetry.KeyStream.String(env.Stream),
+			telemetry.KeySagaID.String(c.sagaOf(env)),
+		)
+	}
+	if parent, state := telemetry.Inject(ctx); parent != "" {
+		env.Metadata.TraceParent, env.Metadata.TraceState = parent, state
+	}
 	err = c.Deliver(ctx, env)
+	if err != nil && !errors.Is(err, sagas.ErrNotStarted) {
+		telemetry.Fail(span, err)
+	}
 	c.settle(ctx, msg, delivered, env, err)
+}
+
+// startConsume starts the span of the decision on msg: the child of the
+// trace context in its headers, which its relay set to its publish span.
+// That of md, the event's metadata, is the fallback for a message
+// published otherwise.
+func startConsume(ctx context.Context, msg jetstream.Msg, delivered int, md domain.Metadata) (context.Context, trace.Span) {
+	parent, state := md.TraceParent, md.TraceState
+	if h := msg.Headers(); h.Get(natsbus.HeaderTraceParent) != "" {
+		parent, state = h.Get(natsbus.HeaderTraceParent), h.Get(natsbus.HeaderTraceState)
+	}
+	ctx = telemetry.Extract(ctx, parent, state)
+	ctx, span := tracer.Start(ctx, "decide", trace.SpanKindConsumer)
+	if span.IsRecording() {
+		span.SetAttributes(
+			telemetry.MessagingNATS,
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(msg.Subject()),
+			telemetry.KeyDelivery.Int(delivered),
+		)
+	}
+	return ctx, span
+}
+
+// sagaOf is the saga an event is for, for its span: the one it starts
+// (named in its data), else its correlation id, which the replies and
+// outside events carry.
+func (c *Coordinator) sagaOf(env domain.Envelope) string {
+	if defs := c.defs.StartedBy(env.Type); len(defs) > 0 {
+		id, err := defs[0].Trigger.SagaID(env.Data)
+		if err != nil {
+			return ""
+		}
+		return strings.ToLower(id)
+	}
+	return strings.ToLower(env.Metadata.CorrelationID)
 }
 
 // Deliver decides on one event as the consumer does: an event that starts
@@ -187,52 +252,55 @@ func outsideEvents(defs *sagas.Definitions) map[string]bool {
 // settle acknowledges the message of env after its decision, or asks for
 // it again, or parks it, by what err says.
 func (c *Coordinator) settle(ctx context.Context, msg jetstream.Msg, delivered int, env domain.Envelope, err error) {
-	log := c.log.With("event_id", env.ID, "type", env.Type, "saga_id", env.Metadata.CorrelationID, "delivery", delivered)
-	switch {
-	case err == nil:
+	if err == nil {
 		// A lost ack means a redelivery, which changes nothing.
 		_ = msg.Ack()
+		return
+	}
+	log := c.log.With("event_id", env.ID, "type", env.Type, "saga_id", env.Metadata.CorrelationID, "delivery", delivered)
+	switch {
 	case errors.Is(err, sagas.ErrNotStarted):
 		// The event that starts the saga may still be on its way (its
 		// producer's relay, or another replica deciding on it).
 		if delivered >= c.cfg.NotStartedRedeliveries {
 			c.stats.dropped.Add(1)
-			log.Warn("event names a saga that never started; dropped", "error", err)
+			log.WarnContext(ctx, "event names a saga that never started; dropped", "error", err)
 			_ = msg.Term()
 			return
 		}
 		c.stats.notStarted.Add(1)
 		_ = msg.NakWithDelay(redelivery(delivered))
 	case permanent(err):
-		c.park(msg, delivered, &env, err)
+		c.park(ctx, msg, delivered, &env, err)
 	case ctx.Err() != nil:
 		// Shutting down: another replica takes it now.
 		_ = msg.Nak()
 	case transient(err):
 		c.stats.redelivered.Add(1)
 		delay := redelivery(delivered)
-		log.Warn("decision failed; asked for the event again", "error", err, "delay", delay)
+		log.WarnContext(ctx, "decision failed; asked for the event again", "error", err, "delay", delay)
 		_ = msg.NakWithDelay(delay)
 	case delivered >= c.cfg.MaxDeliver:
-		c.park(msg, delivered, &env, fmt.Errorf("failed %d times, the last with: %w", delivered, err))
+		c.park(ctx, msg, delivered, &env, fmt.Errorf("failed %d times, the last with: %w", delivered, err))
 	default:
 		c.stats.redelivered.Add(1)
 		delay := redelivery(delivered)
-		log.Error("decision failed; asked for the event again", "error", err, "delay", delay, "max_deliver", c.cfg.MaxDeliver)
+		log.ErrorContext(ctx, "decision failed; asked for the event again", "error", err, "delay", delay, "max_deliver", c.cfg.MaxDeliver)
 		_ = msg.NakWithDelay(delay)
 	}
 }
 
 // park logs an event no decision can be taken on, counts it and
 // terminates its message so that it is never delivered again; the log
-// line holds what an operator needs to publish it again once fixed.
-func (c *Coordinator) park(msg jetstream.Msg, delivered int, env *domain.Envelope, cause error) {
+// line holds what an operator needs to publish it again once fixed, and
+// the trace id of the decision's span in ctx.
+func (c *Coordinator) park(ctx context.Context, msg jetstream.Msg, delivered int, env *domain.Envelope, cause error) {
 	c.stats.parked.Add(1)
 	var attrs []any
 	if env != nil {
 		attrs = append(attrs, "event_id", env.ID, "saga_id", env.Metadata.CorrelationID)
 	}
-	natsbus.Park(c.log, "event parked: no decision can be taken on it", msg, delivered, cause, attrs...)
+	natsbus.Park(telemetry.WithTrace(ctx, c.log), "event parked: no decision can be taken on it", msg, delivered, cause, attrs...)
 }
 
 // permanent reports errors that deciding on the same event again

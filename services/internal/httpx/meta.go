@@ -12,6 +12,7 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 type commandIDKey struct{}
@@ -28,35 +29,46 @@ func CommandID(ctx context.Context) (string, bool) {
 	return id, ok
 }
 
-// maxTraceHeader bounds the W3C trace headers copied into events.
-const maxTraceHeader = 512
+// maxTraceState bounds the W3C tracestate copied into events; a longer
+// one is dropped (the W3C recommends propagating at least 512 bytes).
+const maxTraceState = 512
 
 // CommandMeta builds the metadata of the command a request carries: the
 // command id stored by WithCommandID (else a new UUID), the request id as
-// request and correlation id, the W3C trace context headers when they are
-// well-formed, and the current time.
+// request and correlation id, the trace context of the request's current
+// span (the server span of Trace, so the next hop's spans are its
+// children; without one, the caller's traceparent when well-formed), and
+// the current time.
 func CommandMeta(r *http.Request) commands.Meta {
 	id, ok := CommandID(r.Context())
 	if !ok {
 		id = uuid.NewString()
 	}
 	rid := RequestIDFrom(r.Context())
+	parent, state := TraceContext(r)
 	return commands.Meta{
 		CommandID:     id,
 		CorrelationID: rid,
 		RequestID:     rid,
-		TraceParent:   traceHeader(r, "Traceparent"),
-		TraceState:    traceHeader(r, "Tracestate"),
+		TraceParent:   parent,
+		TraceState:    state,
 		Now:           time.Now().UTC(),
 	}
 }
 
-func traceHeader(r *http.Request, name string) string {
-	v := r.Header.Get(name)
-	if !PrintableASCII(v, maxTraceHeader) {
-		return ""
+// TraceContext returns the W3C traceparent and tracestate of the
+// request's current span, or, when no span runs (a handler served without
+// Trace), of the request's own headers when they are well-formed: what the
+// events and commands a request causes carry on.
+func TraceContext(r *http.Request) (traceParent, traceState string) {
+	parent, state := telemetry.Inject(r.Context())
+	if parent == "" && r.Header.Get("Traceparent") != "" {
+		parent, state = telemetry.Inject(telemetry.ExtractHTTP(r.Context(), r.Header))
 	}
-	return v
+	if len(state) > maxTraceState {
+		state = ""
+	}
+	return parent, state
 }
 
 // PathUUID returns the chi path parameter name in canonical lower case when

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // RequestIDHeader carries the request id in requests and responses.
@@ -70,7 +72,8 @@ func RequestIDFrom(ctx context.Context) string {
 }
 
 // Logger returns the request-scoped logger stored by AccessLog (it carries
-// the request id), else slog.Default().
+// the request id, and the trace id when the request is traced), else
+// slog.Default().
 func Logger(ctx context.Context) *slog.Logger {
 	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
 		return l
@@ -85,12 +88,15 @@ func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
 
 // AccessLog is middleware that stores a request-scoped logger in the context
 // and logs one structured line per request: method, path, route, status,
-// bytes, duration and request id. Place it inside RequestID.
+// bytes, duration, request id and trace id. The request-scoped logger
+// carries the request id and the trace id, so every line logged through
+// Logger names both, with or without the request's context. Place it
+// inside RequestID and Trace.
 func AccessLog(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			l := logger.With(slog.String("request_id", RequestIDFrom(r.Context())))
+			l := requestLogger(r, logger)
 			rec := NewStatusRecorder(w)
 			next.ServeHTTP(rec, r.WithContext(WithLogger(r.Context(), l)))
 			level := slog.LevelInfo
@@ -107,6 +113,15 @@ func AccessLog(logger *slog.Logger) func(http.Handler) http.Handler {
 				slog.String("remote", r.RemoteAddr))
 		})
 	}
+}
+
+// requestLogger is logger with the request's id and trace id.
+func requestLogger(r *http.Request, logger *slog.Logger) *slog.Logger {
+	rid := slog.String("request_id", RequestIDFrom(r.Context()))
+	if tid := telemetry.TraceID(r.Context()); tid != "" {
+		return logger.With(rid, slog.String(telemetry.LogTraceID, tid))
+	}
+	return logger.With(rid)
 }
 
 // Recover is middleware that turns a handler panic into a 500 problem and

@@ -17,6 +17,11 @@
 // JetStream receives the events in the store's order, except that an
 // event JetStream refused while accepting later ones arrives after them
 // when it is republished (see docs/adr/0050-relay.md).
+//
+// Each publish is a producer span, the child of the trace context the
+// event carries in its metadata, from the publish until JetStream's ack;
+// the message's traceparent header names the span, so the consumers'
+// spans are its children (docs/adr/0129).
 package relay
 
 import (
@@ -32,9 +37,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/internal/eventstore"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // Source is the part of the event store a relay reads.
@@ -59,6 +69,9 @@ var (
 	ErrInvalidConfig  = errors.New("relay: invalid config")
 	ErrAlreadyRunning = errors.New("relay: already running")
 	errNotConnected   = errors.New("not connected to NATS")
+	// errUnacknowledged ends the span of a publish whose ack the session
+	// did not wait for: the next session publishes the event again.
+	errUnacknowledged = errors.New("relay: session ended before the ack")
 )
 
 // Defaults of Config.
@@ -157,11 +170,12 @@ func (c Config) withDefaults() Config {
 // service; replicas of the service may each run one, only the holder of
 // the lease publishes.
 type Relay struct {
-	src Source
-	pub Publisher
-	cp  *Checkpoints
-	cfg Config
-	log *slog.Logger
+	src    Source
+	pub    Publisher
+	cp     *Checkpoints
+	cfg    Config
+	log    *slog.Logger
+	tracer *telemetry.Tracer
 
 	running atomic.Bool
 
@@ -193,7 +207,7 @@ func New(store Source, js Publisher, cp *Checkpoints, cfg Config) (*Relay, error
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Relay{src: store, pub: js, cp: cp, cfg: cfg, log: cfg.Logger.With("relay", cfg.Name)}, nil
+	return &Relay{src: store, pub: js, cp: cp, cfg: cfg, log: cfg.Logger.With("relay", cfg.Name), tracer: telemetry.NewTracer(cfg.Name)}, nil
 }
 
 // Stats is a snapshot of a relay's progress, for metrics.
@@ -338,6 +352,48 @@ type inflight struct {
 	perm error
 	// held is set instead of fut when JetStream already holds the event.
 	held bool
+	// span is the publish's, when one was sent; it ends with the ack.
+	span trace.Span
+}
+
+// endSpan ends the span of in's publish, failed with err unless err is
+// nil. Ending a span twice changes nothing.
+func (in *inflight) endSpan(err error) {
+	if in.span == nil {
+		return
+	}
+	telemetry.Fail(in.span, err)
+	in.span.End()
+}
+
+// startPublish starts the span of e's publish as msg, the child of the
+// trace context e carries, and makes msg's traceparent header name it.
+// Under a no-op provider the header keeps e's own trace context, which is
+// what the span would carry on.
+func (r *Relay) startPublish(ctx context.Context, e domain.Envelope, msg *nats.Msg) trace.Span {
+	ctx = telemetry.Extract(ctx, e.Metadata.TraceParent, e.Metadata.TraceState)
+	ctx, span := r.tracer.Start(ctx, "publish", trace.SpanKindProducer)
+	if !span.IsRecording() {
+		return span
+	}
+	span.SetName("publish " + msg.Subject)
+	span.SetAttributes(
+		telemetry.MessagingNATS,
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingDestinationName(msg.Subject),
+		semconv.MessagingMessageID(e.ID),
+		telemetry.KeyEventType.String(e.Type),
+		telemetry.KeyStream.String(e.Stream),
+		telemetry.KeyCorrelationID.String(e.Metadata.CorrelationID),
+	)
+	parent, state := telemetry.Inject(ctx)
+	msg.Header.Set(natsbus.HeaderTraceParent, parent)
+	if state != "" {
+		msg.Header.Set(natsbus.HeaderTraceState, state)
+	} else {
+		msg.Header.Del(natsbus.HeaderTraceState)
+	}
+	return span
 }
 
 // session is one run from the checkpoint until ctx ends or something
@@ -450,6 +506,7 @@ func (s *session) read(ctx context.Context, sub eventstore.Subscription) {
 				return
 			}
 			in.sent = time.Now()
+			in.span = s.r.startPublish(ctx, e, msg)
 			fut, err := s.r.pub.PublishMsgAsync(msg)
 			switch {
 			case err == nil:
@@ -457,7 +514,9 @@ func (s *session) read(ctx context.Context, sub eventstore.Subscription) {
 			case errors.Is(err, nats.ErrMaxPayload):
 				in.perm = err
 			default:
-				fail(fmt.Errorf("publish event %s (position %d): %w", in.id, in.pos, err))
+				err = fmt.Errorf("publish event %s (position %d): %w", in.id, in.pos, err)
+				in.endSpan(err)
+				fail(err)
 				return
 			}
 		}
@@ -510,14 +569,18 @@ func (s *session) loop(ctx context.Context) error {
 			in := *head
 			head = nil
 			if !errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum) {
-				return s.abort(ctx, fmt.Errorf("publish event %s (position %d): %w", in.id, in.pos, err))
+				err = fmt.Errorf("publish event %s (position %d): %w", in.id, in.pos, err)
+				in.endSpan(err)
+				return s.abort(ctx, err)
 			}
 			in.perm = err
 			if err := s.park(ctx, in); err != nil {
 				return s.finish(ctx, nil, err)
 			}
 		case <-expired:
-			return s.abort(ctx, fmt.Errorf("publish event %s (position %d): no ack within %s", head.id, head.pos, cfg.AckTimeout))
+			err := fmt.Errorf("publish event %s (position %d): no ack within %s", head.id, head.pos, cfg.AckTimeout)
+			head.endSpan(err)
+			return s.abort(ctx, err)
 		case <-ticker.C:
 			if err := s.flush(ctx); err != nil {
 				return s.finish(ctx, head, err)
@@ -537,6 +600,10 @@ func (s *session) acknowledged(in inflight, ack *jetstream.PubAck) {
 	if ack.Duplicate {
 		s.r.duplicates.Add(1)
 	}
+	if in.span != nil && in.span.IsRecording() {
+		in.span.SetAttributes(attribute.Bool("orderflow.duplicate", ack.Duplicate), attribute.Int64("orderflow.jetstream.sequence", int64(ack.Sequence)))
+	}
+	in.endSpan(nil)
 	s.release()
 }
 
@@ -559,6 +626,7 @@ func (s *session) park(ctx context.Context, in inflight) error {
 	if err := s.lease.park(ctx, p); err != nil {
 		return err
 	}
+	in.endSpan(in.perm)
 	s.r.log.Error("relay parked an event it cannot publish",
 		"position", in.pos, "event_id", in.id, "stream", in.stream, "type", in.typ, "error", in.perm)
 	s.r.parked.Add(1)
@@ -585,6 +653,16 @@ func (s *session) flush(ctx context.Context) error {
 func (s *session) abort(ctx context.Context, cause error) error {
 	s.stopReader()
 	<-s.readerDone
+	// The publishes queued behind the failed one are dropped: the next
+	// session sends their events again.
+	for more := true; more; {
+		select {
+		case in := <-s.pending:
+			in.endSpan(errUnacknowledged)
+		default:
+			more = false
+		}
+	}
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if ctx.Err() != nil {
@@ -618,6 +696,12 @@ func (s *session) finish(ctx context.Context, head *inflight, cause error) error
 		}
 	}
 
+	// What was not acknowledged below is sent again by the next session.
+	defer func() {
+		for i := range rest {
+			rest[i].endSpan(errUnacknowledged)
+		}
+	}()
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	var deadline <-chan time.Time

@@ -39,6 +39,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/relay"
 	"github.com/orderflow/orderflow/services/internal/serve/service"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // Config configures one service process. Service and DatabaseURL are
@@ -120,7 +121,8 @@ func (c *Config) setDefaults(m service.Module) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	c.Logger = c.Logger.With("service", c.Service)
+	// Lines logged with a request's or a message's context name its trace.
+	c.Logger = telemetry.Logger(c.Logger).With("service", c.Service)
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 20 * time.Second
 	}
@@ -136,8 +138,27 @@ func (c *Config) setDefaults(m service.Module) {
 	}
 }
 
-// Run serves cfg.Service on cfg.Addr until ctx ends.
+// Run serves cfg.Service on cfg.Addr until ctx ends. It installs the
+// process's tracer provider (telemetry.Start: OTLP export when the
+// environment names a collector, else a no-op) and flushes it on the way
+// out; New leaves that to its caller, since one process may run several
+// services (tests).
 func Run(ctx context.Context, cfg Config) error {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	stopTelemetry, err := telemetry.Start(ctx, cfg.Service, telemetry.WithLogger(logger.With("service", cfg.Service)))
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", cfg.Service, err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTelemetry(sctx); err != nil {
+			logger.Warn("telemetry: spans lost at shutdown", "service", cfg.Service, "error", err)
+		}
+	}()
 	s, err := New(ctx, cfg)
 	if err != nil {
 		return err
@@ -429,7 +450,7 @@ func (s *Server) routes(idem *idempotency.Store, js jetstream.JetStream) (http.H
 	}
 
 	r := chi.NewRouter()
-	r.Use(httpx.RequestID, httpx.AccessLog(s.cfg.Logger), metrics.Middleware, httpx.Recover)
+	r.Use(httpx.RequestID, httpx.Trace(s.cfg.Service, untraced...), httpx.AccessLog(s.cfg.Logger), metrics.Middleware, httpx.Recover)
 	r.NotFound(httpx.NotFound)
 	r.MethodNotAllowed(httpx.MethodNotAllowed)
 
@@ -448,6 +469,10 @@ func (s *Server) routes(idem *idempotency.Store, js jetstream.JetStream) (http.H
 	})
 	return r, parts.Workers, nil
 }
+
+// untraced are the paths of probes and metric scrapes, which would only
+// bury the traces of orders under their own.
+var untraced = []string{"/healthz", "/readyz", "/metrics"}
 
 func (s *Server) readinessChecks() []httpx.Check {
 	checks := []httpx.Check{{Name: "database", Probe: s.pool.Ping}}
