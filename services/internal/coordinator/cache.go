@@ -8,10 +8,13 @@ import (
 	"github.com/orderflow/orderflow/sagas"
 )
 
-// entry is a saga's state and the version of its stream it reflects.
+// entry is a saga's state and the version of its stream it reflects, and
+// the trace context of the decision that last appended to it: a deadline
+// fired later continues that trace.
 type entry struct {
-	st      *sagas.State
-	version int64
+	st                      *sagas.State
+	version                 int64
+	traceParent, traceState string
 }
 
 // stateCache keeps the states of the most recently decided sagas, so that
@@ -61,6 +64,18 @@ func (c *stateCache) put(id string, e entry) {
 		old := c.order.Remove(c.order.Back()).(*cached)
 		delete(c.byID, old.id)
 	}
+}
+
+// trace returns the trace context kept with id's state, leaving the state
+// where it is.
+func (c *stateCache) trace(id string) (parent, state string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byID[id]; ok {
+		e := el.Value.(*cached).entry
+		return e.traceParent, e.traceState
+	}
+	return "", ""
 }
 
 func (c *stateCache) len() int {

@@ -394,6 +394,9 @@ func (c *Coordinator) decide(ctx context.Context, sagaID string, why cause, fn d
 			e.st.Apply(d)
 		}
 		e.version += int64(len(envs))
+		if why.traceParent != "" {
+			e.traceParent, e.traceState = why.traceParent, why.traceState
+		}
 		c.keep(sagaID, e)
 		c.recorded(sagaID, e.st, events)
 		return result{status: e.st.Status(), version: e.version, appended: len(envs)}, nil

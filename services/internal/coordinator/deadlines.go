@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/projections/sagaview"
 	"github.com/orderflow/orderflow/sagas"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // leaseCheck is how often the holder of the deadline lease checks that
@@ -203,9 +205,20 @@ func (c *Coordinator) pollDeadlines(ctx context.Context) {
 	}
 }
 
-// fireDeadline decides on saga sagaID's passed deadline.
+// fireDeadline decides on saga sagaID's passed deadline, in a span that
+// continues the trace of the saga's last decision when this replica still
+// holds its state (after a restart, the deadline starts a trace of its
+// own).
 func (c *Coordinator) fireDeadline(ctx context.Context, sagaID string) (result, error) {
-	res, err := c.decide(ctx, sagaID, cause{}, func(def *sagas.Definition, st *sagas.State, now time.Time) ([]any, error) {
+	parent, state := c.cache.trace(sagaID)
+	ctx = telemetry.Extract(ctx, parent, state)
+	ctx, span := tracer.Start(ctx, "deadline", trace.SpanKindInternal)
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(telemetry.KeySagaID.String(sagaID))
+	}
+	parent, state = telemetry.Inject(ctx)
+	res, err := c.decide(ctx, sagaID, cause{traceParent: parent, traceState: state}, func(def *sagas.Definition, st *sagas.State, now time.Time) ([]any, error) {
 		if !st.Started() {
 			return nil, nil
 		}
@@ -213,6 +226,9 @@ func (c *Coordinator) fireDeadline(ctx context.Context, sagaID string) (result, 
 	})
 	if err == nil && res.appended > 0 {
 		c.stats.deadlines.Add(1)
+	}
+	if err != nil {
+		telemetry.Fail(span, err)
 	}
 	return res, err
 }
