@@ -19,6 +19,8 @@ import (
 	"github.com/orderflow/orderflow/internal/childproc"
 	"github.com/orderflow/orderflow/internal/natsembed"
 	"github.com/orderflow/orderflow/internal/pgserver"
+	"github.com/orderflow/orderflow/services/gateway"
+	"github.com/orderflow/orderflow/services/gateway/auth"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/serve"
 )
@@ -43,12 +45,22 @@ var services = func() []string {
 const defaultPortBase = 8080
 
 // servicePort is the port of service in a stack whose ports start at
-// base: its module's default port (the API contract's layout: orders
-// 8081, ..., sagas 8084) shifted by base - 8080.
+// base: its module's default port (the API contract's layout: gateway
+// 8080, orders 8081, ..., sagas 8084) shifted by base - 8080.
 func servicePort(base int, service string) int {
+	if service == gatewayName {
+		return base + gateway.DefaultPort - defaultPortBase
+	}
 	m, _ := serve.Lookup(service)
 	return base + m.Port - defaultPortBase
 }
+
+// devTokenTTL is how long the tokens the banner prints are valid.
+const devTokenTTL = 24 * time.Hour
+
+// devCustomer is the customer of the banner's customer token and of the
+// walk-through's orders.
+const devCustomer = "c-42"
 
 type devOptions struct {
 	portBase int
@@ -120,6 +132,9 @@ type devStack struct {
 
 	children []*serviceProc
 
+	// secret signs the tokens the gateway accepts (auth.DevSecret).
+	secret []byte
+
 	// statusRequests delivers SIGUSR1, which asks for the status table.
 	statusRequests <-chan os.Signal
 	// served is set once the banner is out: from then on clients may
@@ -177,24 +192,37 @@ func (d *devStack) start(ctx context.Context) error {
 	}
 	d.con.Printf("provisioned a database per service (%s), each with an owner role for migrations and a runtime role with DML rights only\n", strings.Join(services, ", "))
 
+	secret, err := auth.DevSecret()
+	if err != nil {
+		return fmt.Errorf("the dev tokens' secret: %w", err)
+	}
+	d.secret = secret
+
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
+	upstreams := make(map[string]string, len(services))
 	for _, svc := range services {
 		p := &serviceProc{name: svc, port: servicePort(d.opts.portBase, svc), tail: newLineTail(30), con: d.con}
 		if err := p.start(exe, urls[svc], d.natsURL); err != nil {
 			return err
 		}
 		d.children = append(d.children, p)
+		upstreams[svc] = fmt.Sprintf("http://127.0.0.1:%d", p.port)
 	}
-	d.con.Printf("started %s; waiting for GET /healthz...\n", strings.Join(services, ", "))
+	gw := &serviceProc{name: gatewayName, port: servicePort(d.opts.portBase, gatewayName), tail: newLineTail(30), con: d.con}
+	if err := gw.startGateway(exe, upstreams, d.secret); err != nil {
+		return err
+	}
+	d.children = append(d.children, gw)
+	d.con.Printf("started %s and the gateway; waiting for GET /healthz...\n", strings.Join(services, ", "))
 	return d.waitHealthy(ctx)
 }
 
 // checkPorts fails early, naming the service, when a port is taken.
 func (d *devStack) checkPorts() error {
-	for _, svc := range services {
+	for _, svc := range append([]string{gatewayName}, services...) {
 		port := servicePort(d.opts.portBase, svc)
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
@@ -342,15 +370,26 @@ func stopServices(procs []*serviceProc, grace time.Duration) {
 func (d *devStack) banner(took time.Duration) {
 	b := d.opts.portBase
 	base := func(svc string) string { return fmt.Sprintf("http://127.0.0.1:%d", servicePort(b, svc)) }
-	orders, inventory, shipping, sagas := base("orders"), base("inventory"), base("shipping"), base("sagas")
-	const js = "-H 'Content-Type: application/json'"
+	gw := base(gatewayName)
 
 	var w strings.Builder
 	fmt.Fprintf(&w, "\n%s (%s)\n\n", readyMarker, seconds(took))
+	fmt.Fprintf(&w, "  %-10s %s   the API: every request goes here, with a token\n\n", gatewayName, gw)
+	admin, customer, err := d.tokens()
+	if err != nil {
+		fmt.Fprintf(&w, "  no tokens: %v\n\n", err)
+	} else {
+		fmt.Fprintf(&w, "  Tokens the gateway accepts (HS256, valid %.0f hours; bin/orderflow token --role admin,\n", devTokenTTL.Hours())
+		fmt.Fprintf(&w, "  or --role customer --sub %s, prints fresh ones). Paste both:\n", devCustomer)
+		fmt.Fprintf(&w, "    export ADMIN_TOKEN=%s\n", admin)
+		fmt.Fprintf(&w, "    export TOKEN=%s\n\n", customer)
+		fmt.Fprintf(&w, "  ADMIN_TOKEN may do everything; TOKEN is customer %s: its own orders and\n", devCustomer)
+		fmt.Fprintf(&w, "  shipments, and the inventory.\n\n")
+	}
+	fmt.Fprintf(&w, "  The services' own ports are for debugging (no tokens checked there):\n")
 	for _, svc := range services {
 		fmt.Fprintf(&w, "  %-10s %s\n", svc, base(svc))
 	}
-	fmt.Fprintf(&w, "  %-10s port %d: not in the dev stack yet (a later issue)\n", "gateway", b)
 	fmt.Fprintf(&w, "  %-10s %s\n", "NATS", d.natsURL)
 	fmt.Fprintf(&w, "  %-10s %s\n", "projection", projectionsHint(d.adminURL, d.pg != nil))
 	if d.pg != nil {
@@ -367,38 +406,55 @@ func (d *devStack) banner(took time.Duration) {
 		fmt.Fprintf(&w, "  %-10s %s (removed at Ctrl-C; kept if the stack fails)\n", "data", d.dir)
 	}
 	fmt.Fprintf(&w, `
-Try:
-  # stock up, then look at it
-  curl -i -X POST %[2]s/api/inventory/SKU-1/restock %[1]s -d '{"quantity": 50}'
-  curl -s %[2]s/api/inventory/SKU-1
+Try, through the gateway (after the two exports above):
+  A="Authorization: Bearer $ADMIN_TOKEN"; C="Authorization: Bearer $TOKEN"
 
-  # place an order (answers order_id and saga_id); its saga confirms it
-  curl -i -X POST %[3]s/api/orders %[1]s -d '{"customer_id": "c-42", "items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1299}], "shipping_address": {"name": "Ada L.", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}}'
-  curl -s %[3]s/api/orders/ORDER_ID
+  # stock up as admin, then look at it as the customer
+  curl -i -X POST %[1]s/api/inventory/SKU-1/restock -H "$A" -d '{"quantity": 50}'
+  curl -s %[1]s/api/inventory/SKU-1 -H "$C"
 
-  # the saga that drove it: steps, attempts, timings and full history
-  curl -s %[8]s/api/sagas/SAGA_ID
-  bin/orderflow sagas show SAGA_ID
-  curl -s '%[8]s/api/sagas?status=failed'
+  # place an order as %[5]s (answers order_id and saga_id); its saga confirms it
+  curl -i -X POST %[1]s/api/orders -H "$C" -d '{"customer_id": "%[5]s", "items": [{"sku": "SKU-1", "quantity": 2, "unit_price_cents": 1299}], "shipping_address": {"name": "Ada L.", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}}'
+  curl -s %[1]s/api/orders/ORDER_ID -H "$C"
 
-  # an order to a country not served (AQ) is rejected and its stock released
-  curl -i -X POST %[3]s/api/orders %[1]s -d '{"customer_id": "c-42", "items": [{"sku": "SKU-1", "quantity": 1, "unit_price_cents": 1299}], "shipping_address": {"name": "Ada L.", "line1": "1 Ice Rd", "city": "McMurdo", "postal_code": "0000", "country": "AQ"}}'
+  # the saga that drove it (admin): steps, attempts, timings and full history
+  curl -s %[1]s/api/sagas/SAGA_ID -H "$A"
+  curl -s '%[1]s/api/sagas?status=failed' -H "$A"
+
+  # find its shipment, dispatch it as admin: the order is shipped, the stock consumed
+  curl -s '%[1]s/api/shipments?order_id=ORDER_ID' -H "$C"
+  curl -i -X POST %[1]s/api/shipments/SHIPMENT_ID/dispatch -H "$A" -d '{}'
+  curl -s %[1]s/api/orders/ORDER_ID -H "$C"
 
   # cancel an order while pending or confirmed: the saga compensates
-  curl -i -X POST %[3]s/api/orders/ORDER_ID/cancel %[1]s -d '{}'
+  curl -i -X POST %[1]s/api/orders/ORDER_ID/cancel -H "$C" -d '{}'
 
-  # find its shipment and dispatch it: the order is shipped, the stock consumed
-  curl -s '%[4]s/api/shipments?order_id=ORDER_ID'
-  curl -i -X POST %[4]s/api/shipments/SHIPMENT_ID/dispatch %[1]s -d '{}'
+  # no token: 401; the customer at /admin: 403; the admin: every projection
+  curl -i %[1]s/api/orders/ORDER_ID
+  curl -i %[1]s/admin/projections -H "$C"
+  curl -s %[1]s/admin/projections -H "$A"
 
 A child that exits is restarted (PostgreSQL on the same data and port); a
-"status:" line shows every change, and kill -USR1 %[5]d prints a table of
-the children, their PIDs and restarts. A child that exits %[6]d times within
-%[7]s stops the stack.
+"status:" line shows every change, and kill -USR1 %[2]d prints a table of
+the children, their PIDs and restarts. A child that exits %[3]d times within
+%[4]s stops the stack.
 Press Ctrl-C to stop everything.
 
-`, js, inventory, orders, shipping, os.Getpid(), maxExits, exitWindow, sagas)
+`, gw, os.Getpid(), maxExits, exitWindow, devCustomer)
 	d.con.Printf("%s", w.String())
+}
+
+// tokens signs the banner's admin token and customer token.
+func (d *devStack) tokens() (admin, customer string, err error) {
+	admin, err = auth.Sign(d.secret, auth.Principal{Subject: "admin", Role: auth.RoleAdmin}, devTokenTTL)
+	if err != nil {
+		return "", "", err
+	}
+	customer, err = auth.Sign(d.secret, auth.Principal{Subject: devCustomer, Role: auth.RoleCustomer}, devTokenTTL)
+	if err != nil {
+		return "", "", err
+	}
+	return admin, customer, nil
 }
 
 // serviceProc is one service running as a child process.
@@ -422,6 +478,26 @@ func (p *serviceProc) start(exe string, db pgdb.URLs, natsURL string) error {
 		cmd := exec.Command(exe, "serve", p.name, "--addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
 		cmd.Env = append(envWithout(os.Environ(), "DATABASE_URL", "OWNER_DATABASE_URL", "NATS_URL", "ADDR"),
 			"DATABASE_URL="+db.Service, "OWNER_DATABASE_URL="+db.Owner, "NATS_URL="+natsURL)
+		return cmd
+	}
+	return p.spawn()
+}
+
+// startGateway runs the gateway in front of the services at upstreams
+// (service name -> base URL), verifying tokens signed with secret. The
+// secret goes in the environment, which other users cannot read, not on
+// the command line, which they can.
+func (p *serviceProc) startGateway(exe string, upstreams map[string]string, secret []byte) error {
+	p.command = func() *exec.Cmd {
+		cmd := exec.Command(exe, "serve", gatewayName, "--addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
+		drop := []string{"DATABASE_URL", "OWNER_DATABASE_URL", "ADDR", "JWKS_URL", auth.SecretEnv, "ORDERFLOW_JWT_SECRET_FILE"}
+		env := []string{auth.SecretEnv + "=" + string(secret)}
+		for _, svc := range gateway.Services() {
+			key := strings.ToUpper(svc) + "_URL"
+			drop = append(drop, key)
+			env = append(env, key+"="+upstreams[svc])
+		}
+		cmd.Env = append(envWithout(os.Environ(), drop...), env...)
 		return cmd
 	}
 	return p.spawn()

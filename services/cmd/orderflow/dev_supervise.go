@@ -351,7 +351,11 @@ func (d *devStack) supervise(ctx context.Context) error {
 		s.add(d.postgresUnit(pgUp))
 	}
 	for _, p := range d.children {
-		s.add(p.unit(pgUp))
+		needs := pgUp
+		if p.name == gatewayName {
+			needs = nil // it has no database; it answers 503 while a service is down
+		}
+		s.add(p.unit(needs))
 	}
 	return s.run(ctx, d.statusRequests)
 }

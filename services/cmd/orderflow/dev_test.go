@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -23,6 +24,8 @@ import (
 	"time"
 
 	"github.com/orderflow/orderflow/internal/testenv"
+	"github.com/orderflow/orderflow/services/gateway"
+	"github.com/orderflow/orderflow/services/gateway/auth"
 )
 
 var build struct {
@@ -143,7 +146,9 @@ func startDev(t *testing.T, flags ...string) *devRun {
 	t.Helper()
 	r := &devRun{base: freePortBase(t), out: &syncBuffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command(binary(t), append([]string{"dev", "--port-base", strconv.Itoa(r.base)}, flags...)...)
-	r.cmd.Env = envWithout(os.Environ(), "DATABASE_URL", "NATS_URL", "ADDR")
+	// The secret in the environment keeps the stack from making one in
+	// the user's configuration directory.
+	r.cmd.Env = append(envWithout(os.Environ(), "DATABASE_URL", "NATS_URL", "ADDR", auth.SecretEnv), auth.SecretEnv+"="+devTestSecret)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -186,11 +191,14 @@ func startDev(t *testing.T, flags ...string) *devRun {
 		p, _ := strconv.Atoi(m[1])
 		r.ports = append(r.ports, p)
 	}
-	for i := 1; i <= 3; i++ {
+	for i := 0; i <= 4; i++ {
 		r.ports = append(r.ports, r.base+i)
 	}
 	return r
 }
+
+// devTestSecret is the dev stacks' HS256 secret in these tests.
+const devTestSecret = "the dev stack tests' secret, 32 bytes or more"
 
 // waitForRE waits until dev's output matches re.
 func (r *devRun) waitForRE(t *testing.T, re *regexp.Regexp, timeout time.Duration) {
@@ -260,7 +268,7 @@ func (r *devRun) assertStopped(t *testing.T) {
 	if pids := processesIn(r.dir); len(pids) > 0 {
 		t.Errorf("PostgreSQL processes still running in %s: %v", r.dir, pids)
 	}
-	for i := 1; i <= 3; i++ {
+	for i := 0; i <= 4; i++ {
 		addr := "127.0.0.1:" + strconv.Itoa(r.base+i)
 		if pids := processesMatching(addr); len(pids) > 0 {
 			t.Errorf("service processes for %s still running: %v", addr, pids)
@@ -305,10 +313,41 @@ func processesIn(dir string) []int {
 	})
 }
 
+// bannerRE finds the gateway's URL and the two tokens in dev's banner, in
+// the order the banner must give them: the gateway first, then the
+// tokens, then the services' own ports, for debugging.
+var bannerRE = regexp.MustCompile(`(?s)` + regexp.QuoteMeta(readyMarker) + `[^\n]*\n\s*gateway\s+(http://127\.0\.0\.1:\d+)\s.*?` +
+	`export ADMIN_TOKEN=(\S+)\n.*?export TOKEN=(\S+)\n.*?for debugging.*?\n\s+orders\s+http://`)
+
+// gatewayRequest sends a request to the dev stack's gateway with token
+// (none when empty) and returns the status and body, or fails the test
+// when no answer comes.
+func gatewayRequest(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func TestDevServesAndStopsCleanly(t *testing.T) {
 	r := startDev(t)
 
-	for i := 1; i <= 3; i++ {
+	for i := 0; i <= 4; i++ {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", r.base+i))
 		if err != nil {
 			t.Fatalf("healthz on %d: %v", r.base+i, err)
@@ -319,20 +358,52 @@ func TestDevServesAndStopsCleanly(t *testing.T) {
 		}
 	}
 
-	url := fmt.Sprintf("http://127.0.0.1:%d/api/inventory/SKU-1/restock", r.base+2)
-	resp, err := http.Post(url, "application/json", strings.NewReader(`{"quantity":5}`))
-	if err != nil {
-		t.Fatalf("restock: %v", err)
+	// The banner gives the gateway and tokens it accepts, ready to paste.
+	m := bannerRE.FindStringSubmatch(r.out.String())
+	if m == nil {
+		t.Fatalf("the banner lacks the gateway URL, then export ADMIN_TOKEN=..., export TOKEN=... and the services for debugging")
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Errorf("restock answered %d, want 202", resp.StatusCode)
+	gw, admin, customer := m[1], m[2], m[3]
+	if want := fmt.Sprintf("http://127.0.0.1:%d", r.base); gw != want {
+		t.Errorf("the banner's gateway is %s, want %s", gw, want)
 	}
+	for _, tt := range []struct {
+		name, method, path, token, body string
+		want                            int
+	}{
+		{"no token", http.MethodGet, "/api/inventory/SKU-1", "", "", http.StatusUnauthorized},
+		{"a customer restocks", http.MethodPost, "/api/inventory/SKU-1/restock", customer, `{"quantity":5}`, http.StatusForbidden},
+		{"the admin restocks", http.MethodPost, "/api/inventory/SKU-1/restock", admin, `{"quantity":5}`, http.StatusAccepted},
+		{"a customer at /admin", http.MethodGet, "/admin/projections", customer, "", http.StatusForbidden},
+		{"the admin at /admin", http.MethodGet, "/admin/projections", admin, "", http.StatusOK},
+	} {
+		if code, body := gatewayRequest(t, tt.method, gw+tt.path, tt.token, tt.body); code != tt.want {
+			t.Errorf("%s: %s %s answered %d %s, want %d", tt.name, tt.method, tt.path, code, body, tt.want)
+		}
+	}
+	// The customer token reads what the admin stocked, once projected.
+	for deadline := time.Now().Add(time.Minute); ; {
+		code, body := gatewayRequest(t, http.MethodGet, gw+"/api/inventory/SKU-1", customer, "")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the customer's GET /api/inventory/SKU-1: %d %s a minute after the restock", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body := gatewayRequest(t, http.MethodGet, gw+"/readyz", "", ""); code != http.StatusOK {
+		t.Errorf("the gateway's readyz: %d %s, want 200 with every service up", code, body)
+	}
+
 	if pids := processesMatching(r.dir); len(pids) == 0 {
 		t.Fatalf("no postgres process on %s while the stack runs; the checks below would prove nothing", r.dir)
 	}
 	if n := len(processesIn(r.dir)); n < 2 {
 		t.Fatalf("%d processes work in %s, want the postmaster and its workers; the checks below would prove nothing", n, r.dir)
+	}
+	if pids := r.servicePIDs(gatewayName); len(pids) != 1 {
+		t.Fatalf("gateway processes %v, want one; the checks below would prove nothing", pids)
 	}
 
 	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
@@ -345,6 +416,10 @@ func TestDevServesAndStopsCleanly(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
+	// What the cases below leave out must not come from the environment.
+	for _, key := range []string{auth.SecretEnv, "ORDERFLOW_JWT_SECRET_FILE", "JWKS_URL", "ORDERS_URL", "INVENTORY_URL", "SHIPPING_URL", "SAGAS_URL"} {
+		t.Setenv(key, "")
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -359,6 +434,11 @@ func TestUsage(t *testing.T) {
 		{"serve extra args", []string{"serve", "orders", "extra"}, 2},
 		{"serve bad flag", []string{"serve", "orders", "--nope"}, 2},
 		{"serve bad log format", []string{"serve", "orders", "--log-format", "xml"}, 2},
+		{"serve gateway without upstreams", []string{"serve", "gateway", "--jwt-secret", devTestSecret}, 2},
+		{"serve gateway without a secret", []string{"serve", "gateway",
+			"--orders-url", "http://a", "--inventory-url", "http://b", "--shipping-url", "http://c", "--sagas-url", "http://d"}, 2},
+		{"serve gateway with a database", []string{"serve", "gateway", "--database-url", "postgres://x"}, 2},
+		{"serve orders with a gateway flag", []string{"serve", "orders", "--orders-url", "http://a"}, 2},
 		{"dev help", []string{"dev", "-h"}, 0},
 		{"dev bad port base", []string{"dev", "--port-base", "70000"}, 2},
 		{"dev extra args", []string{"dev", "now"}, 2},
@@ -834,5 +914,68 @@ func TestDevStopsWhenAServiceKeepsDying(t *testing.T) {
 	r2.assertStopped(t)
 	if _, err := os.Stat(r.dir); err != nil {
 		t.Errorf("--data-dir %s removed at exit: %v", r.dir, err)
+	}
+}
+
+func TestServeGatewayFlags(t *testing.T) {
+	for _, key := range []string{auth.SecretEnv, "ORDERFLOW_JWT_SECRET_FILE", "JWKS_URL", "ORDERS_URL", "INVENTORY_URL",
+		"SHIPPING_URL", "SAGAS_URL", "RATE_LIMIT", "RATE_BURST", "UPSTREAM_TIMEOUT"} {
+		t.Setenv(key, "")
+	}
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(devTestSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	upstreams := []string{"--orders-url", "http://a:1, http://b:2", "--inventory-url", "http://c:3",
+		"--shipping-url", "http://d:4", "--sagas-url", "http://e:5/"}
+	parse := func(t *testing.T, args ...string) (gateway.Config, error) {
+		t.Helper()
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		o := gatewayFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return o.config(":9", nil)
+	}
+
+	cfg, err := parse(t, append(upstreams, "--jwt-secret", devTestSecret, "--rate-limit", "5", "--rate-burst", "7", "--upstream-timeout", "3s")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Upstreams["orders"]; !slices.Equal(got, []string{"http://a:1", "http://b:2"}) {
+		t.Errorf("orders upstreams %q, want both, trimmed", got)
+	}
+	if string(cfg.JWTSecret) != devTestSecret || cfg.RateLimit != 5 || cfg.RateBurst != 7 || cfg.UpstreamTimeout != 3*time.Second || cfg.Addr != ":9" {
+		t.Errorf("config %+v, want the flags' values", cfg)
+	}
+	if cfg, err = parse(t, append(upstreams, "--jwt-secret-file", secretFile)...); err != nil || string(cfg.JWTSecret) != devTestSecret {
+		t.Errorf("--jwt-secret-file: secret %q, %v; want the file's text without its newline", cfg.JWTSecret, err)
+	}
+
+	bad := []struct {
+		name string
+		env  [2]string
+		args []string
+	}{
+		{"two secrets", [2]string{}, append(upstreams, "--jwt-secret", devTestSecret, "--jwt-secret-file", secretFile)},
+		{"a short secret", [2]string{}, append(upstreams, "--jwt-secret", "short")},
+		{"a missing service", [2]string{}, []string{"--orders-url", "http://a:1", "--jwt-secret", devTestSecret}},
+		{"a bad rate in the environment", [2]string{"RATE_LIMIT", "fast"}, append(upstreams, "--jwt-secret", devTestSecret)},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env[0] != "" {
+				t.Setenv(tt.env[0], tt.env[1])
+			}
+			cfg, err := parse(t, tt.args...)
+			if err == nil {
+				// A short secret passes the flags; the gateway refuses it.
+				_, err = auth.NewHS256(cfg.JWTSecret)
+			}
+			if err == nil {
+				t.Error("accepted")
+			}
+		})
 	}
 }
