@@ -13,12 +13,14 @@ import (
 // QueryRoutes registers the inventory query endpoints on r, reading the
 // stock read model through db:
 //
-//	GET /api/inventory         list, by sku
-//	GET /api/inventory/{sku}   one sku
+//	GET /api/inventory         list, by sku (not to be stored by caches)
+//	GET /api/inventory/{sku}   one sku, with an ETag from its version; If-None-Match is answered 304
 func QueryRoutes(r chi.Router, db projections.Querier) {
-	r.Get("/api/inventory", httpx.ListHandler(db, nil, listStock))
-	r.Get("/api/inventory/{sku}", httpx.GetHandler(db, "sku", "stock item", stockview.Get))
+	r.Get("/api/inventory", httpx.NoStore(httpx.ListHandler(db, nil, listStock)))
+	r.Get("/api/inventory/{sku}", httpx.VersionedGetHandler(db, "sku", "stock item", stockview.Get, stockVersion))
 }
+
+func stockVersion(v stockview.View) int64 { return v.Version }
 
 // listStock is stockview.List for httpx.ListHandler: the stock list has no
 // filter.

@@ -11,8 +11,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -33,17 +31,12 @@ type Coordinator interface {
 
 // Routes registers the sagas endpoints on r:
 //
-//	GET  /api/sagas              list, filtered by status and order_id (read model)
-//	GET  /api/sagas/{id}         one saga with its history (its stream)
+//	GET  /api/sagas              list, filtered by status and order_id (read model; not to be stored by caches)
+//	GET  /api/sagas/{id}         one saga with its history (its stream), with an ETag from its version
 //	POST /api/sagas/{id}/retry   resume a failed saga
 func Routes(r chi.Router, coord Coordinator, db projections.Querier) {
 	h := handler{coord: coord}
-	list := httpx.ListHandler(db, sagaFilter, sagaview.List)
-	r.Get("/api/sagas", func(w http.ResponseWriter, r *http.Request) {
-		// A list changes with every saga; no cache may answer for it.
-		w.Header().Set("Cache-Control", "no-store")
-		list(w, r)
-	})
+	r.Get("/api/sagas", httpx.NoStore(httpx.ListHandler(db, sagaFilter, sagaview.List)))
 	r.Get("/api/sagas/{id}", h.get)
 	r.Post("/api/sagas/{id}/retry", h.retry)
 }
@@ -59,7 +52,7 @@ func sagaFilter(params url.Values) (sagaview.Filter, error) {
 
 // get answers a saga as its stream has it, not as the read model last
 // saw it: an operator looking at a saga sees every event recorded. The
-// ETag is the stream's version.
+// ETag is the stream's version (If-None-Match is answered 304).
 func (h handler) get(w http.ResponseWriter, r *http.Request) {
 	id, ok := httpx.PathUUID(r, "id")
 	if !ok {
@@ -74,25 +67,7 @@ func (h handler) get(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	etag := `"` + strconv.FormatInt(version, 10) + `"`
-	w.Header().Set("ETag", etag)
-	if matches(r.Header.Get("If-None-Match"), etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	httpx.WriteJSON(w, r, http.StatusOK, st.View())
-}
-
-// matches reports whether an If-None-Match header names etag (weak
-// comparison, as RFC 9110 asks for If-None-Match).
-func matches(header, etag string) bool {
-	for _, tag := range strings.Split(header, ",") {
-		tag = strings.TrimSpace(tag)
-		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
-			return true
-		}
-	}
-	return false
+	httpx.WriteVersioned(w, r, version, st.View())
 }
 
 type retryResponse struct {

@@ -13,12 +13,14 @@ import (
 // QueryRoutes registers the shipping query endpoints on r, reading the
 // shipments read model through db:
 //
-//	GET /api/shipments        list, filtered by order_id
-//	GET /api/shipments/{id}   one shipment
+//	GET /api/shipments        list, filtered by order_id (not to be stored by caches)
+//	GET /api/shipments/{id}   one shipment, with an ETag from its version; If-None-Match is answered 304
 func QueryRoutes(r chi.Router, db projections.Querier) {
-	r.Get("/api/shipments", httpx.ListHandler(db, shipmentFilter, shipmentview.List))
-	r.Get("/api/shipments/{id}", httpx.GetHandler(db, "id", "shipment", shipmentview.Get))
+	r.Get("/api/shipments", httpx.NoStore(httpx.ListHandler(db, shipmentFilter, shipmentview.List)))
+	r.Get("/api/shipments/{id}", httpx.VersionedGetHandler(db, "id", "shipment", shipmentview.Get, shipmentVersion))
 }
+
+func shipmentVersion(v shipmentview.View) int64 { return v.Version }
 
 func shipmentFilter(params url.Values) (shipmentview.Filter, error) {
 	f := shipmentview.Filter{OrderID: params.Get("order_id")}

@@ -2,34 +2,51 @@ package servetest
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"math/big"
+	"io"
+	"log/slog"
 	"mime"
-	"net/url"
+	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/google/uuid"
-	"gopkg.in/yaml.v3"
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+	"github.com/pb33f/libopenapi-validator/config"
+	vderrors "github.com/pb33f/libopenapi-validator/errors"
+	"github.com/pb33f/libopenapi-validator/paths"
+	"github.com/pb33f/libopenapi-validator/schema_validation"
+	"github.com/pb33f/libopenapi/datamodel"
+	"github.com/pb33f/libopenapi/datamodel/high/base"
+	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
+	"github.com/pb33f/libopenapi/orderedmap"
 )
 
-// Contract is the OpenAPI document of services/api/openapi.yaml, able to
-// check real responses against it. It understands the subset of OpenAPI
-// 3.1 / JSON Schema the document uses: $ref, type (also as a list), enum,
-// const, properties, required, additionalProperties, items, min/max
-// (Length, Items, imum), pattern, format (uuid, date-time, uri), allOf and
-// anyOf.
+// Contract is the OpenAPI document of services/api/openapi.yaml as
+// libopenapi reads it, with the validators libopenapi-validator builds
+// from it. The library does the checking: parameters, bodies, status
+// codes, content types and response headers, JSON Schema 2020-12 with
+// format assertions (uuid, date-time, uri). Contract adds only what the
+// library leaves out: a request for a path or method the document does
+// not describe is answered with a problem, and a 405 lists in Allow
+// exactly the methods the path documents; a response the document
+// declares without content has no body; a query parameter declared with
+// allowEmptyValue may be sent empty. It is safe for concurrent use.
 type Contract struct {
-	doc map[string]any
+	doc   libopenapi.Document
+	model *v3.Document
+	// service sees requests as a service's own port does: it checks no
+	// token, so the document's bearer requirement is not enforced.
+	service validator.Validator
+	// gateway enforces the bearer requirement too, as the gateway does.
+	gateway validator.Validator
+	schemas schema_validation.SchemaValidator
+	problem *base.Schema
 }
 
 var (
@@ -53,582 +70,253 @@ func LoadContract() (*Contract, error) {
 	return contract, contractErr
 }
 
-// ParseContract reads an OpenAPI document from path.
+// ParseContract reads an OpenAPI document from path (see NewContract).
 func ParseContract(path string) (*Contract, error) {
-	raw, err := os.ReadFile(path)
+	spec, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", path, err)
+	c, err := NewContract(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return &Contract{doc: doc}, nil
+	return c, nil
+}
+
+// NewContract builds the model and validators of an OpenAPI 3.1 document.
+// Any error libopenapi reports while building the model (an unresolved
+// $ref, a malformed object) is an error here: a contract the library
+// only half understands checks nothing reliably.
+func NewContract(spec []byte) (*Contract, error) {
+	// libopenapi logs what it cannot resolve as well as returning it; the
+	// error is enough.
+	cfg := datamodel.NewDocumentConfiguration()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	doc, err := libopenapi.NewDocumentWithConfiguration(spec, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("read OpenAPI document: %w", err)
+	}
+	m, err := doc.BuildV3Model()
+	if err != nil {
+		return nil, fmt.Errorf("build OpenAPI model: %w", err)
+	}
+	if !strings.HasPrefix(m.Model.Version, "3.1.") {
+		return nil, fmt.Errorf("OpenAPI version %q, want 3.1.x", m.Model.Version)
+	}
+	problem, ok := m.Model.Components.Schemas.Get("Problem")
+	if !ok {
+		return nil, fmt.Errorf("the document has no Problem schema")
+	}
+	opts := []config.Option{
+		config.WithFormatAssertions(),
+		// A body on an operation that declares none is refused, as a
+		// validating proxy would.
+		config.WithRejectUndeclaredRequestBody(),
+	}
+	service := validator.NewValidatorFromV3Model(&m.Model, append(opts, config.WithoutSecurityValidation())...)
+	gateway := validator.NewValidatorFromV3Model(&m.Model, opts...)
+	return &Contract{
+		doc:     doc,
+		model:   &m.Model,
+		service: service,
+		gateway: gateway,
+		schemas: schema_validation.NewSchemaValidatorWithLogger(slog.New(slog.DiscardHandler), config.WithFormatAssertions()),
+		problem: problem.Schema(),
+	}, nil
+}
+
+// Model is the document as libopenapi's high-level model.
+func (c *Contract) Model() *v3.Document { return c.model }
+
+// ValidateDocument checks the document itself against the OpenAPI 3.1
+// specification's schema and returns every error.
+func (c *Contract) ValidateDocument() []string {
+	v, errs := validator.NewValidator(c.doc)
+	if len(errs) > 0 {
+		out := make([]string, len(errs))
+		for i, err := range errs {
+			out[i] = err.Error()
+		}
+		return out
+	}
+	_, verrs := v.ValidateDocument()
+	return describe("document", verrs)
 }
 
 // Operations lists the documented operations as "METHOD /path/template".
 func (c *Contract) Operations() []string {
 	var out []string
-	for path, item := range asMap(c.doc["paths"]) {
-		for method := range asMap(item) {
-			switch method {
-			case "get", "put", "post", "delete", "patch", "head", "options":
-				out = append(out, strings.ToUpper(method)+" "+path)
-			}
+	for path, item := range c.model.Paths.PathItems.FromOldest() {
+		for method := range item.GetOperations().FromOldest() {
+			out = append(out, strings.ToUpper(method)+" "+path)
 		}
 	}
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
 }
 
-// BrokenRefs returns every $ref in the document that does not resolve.
-func (c *Contract) BrokenRefs() []string {
-	var broken []string
-	var walk func(v any)
-	walk = func(v any) {
-		switch t := v.(type) {
-		case map[string]any:
-			if ref, ok := t["$ref"].(string); ok {
-				if _, err := c.resolve(ref); err != nil {
-					broken = append(broken, ref)
-				}
-			}
-			for _, e := range t {
-				walk(e)
-			}
-		case []any:
-			for _, e := range t {
-				walk(e)
-			}
-		}
-	}
-	walk(c.doc)
-	return broken
-}
-
-// Schema returns the named component schema.
-func (c *Contract) Schema(name string) (any, bool) {
-	s, ok := asMap(asMap(c.doc["components"])["schemas"])[name]
-	return s, ok
-}
-
-// CheckResponse reports every way a response to method path differs from
-// the document: an undocumented status, a content type the operation does
-// not declare, a body that does not match the schema, a required header
-// missing. A request to an operation the document does not describe must
-// still be answered with a problem.
+// CheckResponse reports every way a response to method path (which may
+// carry a query) differs from the document: an undocumented status, a
+// content type the response does not declare, a body that does not match
+// its schema, a declared header that is missing or does not match, a body
+// where the response declares none. A request for a path or method the
+// document does not describe must still be answered with a Problem, and a
+// 405 must list in Allow the methods the document gives the path (RFC 9110
+// requires Allow on a 405).
 func (c *Contract) CheckResponse(method, path string, status int, header map[string][]string, body []byte) []string {
-	get := func(name string) string {
-		for k, v := range header {
-			if strings.EqualFold(k, name) && len(v) > 0 {
-				return v[0]
-			}
-		}
-		return ""
+	req, err := http.NewRequest(method, "http://service"+path, nil)
+	if err != nil {
+		return []string{fmt.Sprintf("%s %s: %v", method, path, err)}
 	}
-	ct := get("Content-Type")
-	mt, _, _ := mime.ParseMediaType(ct)
-
-	op, tmpl := c.operation(method, path)
-	if op == nil {
-		if mt != "application/problem+json" {
-			return []string{fmt.Sprintf("%s %s is not documented and answered %d %s, not a problem", method, path, status, ct)}
-		}
-		errs := c.checkBody(c.ref("#/components/schemas/Problem"), body, "Problem")
-		if status == 405 {
-			errs = append(errs, c.checkAllow(method, path, get("Allow"))...)
-		}
-		return errs
+	res := &http.Response{
+		StatusCode: status,
+		Header:     http.Header(header),
+		Body:       io.NopCloser(bytes.NewReader(body)),
+		Request:    req,
 	}
-	where := method + " " + tmpl + " " + strconv.Itoa(status)
-	resp, ok := asMap(op["responses"])[strconv.Itoa(status)]
-	if !ok {
-		resp, ok = asMap(op["responses"])["default"]
+	where := method + " " + req.URL.Path + " " + strconv.Itoa(status)
+	item, missing, tmpl := paths.FindPath(req, c.model, nil)
+	if item == nil || len(missing) > 0 {
+		return c.checkUndocumented(where, item, res, body)
 	}
-	if !ok {
-		return []string{fmt.Sprintf("%s: status not documented", where)}
-	}
-	r := c.deref(resp)
-	var errs []string
-	for name, h := range asMap(r["headers"]) {
-		if req, _ := c.deref(h)["required"].(bool); req && get(name) == "" {
-			errs = append(errs, fmt.Sprintf("%s: required header %s missing", where, name))
+	where = method + " " + tmpl + " " + strconv.Itoa(status)
+	_, verrs := c.service.ValidateHttpResponse(req, res)
+	errs := describe(where, verrs)
+	// The library checks content only where a response declares some; a
+	// body where the document promises none (a 304, say) is a breach too.
+	if op := item.GetOperations().GetOrZero(strings.ToLower(method)); op != nil && op.Responses != nil {
+		if r := op.Responses.FindResponseByCode(status); r != nil && orderedmap.Len(r.Content) == 0 && len(bytes.TrimSpace(body)) > 0 {
+			errs = append(errs, fmt.Sprintf("%s: documented without a body, got %q", where, short(body)))
 		}
 	}
-	content := asMap(r["content"])
-	if len(content) == 0 {
-		if len(bytes.TrimSpace(body)) > 0 {
-			errs = append(errs, fmt.Sprintf("%s: documented without a body, got %q", where, body))
-		}
-		return errs
-	}
-	media, ok := content[mt]
-	if !ok {
-		return append(errs, fmt.Sprintf("%s: content type %q not documented (have %v)", where, ct, keys(content)))
-	}
-	schema := asMap(media)["schema"]
-	if schema == nil || !strings.Contains(mt, "json") {
-		return errs
-	}
-	return append(errs, c.checkBody(schema, body, where)...)
-}
-
-func (c *Contract) checkBody(schema any, body []byte, where string) []string {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return []string{fmt.Sprintf("%s: body is not JSON: %v", where, err)}
-	}
-	var errs []string
-	c.validate(schema, v, "$", func(path, msg string) {
-		errs = append(errs, fmt.Sprintf("%s: %s %s", where, path, msg))
-	})
 	return errs
 }
 
-// checkAllow checks a 405 answer to method on path: the path must be
-// documented without that method, and Allow must list exactly the
-// documented methods (RFC 9110 requires Allow on a 405).
-func (c *Contract) checkAllow(method, path, allow string) []string {
-	where := method + " " + path + " 405"
-	var documented []string
-	for _, item := range c.pathItems(path) {
-		for m := range asMap(item) {
-			switch m {
-			case "get", "put", "post", "delete", "patch", "head", "options":
-				documented = append(documented, strings.ToUpper(m))
-			}
-		}
+// checkUndocumented checks the answer to a request the document does not
+// describe: item is the path's item when only the method is missing.
+func (c *Contract) checkUndocumented(where string, item *v3.PathItem, res *http.Response, body []byte) []string {
+	ct := res.Header.Get("Content-Type")
+	if mt, _, _ := mime.ParseMediaType(ct); mt != "application/problem+json" {
+		return []string{fmt.Sprintf("%s is not documented and answered %s, not a problem", where, ct)}
 	}
-	if len(documented) == 0 {
-		return []string{where + ": the document has no such path"}
+	_, verrs := c.schemas.ValidateSchemaBytes(c.problem, body)
+	errs := describe(where+" Problem", verrs)
+	if res.StatusCode != http.StatusMethodNotAllowed {
+		return errs
+	}
+	if item == nil {
+		return append(errs, where+": the document has no such path")
+	}
+	var documented []string
+	for m := range item.GetOperations().FromOldest() {
+		documented = append(documented, strings.ToUpper(m))
 	}
 	var got []string
-	for _, m := range strings.Split(allow, ",") {
+	for _, m := range strings.Split(res.Header.Get("Allow"), ",") {
 		if m = strings.TrimSpace(m); m != "" {
 			got = append(got, m)
 		}
 	}
-	sort.Strings(got)
-	sort.Strings(documented)
+	slices.Sort(got)
+	slices.Sort(documented)
 	if !slices.Equal(got, documented) {
-		return []string{fmt.Sprintf("%s: Allow %q, want the documented methods %v", where, allow, documented)}
-	}
-	return nil
-}
-
-// operation finds the operation for method and a concrete path by
-// matching the document's path templates segment by segment.
-func (c *Contract) operation(method, path string) (map[string]any, string) {
-	for tmpl, item := range c.pathItems(path) {
-		if op, ok := asMap(item)[strings.ToLower(method)]; ok {
-			return asMap(op), tmpl
-		}
-	}
-	return nil, ""
-}
-
-// pathItems returns the path items whose templates match a concrete path,
-// by template.
-func (c *Contract) pathItems(path string) map[string]any {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
-	}
-	segs := strings.Split(path, "/")
-	out := make(map[string]any)
-	for tmpl, item := range asMap(c.doc["paths"]) {
-		tsegs := strings.Split(tmpl, "/")
-		if len(tsegs) != len(segs) {
-			continue
-		}
-		match := true
-		for i := range tsegs {
-			isParam := strings.HasPrefix(tsegs[i], "{") && strings.HasSuffix(tsegs[i], "}")
-			if !(isParam && segs[i] != "") && tsegs[i] != segs[i] {
-				match = false
-				break
-			}
-		}
-		if match {
-			out[tmpl] = item
-		}
-	}
-	return out
-}
-
-// CheckRequest reports every reason a validating proxy that enforces the
-// document would refuse a request: an undocumented operation, a required
-// security scheme without credentials, a path, query or header parameter
-// that does not match its schema, a missing required body, a body of an
-// undeclared content type, a JSON body that does not match its schema.
-// target is the path with its query. Like such a proxy it sees JSON
-// through an ordinary decoder, so repeated keys and invalid UTF-8, which
-// JSON Schema cannot express, pass here.
-func (c *Contract) CheckRequest(method, target string, header map[string][]string, body []byte) []string {
-	get := func(name string) (string, bool) {
-		for k, v := range header {
-			if strings.EqualFold(k, name) && len(v) > 0 {
-				return v[0], true
-			}
-		}
-		return "", false
-	}
-	u, err := url.Parse(target)
-	if err != nil {
-		return []string{fmt.Sprintf("%s %s: %v", method, target, err)}
-	}
-	op, tmpl := c.operation(method, u.Path)
-	if op == nil {
-		return []string{fmt.Sprintf("%s %s is not documented", method, u.Path)}
-	}
-	where := method + " " + tmpl
-	var errs []string
-	fail := func(path, msg string) { errs = append(errs, fmt.Sprintf("%s: %s %s", where, path, msg)) }
-
-	security, ok := op["security"]
-	if !ok {
-		security = c.doc["security"]
-	}
-	if _, hasAuth := get("Authorization"); !hasAuth {
-		for _, req := range asSlice(security) {
-			if len(asMap(req)) > 0 {
-				fail("security", fmt.Sprintf("requires credentials %v", req))
-				break
-			}
-		}
-	}
-
-	// Operation parameters override the path item's of the same name and
-	// location.
-	params := map[string]map[string]any{}
-	for _, p := range append(slices.Clone(asSlice(asMap(asMap(c.doc["paths"])[tmpl])["parameters"])), asSlice(op["parameters"])...) {
-		pm := c.deref(p)
-		params[fmt.Sprint(pm["in"], ":", pm["name"])] = pm
-	}
-	segs, tsegs := strings.Split(u.EscapedPath(), "/"), strings.Split(tmpl, "/")
-	for _, pm := range params {
-		name := fmt.Sprint(pm["name"])
-		var (
-			value   string
-			present bool
-		)
-		switch pm["in"] {
-		case "path":
-			for i, ts := range tsegs {
-				if ts == "{"+name+"}" && i < len(segs) {
-					value, err = url.PathUnescape(segs[i])
-					present = err == nil
-				}
-			}
-		case "query":
-			present = u.Query().Has(name)
-			value = u.Query().Get(name)
-		case "header":
-			value, present = get(name)
-		}
-		if !present {
-			if req, _ := pm["required"].(bool); req {
-				fail(name, "is required")
-			}
-			continue
-		}
-		c.validate(pm["schema"], c.paramValue(pm["schema"], value), fmt.Sprint(pm["in"], " ", name), fail)
-	}
-
-	rb := c.deref(op["requestBody"])
-	if len(bytes.TrimSpace(body)) == 0 {
-		if req, _ := rb["required"].(bool); req {
-			fail("body", "is required")
-		}
-		return errs
-	}
-	if len(rb) == 0 {
-		fail("body", "is not expected")
-		return errs
-	}
-	ct, _ := get("Content-Type")
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		fail("body", fmt.Sprintf("has no usable Content-Type (%q)", ct))
-		return errs
-	}
-	media, ok := asMap(rb["content"])[mt]
-	if !ok {
-		fail("body", fmt.Sprintf("content type %q not documented (have %v)", mt, keys(asMap(rb["content"]))))
-		return errs
-	}
-	if schema := asMap(media)["schema"]; schema != nil && strings.Contains(mt, "json") {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			fail("body", fmt.Sprintf("is not JSON: %v", err))
-			return errs
-		}
-		c.validate(schema, v, "$", fail)
+		errs = append(errs, fmt.Sprintf("%s: Allow %q, want the documented methods %v", where, res.Header.Get("Allow"), documented))
 	}
 	return errs
 }
 
-// paramValue is the value a parameter's text stands for: a number where
-// the schema wants one and the text is one, else the text.
-func (c *Contract) paramValue(schema any, text string) any {
-	switch c.deref(schema)["type"] {
-	case "integer", "number":
-		dec := json.NewDecoder(strings.NewReader(text))
-		dec.UseNumber()
-		var n json.Number
-		if err := dec.Decode(&n); err == nil && !dec.More() {
-			return n
-		}
-	}
-	return text
+// CheckRequest reports every reason a validating proxy that enforces the
+// document in front of a service's own port would refuse a request: an
+// undocumented operation, a path, query or header parameter that does not
+// match its schema, a missing required body, a body where none is
+// declared, a body of an undeclared content type, a JSON body that does
+// not match its schema. target is the path with its query. The bearer
+// token is not required: a service's port checks none (see
+// CheckGatewayRequest). Like such a proxy it reads JSON with an ordinary
+// decoder, so repeated keys and invalid UTF-8, which JSON Schema cannot
+// express, pass here.
+func (c *Contract) CheckRequest(method, target string, header map[string][]string, body []byte) []string {
+	return c.checkRequest(c.service, method, target, header, body)
 }
 
-func (c *Contract) resolve(ref string) (any, error) {
-	if !strings.HasPrefix(ref, "#/") {
-		return nil, fmt.Errorf("only local refs are supported: %s", ref)
-	}
-	var cur any = c.doc
-	for _, part := range strings.Split(ref[2:], "/") {
-		part = strings.ReplaceAll(strings.ReplaceAll(part, "~1", "/"), "~0", "~")
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("ref %s: %s is not an object", ref, part)
-		}
-		if cur, ok = m[part]; !ok {
-			return nil, fmt.Errorf("ref %s: no %s", ref, part)
-		}
-	}
-	return cur, nil
+// CheckGatewayRequest is CheckRequest as the gateway sees a request: an
+// operation the document secures with bearerAuth needs an
+// "Authorization: Bearer ..." header as well. Whether the token is good
+// is the gateway's business, not the document's.
+func (c *Contract) CheckGatewayRequest(method, target string, header map[string][]string, body []byte) []string {
+	return c.checkRequest(c.gateway, method, target, header, body)
 }
 
-func (c *Contract) ref(ref string) any {
-	v, err := c.resolve(ref)
+func (c *Contract) checkRequest(v validator.Validator, method, target string, header map[string][]string, body []byte) []string {
+	var rd io.Reader = http.NoBody
+	if len(body) > 0 {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://service"+target, rd)
 	if err != nil {
-		panic(err)
+		return []string{fmt.Sprintf("%s %s: %v", method, target, err)}
 	}
-	return v
+	c.dropAllowedEmpty(req)
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	_, verrs := v.ValidateHttpRequestSync(req)
+	return describe(method+" "+req.URL.Path, verrs)
 }
 
-// deref follows $ref chains.
-func (c *Contract) deref(v any) map[string]any {
-	m := asMap(v)
-	for range 32 {
-		ref, ok := m["$ref"].(string)
-		if !ok {
-			return m
-		}
-		m = asMap(c.ref(ref))
+// dropAllowedEmpty removes from req's query every empty parameter the
+// operation declares with allowEmptyValue ("limit=" is the same as no
+// limit): OpenAPI lets such a parameter be sent empty whatever its
+// schema, a rule the validator library does not implement.
+func (c *Contract) dropAllowedEmpty(req *http.Request) {
+	item, errs, _ := paths.FindPath(req, c.model, nil)
+	if item == nil || len(errs) > 0 {
+		return
 	}
-	return m
-}
-
-var formats = map[string]func(string) bool{
-	"uuid": func(s string) bool { _, err := uuid.Parse(s); return err == nil && len(s) == 36 },
-	"date-time": func(s string) bool {
-		_, err := time.Parse(time.RFC3339Nano, s)
-		return err == nil
-	},
-	"uri": func(s string) bool { return strings.Contains(s, ":") },
-}
-
-func (c *Contract) validate(schema any, v any, path string, fail func(path, msg string)) {
-	s := c.deref(schema)
-	for _, sub := range asSlice(s["allOf"]) {
-		c.validate(sub, v, path, fail)
+	op := item.GetOperations().GetOrZero(strings.ToLower(req.Method))
+	if op == nil {
+		return
 	}
-	if anyOf := asSlice(s["anyOf"]); len(anyOf) > 0 {
-		ok := false
-		for _, sub := range anyOf {
-			var errs int
-			c.validate(sub, v, path, func(string, string) { errs++ })
-			if errs == 0 {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			fail(path, fmt.Sprintf("matches none of anyOf: %v", short(v)))
+	q := req.URL.Query()
+	changed := false
+	for _, p := range append(slices.Clone(item.Parameters), op.Parameters...) {
+		if p.In == "query" && p.AllowEmptyValue && q.Has(p.Name) && q.Get(p.Name) == "" {
+			q.Del(p.Name)
+			changed = true
 		}
 	}
-	if t, ok := s["type"]; ok {
-		types := []string{}
-		switch tt := t.(type) {
-		case string:
-			types = append(types, tt)
-		case []any:
-			for _, e := range tt {
-				types = append(types, fmt.Sprint(e))
-			}
-		}
-		if !slices.ContainsFunc(types, func(t string) bool { return hasType(v, t) }) {
-			fail(path, fmt.Sprintf("is %s, want type %v", short(v), types))
-			return
-		}
-	}
-	if enum := asSlice(s["enum"]); len(enum) > 0 {
-		if !slices.ContainsFunc(enum, func(e any) bool { return equal(e, v) }) {
-			fail(path, fmt.Sprintf("is %s, not one of %v", short(v), enum))
-		}
-	}
-	if cst, ok := s["const"]; ok && !equal(cst, v) {
-		fail(path, fmt.Sprintf("is %s, want %v", short(v), cst))
-	}
-	switch tv := v.(type) {
-	case map[string]any:
-		props := asMap(s["properties"])
-		for _, r := range asSlice(s["required"]) {
-			if _, ok := tv[fmt.Sprint(r)]; !ok {
-				fail(path, fmt.Sprintf("lacks required property %q", r))
-			}
-		}
-		for k, e := range tv {
-			if ps, ok := props[k]; ok {
-				c.validate(ps, e, path+"."+k, fail)
-				continue
-			}
-			switch ap := s["additionalProperties"].(type) {
-			case bool:
-				if !ap {
-					fail(path, fmt.Sprintf("has undocumented property %q", k))
-				}
-			case map[string]any:
-				c.validate(ap, e, path+"."+k, fail)
-			}
-		}
-	case []any:
-		if n, ok := number(s["minItems"]); ok && float64(len(tv)) < n {
-			fail(path, fmt.Sprintf("has %d items, want >= %v", len(tv), n))
-		}
-		if n, ok := number(s["maxItems"]); ok && float64(len(tv)) > n {
-			fail(path, fmt.Sprintf("has %d items, want <= %v", len(tv), n))
-		}
-		if items, ok := s["items"]; ok {
-			for i, e := range tv {
-				c.validate(items, e, fmt.Sprintf("%s[%d]", path, i), fail)
-			}
-		}
-	case string:
-		n := float64(len([]rune(tv)))
-		if m, ok := number(s["minLength"]); ok && n < m {
-			fail(path, fmt.Sprintf("is shorter than %v", m))
-		}
-		if m, ok := number(s["maxLength"]); ok && n > m {
-			fail(path, fmt.Sprintf("is longer than %v", m))
-		}
-		if p, ok := s["pattern"].(string); ok {
-			re, err := regexp.Compile(p)
-			if err != nil {
-				fail(path, fmt.Sprintf("schema pattern %q does not compile: %v", p, err))
-			} else if !re.MatchString(tv) {
-				fail(path, fmt.Sprintf("%q does not match %s", tv, p))
-			}
-		}
-		if f, ok := s["format"].(string); ok {
-			if check, known := formats[f]; known && !check(tv) {
-				fail(path, fmt.Sprintf("%q is not a %s", tv, f))
-			}
-		}
-	case json.Number:
-		x, _ := tv.Float64()
-		if m, ok := number(s["minimum"]); ok && x < m {
-			fail(path, fmt.Sprintf("is %v, want >= %v", tv, m))
-		}
-		if m, ok := number(s["maximum"]); ok && x > m {
-			fail(path, fmt.Sprintf("is %v, want <= %v", tv, m))
-		}
+	if changed {
+		req.URL.RawQuery = q.Encode()
 	}
 }
 
-func hasType(v any, t string) bool {
-	switch t {
-	case "object":
-		_, ok := v.(map[string]any)
-		return ok
-	case "array":
-		_, ok := v.([]any)
-		return ok
-	case "string":
-		_, ok := v.(string)
-		return ok
-	case "boolean":
-		_, ok := v.(bool)
-		return ok
-	case "null":
-		return v == nil
-	case "number":
-		_, ok := v.(json.Number)
-		return ok
-	case "integer":
-		// JSON Schema: any number with a zero fractional part, 1.0 and
-		// 1e2 included.
-		n, ok := v.(json.Number)
-		if !ok {
-			return false
+// describe writes each validation error as one line: where, the
+// library's message and reason, and each schema failure with the place
+// in the instance it concerns.
+func describe(where string, errs []*vderrors.ValidationError) []string {
+	var out []string
+	for _, e := range errs {
+		msg := where + ": " + e.Message
+		if e.Reason != "" && e.Reason != e.Message {
+			msg += ": " + e.Reason
 		}
-		r, ok := new(big.Rat).SetString(n.String())
-		return ok && r.IsInt()
+		for _, f := range e.SchemaValidationErrors {
+			loc := f.FieldPath
+			if loc == "" {
+				loc = "/" + strings.Join(f.InstancePath, "/")
+			}
+			msg += fmt.Sprintf("; %s %s", loc, f.Reason)
+		}
+		out = append(out, msg)
 	}
-	return false
+	return out
 }
 
-func equal(schemaValue, v any) bool {
-	switch tv := v.(type) {
-	case json.Number:
-		f, _ := tv.Float64()
-		sv, ok := number(schemaValue)
-		return ok && sv == f
-	case string:
-		sv, ok := schemaValue.(string)
-		return ok && sv == tv
-	case bool:
-		sv, ok := schemaValue.(bool)
-		return ok && sv == tv
-	case nil:
-		return schemaValue == nil
-	}
-	return false
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case uint64:
-		return float64(n), true
-	case float64:
-		return n, true
-	}
-	return 0, false
-}
-
-func short(v any) string {
-	b, _ := json.Marshal(v)
+func short(b []byte) string {
 	if len(b) > 80 {
 		return string(b[:80]) + "..."
 	}
 	return string(b)
-}
-
-func asMap(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	return m
-}
-
-func asSlice(v any) []any {
-	s, _ := v.([]any)
-	return s
-}
-
-func keys(m map[string]any) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

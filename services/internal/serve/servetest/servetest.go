@@ -1,7 +1,9 @@
 // Package servetest starts a real service (real PostgreSQL database, real
 // event store, the full middleware stack) for the HTTP tests of the
-// services, and gives them short helpers to send requests, read problems
-// and inspect the events that landed in the store.
+// services, and gives them short helpers to send requests, read problems,
+// check HTTP caching and inspect the events that landed in the store.
+// Every request and answer is checked against services/api/openapi.yaml
+// by an OpenAPI validator library (Contract).
 package servetest
 
 import (
@@ -27,7 +29,9 @@ import (
 )
 
 // Env is a running service and a handle on its event store. Every response
-// its helpers receive is checked against services/api/openapi.yaml.
+// its helpers receive is checked against services/api/openapi.yaml by the
+// OpenAPI validator (see Contract), and so is every request they send: one
+// the document refuses must get a 4xx.
 type Env struct {
 	// URL is the base URL of the service, e.g. "http://127.0.0.1:41234".
 	URL string
@@ -111,7 +115,8 @@ func (e *Env) Do(t testing.TB, method, path, body string, header ...string) Resp
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every answer must match the published contract.
+	// Every answer must match the published contract, and a request the
+	// contract refuses must be refused.
 	c, err := LoadContract()
 	if err != nil {
 		t.Fatalf("load OpenAPI contract: %v", err)
@@ -119,8 +124,15 @@ func (e *Env) Do(t testing.TB, method, path, body string, header ...string) Resp
 	for _, msg := range c.CheckResponse(method, path, res.StatusCode, res.Header, b) {
 		t.Errorf("contract: %s", msg)
 	}
+	if refusals := c.CheckRequest(method, path, req.Header, []byte(body)); len(refusals) > 0 && !clientError(res.StatusCode) {
+		t.Errorf("contract: the document refuses %s %s, the service answered %d: %s", method, path, res.StatusCode, strings.Join(refusals, "; "))
+	}
 	return Response{Status: res.StatusCode, Header: res.Header, Body: b}
 }
+
+// clientError reports whether status refuses a request as the client's
+// fault (4xx).
+func clientError(status int) bool { return status >= 400 && status < 500 }
 
 // Post sends a POST request (see Do).
 func (e *Env) Post(t testing.TB, path, body string, header ...string) Response {
