@@ -2,33 +2,11 @@ package httpx
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
 
-	"github.com/go-chi/chi/v5"
-
-	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/projections"
 )
-
-// GetHandler serves one item of a read model: get reads it from db by the
-// URL parameter param, and a domain.ErrNotFound becomes a 404 problem that
-// names kind and the id. Any other error is written as usual.
-func GetHandler[DB, T any](db DB, param, kind string, get func(context.Context, DB, string) (T, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := chi.URLParam(r, param)
-		v, err := get(r.Context(), db, id)
-		if errors.Is(err, domain.ErrNotFound) {
-			err = NotFoundProblem(kind, id)
-		}
-		if err != nil {
-			WriteError(w, r, err)
-			return
-		}
-		WriteJSON(w, r, http.StatusOK, v)
-	}
-}
 
 // ListHandler serves one page of a read model's list as a Page. filter
 // reads and checks the list's own query parameters (nil: the list has

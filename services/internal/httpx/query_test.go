@@ -75,7 +75,7 @@ func TestGetAndListHandlers(t *testing.T) {
 		r.Get("/plain", ListHandler(db, nil, func(ctx context.Context, db shelf, _ struct{}, limit int, after string) ([]string, string, error) {
 			return listThings(ctx, db, "", limit, after)
 		}))
-		r.Get("/things/{id}", GetHandler(db, "id", "thing", getThing))
+		r.Get("/things/{id}", VersionedGetHandler(db, "id", "thing", getThing, func(string) int64 { return 1 }))
 		return r
 	}
 	tests := []struct {
