@@ -44,13 +44,21 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/nats-io/nats.go"
 	"golang.org/x/time/rate"
 
 	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/services/api"
 	"github.com/orderflow/orderflow/services/gateway/auth"
+	"github.com/orderflow/orderflow/services/internal/discovery"
 	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
+
+// Name is the gateway's service name: in its logs, spans and NATS
+// registration.
+const Name = "gateway"
 
 // DefaultPort is the port the gateway listens on unless told otherwise;
 // the services follow it (orders 8081, ..., sagas 8084).
@@ -89,8 +97,19 @@ type Config struct {
 	Upstreams map[string][]string
 	// Resolver finds the instances of the services Upstreams does not
 	// list (NATS micro discovery, say). Without it Upstreams must list
-	// every service.
+	// every service, unless Run is given NATSURL.
 	Resolver Resolver
+
+	// NATSURL, for Run: the gateway registers there as the NATS micro
+	// service orderflow-gateway and, for every service Upstreams does not
+	// list, finds its instances by discovery (services/internal/discovery)
+	// when Resolver is nil.
+	NATSURL string
+	// TLS, for Run: serve HTTPS with this certificate.
+	TLS httpx.TLSFiles
+	// AdvertiseURL, for Run: the base URL announced in the micro
+	// registration; default the listener's address on this machine.
+	AdvertiseURL string
 
 	// JWTSecret verifies HS256 tokens (development; see auth.DevSecret).
 	JWTSecret []byte
@@ -166,7 +185,10 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if c.Resolver == nil {
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Resolver == nil && c.NATSURL == "" {
 		var missing []string
 		for _, svc := range Services() {
 			if len(c.Upstreams[svc]) == 0 {
@@ -276,7 +298,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	c.Logger = c.Logger.With("service", "gateway")
+	c.Logger = c.Logger.With("service", Name)
 }
 
 // NewTransport returns the transport the gateway uses by default: no
@@ -395,7 +417,7 @@ func (g *Gateway) Metrics() *httpx.Metrics { return g.metrics }
 // authorization in front of the forwarding.
 func (g *Gateway) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(httpx.RequestID, httpx.AccessLog(g.log), g.metrics.Middleware, httpx.Recover)
+	r.Use(httpx.RequestID, httpx.Trace(Name, "/healthz", "/readyz", "/metrics", "/openapi.yaml"), httpx.AccessLog(g.log), g.metrics.Middleware, httpx.Recover)
 	r.NotFound(httpx.NotFound)
 	r.MethodNotAllowed(httpx.MethodNotAllowed)
 
@@ -447,16 +469,62 @@ func (g *Gateway) Close() {
 	}
 }
 
-// Run serves a gateway built from cfg on cfg.Addr until ctx ends.
+// Run serves a gateway built from cfg on cfg.Addr until ctx ends: with
+// traces exported as telemetry.Start says, over TLS when cfg.TLS is set,
+// and, with cfg.NATSURL, registered on NATS and finding the services
+// Upstreams does not list there.
 func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("service", Name)
+	stopTelemetry, err := telemetry.Start(ctx, Name, telemetry.WithLogger(logger))
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTelemetry(sctx); err != nil {
+			logger.Warn("telemetry: spans lost at shutdown", "error", err)
+		}
+	}()
+
+	var nc *nats.Conn
+	if cfg.NATSURL != "" {
+		if nc, _, err = natsbus.Connect(ctx, cfg.NATSURL, "orderflow-"+Name); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		defer nc.Close()
+		if cfg.Resolver == nil {
+			// Found by discovery: the services no static URL names.
+			cfg.Resolver = discovery.Watch(ctx, nc, Services(), 0)
+		}
+	}
 	g, err := New(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
-	ln, err := net.Listen("tcp", g.cfg.Addr)
+	ln, err := httpx.Listen(g.cfg.Addr, cfg.TLS)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
+	}
+	if nc != nil {
+		url := cfg.AdvertiseURL
+		if url == "" {
+			url = discovery.LocalURL(cfg.TLS.Enabled(), ln.Addr())
+		}
+		stop, err := discovery.Register(nc, discovery.Info{Service: Name, HTTPURL: url})
+		if err != nil {
+			logger.Warn("cannot register on NATS for discovery", "error", err)
+		} else {
+			defer func() { _ = stop() }()
+		}
 	}
 	return g.Serve(ctx, ln)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // Resolver finds the instances of an upstream service: the base URLs
@@ -208,7 +209,9 @@ func (u *upstream) attempt(ctx context.Context, c call) (*http.Response, error) 
 		if err != nil {
 			return nil, err
 		}
-		req.Header = c.header
+		// The service's span is the child of the gateway's.
+		req.Header = c.header.Clone()
+		telemetry.InjectHTTP(ctx, req.Header)
 		res, err := u.transport.RoundTrip(req)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,6 +24,7 @@ import (
 	"github.com/orderflow/orderflow/internal/pgserver"
 	"github.com/orderflow/orderflow/services/gateway"
 	"github.com/orderflow/orderflow/services/gateway/auth"
+	"github.com/orderflow/orderflow/services/internal/devtls"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
 	"github.com/orderflow/orderflow/services/internal/serve"
 )
@@ -66,6 +70,7 @@ type devOptions struct {
 	portBase int
 	dataDir  string
 	keep     bool
+	tls      bool
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -79,6 +84,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.IntVar(&opts.portBase, "port-base", defaultPortBase, "first port: gateway N, orders N+1, inventory N+2, shipping N+3, sagas N+4")
 	fs.StringVar(&opts.dataDir, "data-dir", "", "keep PostgreSQL's and NATS's data here across runs (default: a temporary directory)")
 	fs.BoolVar(&opts.keep, "keep", false, "keep the temporary data directory at exit")
+	fs.BoolVar(&opts.tls, "tls", false, "serve the gateway over HTTPS with a certificate from a throw-away CA made for this run (the banner says how to trust it)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: orderflow dev [flags]
 
@@ -134,6 +140,8 @@ type devStack struct {
 
 	// secret signs the tokens the gateway accepts (auth.DevSecret).
 	secret []byte
+	// tls holds the gateway's certificate, with --tls.
+	tls devtls.Files
 
 	// statusRequests delivers SIGUSR1, which asks for the status table.
 	statusRequests <-chan os.Signal
@@ -212,7 +220,16 @@ func (d *devStack) start(ctx context.Context) error {
 		upstreams[svc] = fmt.Sprintf("http://127.0.0.1:%d", p.port)
 	}
 	gw := &serviceProc{name: gatewayName, port: servicePort(d.opts.portBase, gatewayName), tail: newLineTail(30), con: d.con}
-	if err := gw.startGateway(exe, upstreams, d.secret); err != nil {
+	if d.opts.tls {
+		if d.tls, err = devtls.Generate(filepath.Join(d.dir, "tls")); err != nil {
+			return err
+		}
+		if gw.client, err = trusting(d.tls.CA); err != nil {
+			return err
+		}
+		gw.scheme = "https"
+	}
+	if err := gw.startGateway(exe, upstreams, d.secret, d.natsURL, d.tls); err != nil {
 		return err
 	}
 	d.children = append(d.children, gw)
@@ -371,10 +388,19 @@ func (d *devStack) banner(took time.Duration) {
 	b := d.opts.portBase
 	base := func(svc string) string { return fmt.Sprintf("http://127.0.0.1:%d", servicePort(b, svc)) }
 	gw := base(gatewayName)
+	if d.opts.tls {
+		// The certificate is for localhost, 127.0.0.1 and ::1.
+		gw = fmt.Sprintf("https://localhost:%d", servicePort(b, gatewayName))
+	}
 
 	var w strings.Builder
 	fmt.Fprintf(&w, "\n%s (%s)\n\n", readyMarker, seconds(took))
 	fmt.Fprintf(&w, "  %-10s %s   the API: every request goes here, with a token\n\n", gatewayName, gw)
+	if d.opts.tls {
+		fmt.Fprintf(&w, "  HTTPS with a certificate of a CA made for this run; trust it in curl with\n")
+		fmt.Fprintf(&w, "    export CURL_CA_BUNDLE=%s\n", d.tls.CA)
+		fmt.Fprintf(&w, "  (or curl --cacert %s ...)\n\n", d.tls.CA)
+	}
 	admin, customer, err := d.tokens()
 	if err != nil {
 		fmt.Fprintf(&w, "  no tokens: %v\n\n", err)
@@ -463,6 +489,10 @@ type serviceProc struct {
 	port int
 	tail *lineTail
 	con  *console
+	// scheme and client reach its /healthz: http and a plain client
+	// unless it serves HTTPS.
+	scheme string
+	client *http.Client
 
 	// command makes the command of a new incarnation, the same each time.
 	command func() *exec.Cmd
@@ -487,11 +517,17 @@ func (p *serviceProc) start(exe string, db pgdb.URLs, natsURL string) error {
 // (service name -> base URL), verifying tokens signed with secret. The
 // secret goes in the environment, which other users cannot read, not on
 // the command line, which they can.
-func (p *serviceProc) startGateway(exe string, upstreams map[string]string, secret []byte) error {
+func (p *serviceProc) startGateway(exe string, upstreams map[string]string, secret []byte, natsURL string, tls devtls.Files) error {
 	p.command = func() *exec.Cmd {
 		cmd := exec.Command(exe, "serve", gatewayName, "--addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
-		drop := []string{"DATABASE_URL", "OWNER_DATABASE_URL", "ADDR", "JWKS_URL", auth.SecretEnv, "ORDERFLOW_JWT_SECRET_FILE"}
-		env := []string{auth.SecretEnv + "=" + string(secret)}
+		drop := []string{"DATABASE_URL", "OWNER_DATABASE_URL", "ADDR", "JWKS_URL", auth.SecretEnv, "ORDERFLOW_JWT_SECRET_FILE",
+			"NATS_URL", "TLS_CERT", "TLS_KEY"}
+		// The gateway registers on NATS as the services do (nats micro
+		// ls lists it); its upstreams are the static URLs below.
+		env := []string{auth.SecretEnv + "=" + string(secret), "NATS_URL=" + natsURL}
+		if tls.Cert != "" {
+			env = append(env, "TLS_CERT="+tls.Cert, "TLS_KEY="+tls.Key)
+		}
 		for _, svc := range gateway.Services() {
 			key := strings.ToUpper(svc) + "_URL"
 			drop = append(drop, key)
@@ -546,4 +582,18 @@ func redactURL(s string) string {
 		return "a keyword/value DSN"
 	}
 	return u.Redacted()
+}
+
+// trusting is an HTTP client that trusts only the CA in caFile, for the
+// dev command's own probes of a gateway it serves over HTTPS.
+func trusting(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no certificate", caFile)
+	}
+	return &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}, nil
 }

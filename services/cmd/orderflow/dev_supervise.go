@@ -416,8 +416,14 @@ func (p *serviceProc) exited() bool {
 // waitServing polls the service's GET /healthz until it answers 200. It
 // fails when the service exits, ctx ends or deadline passes first.
 func (p *serviceProc) waitServing(ctx context.Context, deadline time.Time) error {
-	health := fmt.Sprintf("http://127.0.0.1:%d/healthz", p.port)
-	client := &http.Client{Timeout: time.Second}
+	scheme, host, client := "http", "127.0.0.1", p.client
+	if p.scheme != "" {
+		scheme, host = p.scheme, "localhost"
+	}
+	if client == nil {
+		client = &http.Client{Timeout: time.Second}
+	}
+	health := fmt.Sprintf("%s://%s:%d/healthz", scheme, host, p.port)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {

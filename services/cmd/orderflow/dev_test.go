@@ -936,7 +936,7 @@ func TestServeGatewayFlags(t *testing.T) {
 		if err := fs.Parse(args); err != nil {
 			t.Fatal(err)
 		}
-		return o.config(":9", nil)
+		return o.config(":9", "", nil)
 	}
 
 	cfg, err := parse(t, append(upstreams, "--jwt-secret", devTestSecret, "--rate-limit", "5", "--rate-burst", "7", "--upstream-timeout", "3s")...)

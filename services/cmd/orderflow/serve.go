@@ -17,6 +17,7 @@ import (
 
 	"github.com/orderflow/orderflow/services/gateway"
 	"github.com/orderflow/orderflow/services/gateway/auth"
+	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/serve"
 )
 
@@ -26,7 +27,12 @@ func runServe(ctx context.Context, args []string) error {
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "the service's PostgreSQL URL, as the role it runs as (env DATABASE_URL)")
 	ownerURL := fs.String("owner-database-url", os.Getenv("OWNER_DATABASE_URL"),
 		"the same database as the owner of its tables, used only for migrations and read-model rebuilds (env OWNER_DATABASE_URL; default: the database URL)")
-	natsURL := fs.String("nats-url", os.Getenv("NATS_URL"), "NATS URL (env NATS_URL)")
+	natsURL := fs.String("nats-url", os.Getenv("NATS_URL"),
+		"NATS URL (env NATS_URL); the process registers there as a NATS micro service, and the gateway finds there the services it is given no URL for")
+	tlsCert := fs.String("tls-cert", os.Getenv("TLS_CERT"), "PEM certificate chain: serve HTTPS (env TLS_CERT; needs --tls-key)")
+	tlsKey := fs.String("tls-key", os.Getenv("TLS_KEY"), "PEM private key of --tls-cert (env TLS_KEY)")
+	advertise := fs.String("advertise-url", os.Getenv("ADVERTISE_URL"),
+		"base URL other processes reach this one at, announced on NATS (env ADVERTISE_URL; default the listen address on 127.0.0.1)")
 	logFormat := fs.String("log-format", envOr("LOG_FORMAT", "text"), "log format on stderr: text or json (env LOG_FORMAT)")
 	gw := gatewayFlags(fs)
 	fs.Usage = func() {
@@ -66,11 +72,16 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	tuneGC()
+	tls := httpx.TLSFiles{Cert: *tlsCert, Key: *tlsKey}
+	if err := tls.Validate(); err != nil {
+		return usagef("serve %s: --tls-cert and --tls-key: %v", service, err)
+	}
 	if service == gatewayName {
-		cfg, err := gw.config(*addr, logger)
+		cfg, err := gw.config(*addr, *natsURL, logger)
 		if err != nil {
 			return err
 		}
+		cfg.TLS, cfg.AdvertiseURL = tls, *advertise
 		return gateway.Run(ctx, cfg)
 	}
 	return serve.Run(ctx, serve.Config{
@@ -79,6 +90,8 @@ func runServe(ctx context.Context, args []string) error {
 		DatabaseURL:      *dbURL,
 		OwnerDatabaseURL: *ownerURL,
 		NATSURL:          *natsURL,
+		TLS:              tls,
+		AdvertiseURL:     *advertise,
 		Logger:           logger,
 	})
 }
@@ -149,9 +162,10 @@ func gatewayFlags(fs *flag.FlagSet) *gatewayOptions {
 }
 
 // config is the gateway's configuration from the flags.
-func (o *gatewayOptions) config(addr string, logger *slog.Logger) (gateway.Config, error) {
+func (o *gatewayOptions) config(addr, natsURL string, logger *slog.Logger) (gateway.Config, error) {
 	cfg := gateway.Config{
 		Addr:            addr,
+		NATSURL:         natsURL,
 		Upstreams:       make(map[string][]string),
 		JWKSURL:         *o.jwksURL,
 		RateLimit:       rate.Limit(*o.rateLimit),
@@ -189,7 +203,7 @@ func (o *gatewayOptions) config(addr string, logger *slog.Logger) (gateway.Confi
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%w (the upstreams: --orders-url, --inventory-url, --shipping-url, --sagas-url; the tokens: --jwt-secret, --jwt-secret-file or --jwks-url)", err))
+		errs = append(errs, fmt.Errorf("%w (the upstreams: --orders-url, --inventory-url, --shipping-url, --sagas-url, or --nats-url to find them; the tokens: --jwt-secret, --jwt-secret-file or --jwks-url)", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, usageError{fmt.Errorf("serve gateway: %w", err)}

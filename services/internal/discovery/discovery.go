@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/orderflow/orderflow/services/internal/httpx"
 	"net"
 	"net/url"
 	"os"
@@ -64,15 +65,9 @@ const (
 // ErrInvalidInfo is wrapped by Info.Validate errors.
 var ErrInvalidInfo = errors.New("discovery: invalid info")
 
-// Check is one readiness check the status endpoint runs. It has the shape
-// of httpx.Check, so a service converts its /readyz checks with
-// discovery.Check(c).
-type Check struct {
-	// Name appears in the status reply when the check fails.
-	Name string
-	// Probe returns nil when the dependency is usable.
-	Probe func(ctx context.Context) error
-}
+// Check is one readiness check the status endpoint runs: the same checks
+// as the service's GET /readyz.
+type Check = httpx.Check
 
 // Info describes the process Register announces.
 type Info struct {

@@ -345,10 +345,10 @@ func TestStatusEndpoint(t *testing.T) {
 		wantFailed []string
 	}{
 		{"no checks", nil, discovery.StatusReady, nil},
-		{"all pass", []discovery.Check{{"database", ok}, {"nats", ok}}, discovery.StatusReady, nil},
-		{"database down", []discovery.Check{{"database", failing}, {"nats", ok}}, discovery.StatusNotReady, []string{"database"}},
-		{"both down", []discovery.Check{{"database", failing}, {"nats", failing}}, discovery.StatusNotReady, []string{"database", "nats"}},
-		{"hanging check", []discovery.Check{{"database", hangs}}, discovery.StatusNotReady, []string{"database"}},
+		{"all pass", []discovery.Check{{Name: "database", Probe: ok}, {Name: "nats", Probe: ok}}, discovery.StatusReady, nil},
+		{"database down", []discovery.Check{{Name: "database", Probe: failing}, {Name: "nats", Probe: ok}}, discovery.StatusNotReady, []string{"database"}},
+		{"both down", []discovery.Check{{Name: "database", Probe: failing}, {Name: "nats", Probe: failing}}, discovery.StatusNotReady, []string{"database", "nats"}},
+		{"hanging check", []discovery.Check{{Name: "database", Probe: hangs}}, discovery.StatusNotReady, []string{"database"}},
 	}
 	nc := connect(t, testenv.NATS(t))
 	for _, tt := range tests {

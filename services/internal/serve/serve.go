@@ -34,6 +34,7 @@ import (
 	"github.com/orderflow/orderflow/internal/projsource"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
+	"github.com/orderflow/orderflow/services/internal/discovery"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/idempotency"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
@@ -61,8 +62,16 @@ type Config struct {
 	// Empty means DatabaseURL, whose role must then own the tables (or be
 	// a superuser).
 	OwnerDatabaseURL string
-	// NATSURL, when set, is connected at start and checked by /readyz.
+	// NATSURL, when set, is connected at start and checked by /readyz,
+	// and the service registers there as a NATS micro service
+	// (orderflow-<service>) that the gateway can find it by.
 	NATSURL string
+	// TLS, when set, makes the service answer HTTPS.
+	TLS httpx.TLSFiles
+	// AdvertiseURL is the base URL other processes reach this one at,
+	// announced in the micro registration; default the listener's
+	// address on this machine (http://127.0.0.1:<port>).
+	AdvertiseURL string
 	// Logger defaults to slog.Default(); Run adds the attribute
 	// service=<Service> to every line.
 	Logger *slog.Logger
@@ -82,6 +91,9 @@ type Config struct {
 // Validate reports a config Run cannot use.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if _, ok := Lookup(c.Service); !ok {
 		errs = append(errs, fmt.Errorf("service %q: want one of %v", c.Service, Names()))
 	}
@@ -164,7 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer s.Close()
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	ln, err := httpx.Listen(s.cfg.Addr, s.cfg.TLS)
 	if err != nil {
 		return fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
@@ -387,12 +399,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.cfg.Logger.Info("listening", "addr", ln.Addr().String())
+	unregister := s.register(ln)
 
 	select {
 	case err := <-errc:
+		unregister()
 		return fmt.Errorf("serve %s: %w", s.cfg.Service, err)
 	case <-ctx.Done():
 	}
+	// Leave the registry first, so that the gateway stops sending new
+	// requests while the ones in progress finish.
+	unregister()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
@@ -404,6 +421,30 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.cfg.Logger.Info("stopped")
 	return nil
+}
+
+// register announces the service on NATS (when connected) as a micro
+// service whose status endpoint runs the /readyz checks; the returned
+// func withdraws it. A failed registration is logged, not fatal: the
+// gateway can still be given the service's address.
+func (s *Server) register(ln net.Listener) func() {
+	if s.nc == nil {
+		return func() {}
+	}
+	url := s.cfg.AdvertiseURL
+	if url == "" {
+		url = discovery.LocalURL(s.cfg.TLS.Enabled(), ln.Addr())
+	}
+	stop, err := discovery.Register(s.nc, discovery.Info{Service: s.cfg.Service, HTTPURL: url, Checks: s.readinessChecks()})
+	if err != nil {
+		s.cfg.Logger.Warn("cannot register on NATS for discovery; the gateway must be given this service's URL", "error", err)
+		return func() {}
+	}
+	return func() {
+		if err := stop(); err != nil {
+			s.cfg.Logger.Warn("leaving the NATS registry", "error", err)
+		}
+	}
 }
 
 // Close stops the background work and releases the connections.
