@@ -16,11 +16,13 @@ import (
 
 // runBench measures the event store against same-run references on a
 // private PostgreSQL cluster (fsync on) or the server named by
-// --database-url, then sagas end to end on a dev stack this binary runs.
+// --database-url, then sagas end to end on a dev stack this binary runs,
+// then on the same stack orders placed through the gateway against
+// straight to the orders service.
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and commands on one hot stream against the same\ncommands on 1,000 streams. Then it runs the stack as orderflow dev does\n(every service its own process, PostgreSQL with fsync on) and measures\ncompleted sagas per second and order-to-confirmed latency through the HTTP\nAPI. It prints a table and BENCH lines.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and commands on one hot stream against the same\ncommands on 1,000 streams. Then it runs the stack as orderflow dev does\n(every service its own process, PostgreSQL with fsync on) and measures\ncompleted sagas per second and order-to-confirmed latency through the HTTP\nAPI, then, on the same stack, orders placed per second through the gateway\nagainst straight to the orders service. It prints a table and BENCH lines.\n\n")
 		fs.PrintDefaults()
 	}
 	adminURL := fs.String("database-url", "", "superuser URL of the server to measure (default: a private cluster started from the local PostgreSQL binaries, fsync on)")
@@ -37,6 +39,9 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.SagaDuration, "saga-duration", 10*time.Second, "measured length of the saga peak and of the saga latency phase, each after a warm-up")
 	fs.IntVar(&cfg.SagaSKUs, "saga-skus", 100, "skus the saga phase's orders spread over")
 	fs.DurationVar(&cfg.SagaPoll, "saga-poll", 5*time.Millisecond, "how often the orders read model is read in the saga latency phase")
+	fs.IntVar(&cfg.GatewayClients, "gateway-clients", 64, "clients placing orders, one after the other, straight to the orders service and through the gateway, to measure the gateway's overhead (-1 skips the gateway phase)")
+	fs.IntVar(&cfg.GatewayRounds, "gateway-rounds", 3, "interleaved rounds of the gateway phase's two legs; medians are reported")
+	fs.DurationVar(&cfg.GatewayDuration, "gateway-duration", 3*time.Second, "measured length of each leg of the gateway phase, after a warm-up")
 	fs.IntVar(&cfg.SagaPortBase, "saga-port-base", 0, "measure the stack already running with this --port-base (e.g. make run's 8080) instead of starting one; for profiling")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -45,7 +50,7 @@ func runBench(ctx context.Context, args []string) error {
 		fs.Usage()
 		return usagef("bench: unexpected arguments %q", fs.Args())
 	}
-	if cfg.SagaClients >= 0 {
+	if cfg.SagaClients >= 0 || cfg.GatewayClients >= 0 {
 		// The stack is `orderflow dev` run by this very binary.
 		exe, err := os.Executable()
 		if err != nil {
@@ -54,7 +59,8 @@ func runBench(ctx context.Context, args []string) error {
 		cfg.SagaBinary = exe
 	}
 	if cfg.Rounds < 0 && cfg.ReplayEvents < 0 && cfg.LagRate < 0 {
-		// Only the saga phase runs, on the stack's own PostgreSQL.
+		// Only the saga and gateway phases run, on the stack's own
+		// PostgreSQL.
 		_, err := bench.Run(ctx, os.Stdout, nil, cfg)
 		return err
 	}

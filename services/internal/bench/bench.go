@@ -7,7 +7,9 @@
 //
 // Its last phase measures the whole system end to end: completed sagas
 // per second and order-to-confirmed latency, with every service running as
-// its own process as in `orderflow dev`, driven through the HTTP API.
+// its own process as in `orderflow dev`, driven through the HTTP API; and,
+// on the same stack, orders placed per second through the gateway against
+// straight to the orders service.
 //
 // The readable table is followed by one `BENCH <name> <value> <unit>` line
 // per figure so that runs can be compared by script.
@@ -78,6 +80,19 @@ type Config struct {
 	// machine (orders at SagaPortBase+1, ...) to measure instead of
 	// starting one; for profiling its services.
 	SagaPortBase int
+
+	// GatewayClients is how many closed-loop clients place orders in the
+	// gateway phase, each its own customer with its own token, straight
+	// to the orders service and then through the gateway. Default 64;
+	// negative skips the phase. It runs on the saga phase's stack, after
+	// it.
+	GatewayClients int
+	// GatewayRounds is how many interleaved rounds of the two legs the
+	// gateway phase runs; medians are reported. Default 3.
+	GatewayRounds int
+	// GatewayDuration is the measured length of each leg, after a
+	// warm-up of a fifth of it (0.2s to 2s). Default 3s.
+	GatewayDuration time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -117,12 +132,22 @@ func (c *Config) setDefaults() {
 	if c.SagaPoll == 0 {
 		c.SagaPoll = 5 * time.Millisecond
 	}
+	if c.GatewayClients == 0 {
+		c.GatewayClients = 64
+	}
+	if c.GatewayRounds == 0 {
+		c.GatewayRounds = 3
+	}
+	if c.GatewayDuration == 0 {
+		c.GatewayDuration = 3 * time.Second
+	}
 }
 
 // Validate reports settings out of range.
 func (c Config) Validate() error {
 	if c.Duration < 0 || c.Writers < 0 || c.BatchWriters < 0 || c.CopyRows < 0 ||
-		c.SagaDuration < 0 || c.SagaSKUs < 0 || c.SagaPoll < 0 {
+		c.SagaDuration < 0 || c.SagaSKUs < 0 || c.SagaPoll < 0 ||
+		c.GatewayRounds < 0 || c.GatewayDuration < 0 {
 		return errors.New("bench: negative setting")
 	}
 	return nil
@@ -197,10 +222,17 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 			return nil, fmt.Errorf("projection lag: %w", err)
 		}
 	}
-	if (cfg.SagaBinary != "" || cfg.SagaPortBase > 0) && cfg.SagaClients > 0 {
-		fmt.Fprintf(w, "sagas end to end: the stack as `orderflow dev` runs it, orders placed over HTTP ...\n")
+	if (cfg.SagaBinary != "" || cfg.SagaPortBase > 0) && (cfg.SagaClients > 0 || cfg.GatewayClients > 0) {
+		what := "sagas end to end"
+		switch {
+		case cfg.SagaClients <= 0:
+			what = "gateway overhead"
+		case cfg.GatewayClients > 0:
+			what = "sagas end to end, then gateway overhead"
+		}
+		fmt.Fprintf(w, "%s: the stack as `orderflow dev` runs it, orders placed over HTTP ...\n", what)
 		if err := r.sagas(ctx); err != nil {
-			return nil, fmt.Errorf("sagas: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	r.report()
@@ -491,6 +523,9 @@ func (r *runner) report() {
 	}
 	if _, ok := r.vals["saga_completed_per_s"]; ok {
 		r.sagaRows(row)
+	}
+	if _, ok := r.vals[gatewayRatioFigure]; ok {
+		r.gatewayRows(row)
 	}
 	if r.cfg.Rounds > 0 {
 		row("reference: autocommit INSERT", ins, "r/s", 0, "-", true)

@@ -69,16 +69,19 @@ const (
 	restockQuantity = 1_000_000
 )
 
-// sagas runs the saga phase: start the stack, restock SagaSKUs skus, then
-// the peak phase (SagaClients closed-loop clients, each placing an order
-// and waiting until it reads confirmed before placing the next) and the
-// latency phase (orders paced at half the peak rate).
+// sagas runs the end-to-end phases on one stack: start it, restock
+// SagaSKUs skus, then, unless SagaClients is negative, the peak phase
+// (SagaClients closed-loop clients, each placing an order and waiting
+// until it reads confirmed before placing the next) and the latency phase
+// (orders paced at half the peak rate), then, unless GatewayClients is
+// negative, the gateway phase (gateway.go), after the sagas have drained
+// so that the saga figures are those of the stack alone.
 func (r *runner) sagas(ctx context.Context) error {
 	var st *stack
 	if base := r.cfg.SagaPortBase; base > 0 {
 		st = runningStack(base)
-		fmt.Fprintf(r.w, "  using the stack running at ports %d..%d: orders %s, inventory %s, sagas %s (its durability is not checked)\n",
-			base, base+4, st.orders, st.inventory, st.sagas)
+		fmt.Fprintf(r.w, "  using the stack running at ports %d..%d: orders %s, inventory %s, sagas %s, gateway %s (its durability is not checked)\n",
+			base, base+4, st.orders, st.inventory, st.sagas, st.gateway)
 	} else {
 		fmt.Fprintf(r.w, "  starting the stack: %s dev (every service its own process) ...\n", r.cfg.SagaBinary)
 		start := time.Now()
@@ -94,8 +97,8 @@ func (r *runner) sagas(ctx context.Context) error {
 			}
 			fmt.Fprintf(r.w, "  stack stopped in %s\n", time.Since(t).Round(100*time.Millisecond))
 		}()
-		fmt.Fprintf(r.w, "  stack ready in %s: orders %s, inventory %s, sagas %s; PostgreSQL fsync=%s synchronous_commit=%s\n",
-			time.Since(start).Round(100*time.Millisecond), st.orders, st.inventory, st.sagas, st.fsync, st.syncCommit)
+		fmt.Fprintf(r.w, "  stack ready in %s: orders %s, inventory %s, sagas %s, gateway %s; PostgreSQL fsync=%s synchronous_commit=%s\n",
+			time.Since(start).Round(100*time.Millisecond), st.orders, st.inventory, st.sagas, st.gateway, st.fsync, st.syncCommit)
 	}
 
 	// The phase ends early, with the stack's last lines, if the stack dies.
@@ -115,7 +118,7 @@ func (r *runner) sagas(ctx context.Context) error {
 		return err
 	}
 
-	s := newSagaClient(st, r.cfg.SagaClients)
+	s := newSagaClient(st, max(r.cfg.SagaClients, r.cfg.GatewayClients))
 	// A running stack may hold sagas of its own.
 	before, err := s.countSagas(ctx, "completed", -1)
 	if err != nil {
@@ -128,20 +131,33 @@ func (r *runner) sagas(ctx context.Context) error {
 	}
 	fmt.Fprintf(r.w, "  restocked %d skus with %d units each in %s\n", r.cfg.SagaSKUs, restockQuantity, time.Since(t).Round(100*time.Millisecond))
 
-	peak, err := r.sagaPeak(ctx, s)
-	if err != nil {
-		return fail(err)
+	if r.cfg.SagaClients > 0 {
+		if err := r.sagaPhases(ctx, s); err != nil {
+			return fail(err)
+		}
 	}
-	if peak <= 0 {
-		return fail(errors.New("no order was confirmed in the peak phase"))
-	}
-	if err := r.sagaLatency(ctx, s, peak/2); err != nil {
-		return fail(err)
-	}
-	if err := r.sagaCheck(ctx, s); err != nil {
-		return fail(err)
+	if r.cfg.GatewayClients > 0 {
+		if err := r.gateway(ctx, s); err != nil {
+			return fail(err)
+		}
 	}
 	return nil
+}
+
+// sagaPhases runs the saga peak and latency phases and checks that every
+// order's saga completed.
+func (r *runner) sagaPhases(ctx context.Context, s *sagaClient) error {
+	peak, err := r.sagaPeak(ctx, s)
+	if err != nil {
+		return err
+	}
+	if peak <= 0 {
+		return errors.New("no order was confirmed in the peak phase")
+	}
+	if err := r.sagaLatency(ctx, s, peak/2); err != nil {
+		return err
+	}
+	return r.sagaCheck(ctx, s)
 }
 
 // sagaWarmup is the first part of a phase, not measured: connections,
@@ -368,13 +384,9 @@ func (r *runner) sagaLatency(ctx context.Context, s *sagaClient, rate float64) e
 func (r *runner) sagaCheck(ctx context.Context, s *sagaClient) error {
 	deadline := time.Now().Add(drainTimeout)
 	for {
-		busy := 0
-		for _, status := range []string{"running", "compensating"} {
-			n, err := s.countSagas(ctx, status, 1)
-			if err != nil {
-				return err
-			}
-			busy += n
+		busy, err := s.busySagas(ctx)
+		if err != nil {
+			return err
 		}
 		if busy == 0 || time.Now().After(deadline) {
 			break
@@ -533,8 +545,7 @@ func (s *sagaClient) placeAndWait(ctx context.Context, w *watcher, client int, r
 }
 
 func (s *sagaClient) placeAndWaitSKU(ctx context.Context, w *watcher, client int, sku string) (outcome, error) {
-	body := fmt.Sprintf(`{"customer_id":"bench-%d","items":[{"sku":%q,"quantity":1,"unit_price_cents":1299}],`+
-		`"shipping_address":{"name":"Bench Client","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`, client, sku)
+	body := orderBody(benchCustomer(client), sku)
 	for refused := 0; ; refused++ {
 		sent := time.Now()
 		code, resp, err := s.do(ctx, http.MethodPost, s.orders+"/api/orders", body)
@@ -800,21 +811,67 @@ type stack struct {
 	done                     <-chan struct{}
 	log                      *stackLog
 	orders, inventory, sagas string
-	fsync, syncCommit        string
+	// gateway is the gateway's URL; empty if the banner named none.
+	gateway           string
+	fsync, syncCommit string
 	// adminURL is the superuser URL of the stack's PostgreSQL; empty for
 	// a stack this run did not start.
 	adminURL string
+	// secret signs the tokens its gateway accepts; nil for a stack this
+	// run did not start (the gateway phase then uses auth.DevSecret, as
+	// `orderflow token` does).
+	secret []byte
+	// rateLimited says that the gateway runs with the rate limit this
+	// run gave it (benchRateLimit), not one it does not know.
+	rateLimited bool
 }
 
 var (
 	bannerServiceRE = regexp.MustCompile(`(?m)^\s+(orders|inventory|shipping|sagas)\s+(http://\S+)\s*$`)
+	// The gateway's line goes on to say what it is for.
+	bannerGatewayRE = regexp.MustCompile(`(?m)^\s+gateway\s+(https?://\S+)(?:\s.*)?$`)
 	bannerPGRE      = regexp.MustCompile(`(?m)^\s+PostgreSQL\s+(postgres(?:ql)?://\S+)\s*$`)
 )
+
+// bannerURLs are the addresses the dev command's banner names.
+type bannerURLs struct {
+	orders, inventory, sagas, gateway string
+	// postgres is the superuser URL of the stack's PostgreSQL.
+	postgres string
+}
+
+// parseBanner reads the service, gateway and PostgreSQL URLs from the
+// dev command's banner. The orders, inventory and sagas URLs and
+// PostgreSQL's are required; the gateway's is not (only the gateway
+// phase needs it, and says so).
+func parseBanner(banner string) (bannerURLs, error) {
+	var b bannerURLs
+	for _, m := range bannerServiceRE.FindAllStringSubmatch(banner, -1) {
+		switch m[1] {
+		case "orders":
+			b.orders = m[2]
+		case "inventory":
+			b.inventory = m[2]
+		case "sagas":
+			b.sagas = m[2]
+		}
+	}
+	if m := bannerGatewayRE.FindStringSubmatch(banner); m != nil {
+		b.gateway = m[1]
+	}
+	if m := bannerPGRE.FindStringSubmatch(banner); m != nil {
+		b.postgres = m[1]
+	}
+	if b.orders == "" || b.inventory == "" || b.sagas == "" || b.postgres == "" {
+		return b, fmt.Errorf("the dev stack's banner lacks the orders, inventory or sagas URL or PostgreSQL's:\n%s", banner)
+	}
+	return b, nil
+}
 
 // runningStack is a stack someone else started at port base.
 func runningStack(base int) *stack {
 	u := func(off int) string { return fmt.Sprintf("http://127.0.0.1:%d", base+off) }
-	return &stack{orders: u(1), inventory: u(2), sagas: u(4)}
+	return &stack{orders: u(1), inventory: u(2), sagas: u(4), gateway: u(0)}
 }
 
 // startStack runs `binary dev` on free ports with its own PostgreSQL and
@@ -841,16 +898,23 @@ func startStack(ctx context.Context, binary string) (*stack, error) {
 }
 
 func startStackAt(ctx context.Context, binary string, base int) (*stack, error) {
+	secret, err := newStackSecret()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(binary, "dev", "--port-base", strconv.Itoa(base))
 	// The stack starts its own PostgreSQL and NATS, as `make run` does.
+	// Its gateway gets the benchmark's token secret and rate limit
+	// (gatewayEnv), not whatever the caller's environment holds.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		for _, k := range []string{"DATABASE_URL=", "NATS_URL=", "ADDR="} {
+		for _, k := range append([]string{"DATABASE_URL=", "NATS_URL=", "ADDR="}, gatewayEnvKeys...) {
 			if strings.HasPrefix(kv, k) {
 				return true
 			}
 		}
 		return false
 	})
+	cmd.Env = append(cmd.Env, gatewayEnv(secret)...)
 	log := newStackLog()
 	cmd.Stdout, cmd.Stderr = log, log
 	// The kernel stops the stack should the benchmark die.
@@ -860,7 +924,7 @@ func startStackAt(ctx context.Context, binary string, base int) (*stack, error) 
 	if err != nil {
 		return nil, fmt.Errorf("start the dev stack: %w", err)
 	}
-	st := &stack{proc: proc, done: proc.Done(), log: log}
+	st := &stack{proc: proc, done: proc.Done(), log: log, secret: secret, rateLimited: true}
 	timer := time.NewTimer(stackStartTimeout)
 	defer timer.Stop()
 	select {
@@ -874,19 +938,14 @@ func startStackAt(ctx context.Context, binary string, base int) (*stack, error) 
 		_ = st.stop()
 		return nil, ctx.Err()
 	}
-	banner := log.bannerString()
-	urls := map[string]string{}
-	for _, m := range bannerServiceRE.FindAllStringSubmatch(banner, -1) {
-		urls[m[1]] = m[2]
-	}
-	pg := bannerPGRE.FindStringSubmatch(banner)
-	if urls["orders"] == "" || urls["inventory"] == "" || urls["sagas"] == "" || pg == nil {
+	urls, err := parseBanner(log.bannerString())
+	if err != nil {
 		_ = st.stop()
-		return nil, fmt.Errorf("the dev stack's banner lacks the orders, inventory or sagas URL or PostgreSQL's:\n%s", banner)
+		return nil, err
 	}
-	st.orders, st.inventory, st.sagas = urls["orders"], urls["inventory"], urls["sagas"]
-	st.adminURL = pg[1]
-	if err := st.checkDurable(ctx, pg[1]); err != nil {
+	st.orders, st.inventory, st.sagas, st.gateway = urls.orders, urls.inventory, urls.sagas, urls.gateway
+	st.adminURL = urls.postgres
+	if err := st.checkDurable(ctx, urls.postgres); err != nil {
 		_ = st.stop()
 		return nil, err
 	}
@@ -1001,7 +1060,7 @@ type stackLog struct {
 	banner  strings.Builder
 	tail    []string
 	next    int
-	// ready is closed once the banner is in, up to its "Try:" line.
+	// ready is closed once the banner is in, up to its "Try" line.
 	ready      chan struct{}
 	sawMarker  bool
 	bannerDone bool
@@ -1048,8 +1107,10 @@ func (l *stackLog) line(s string) {
 	if strings.HasPrefix(s, devReadyMarker) {
 		l.sawMarker = true
 	}
-	// The banner's URLs follow the marker, up to its "Try:" line.
-	if l.sawMarker && strings.TrimSpace(s) == "Try:" {
+	// The banner's URLs and tokens follow the marker, up to the line
+	// that starts its examples ("Try:", now "Try, through the gateway
+	// ...:").
+	if l.sawMarker && strings.HasPrefix(strings.TrimSpace(s), "Try") {
 		l.bannerDone = true
 		close(l.ready)
 	}
