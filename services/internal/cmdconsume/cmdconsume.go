@@ -31,7 +31,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/domain"
@@ -197,7 +196,7 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int)
 	st := c.cfg.Stats
 	st.received.Add(1)
 	env, err := natsbus.Decode(msg)
-	ctx, span := c.startRun(ctx, msg, delivered, env.Metadata)
+	ctx, span := natsbus.StartConsumeSpan(ctx, c.tracer, "run", msg, delivered, env.Metadata)
 	defer span.End()
 	if err != nil {
 		telemetry.Fail(span, err)
@@ -282,28 +281,6 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg, delivered int)
 		log.ErrorContext(ctx, "command failed; asked for it again", "error", err, "delay", delay, "max_deliver", c.cfg.MaxDeliver)
 		_ = msg.NakWithDelay(delay)
 	}
-}
-
-// startRun starts the span of the run of msg's command: the child of the
-// trace context in its headers, which the sagas service's relay set to its
-// publish span. That of md, the command event's metadata, is the fallback
-// for a message published otherwise.
-func (c *consumer) startRun(ctx context.Context, msg jetstream.Msg, delivered int, md domain.Metadata) (context.Context, trace.Span) {
-	parent, state := md.TraceParent, md.TraceState
-	if h := msg.Headers(); h.Get(natsbus.HeaderTraceParent) != "" {
-		parent, state = h.Get(natsbus.HeaderTraceParent), h.Get(natsbus.HeaderTraceState)
-	}
-	ctx = telemetry.Extract(ctx, parent, state)
-	ctx, span := c.tracer.Start(ctx, "run", trace.SpanKindConsumer)
-	if span.IsRecording() {
-		span.SetAttributes(
-			telemetry.MessagingNATS,
-			semconv.MessagingOperationTypeProcess,
-			semconv.MessagingDestinationName(msg.Subject()),
-			telemetry.KeyDelivery.Int(delivered),
-		)
-	}
-	return ctx, span
 }
 
 // park logs a message that cannot be run, counts it and terminates it so

@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/internal/backoff"
@@ -114,7 +113,7 @@ var tracer = telemetry.NewTracer(natsbus.ContextSagas)
 func (c *Coordinator) handle(ctx context.Context, msg jetstream.Msg, delivered int) {
 	c.stats.received.Add(1)
 	env, err := natsbus.Decode(msg)
-	ctx, span := startConsume(ctx, msg, delivered, env.Metadata)
+	ctx, span := natsbus.StartConsumeSpan(ctx, tracer, "decide", msg, delivered, env.Metadata)
 	defer span.End()
 	if err != nil {
 		telemetry.Fail(span, err)
@@ -138,28 +137,6 @@ func (c *Coordinator) handle(ctx context.Context, msg jetstream.Msg, delivered i
 		telemetry.Fail(span, err)
 	}
 	c.settle(ctx, msg, delivered, env, err)
-}
-
-// startConsume starts the span of the decision on msg: the child of the
-// trace context in its headers, which its relay set to its publish span.
-// That of md, the event's metadata, is the fallback for a message
-// published otherwise.
-func startConsume(ctx context.Context, msg jetstream.Msg, delivered int, md domain.Metadata) (context.Context, trace.Span) {
-	parent, state := md.TraceParent, md.TraceState
-	if h := msg.Headers(); h.Get(natsbus.HeaderTraceParent) != "" {
-		parent, state = h.Get(natsbus.HeaderTraceParent), h.Get(natsbus.HeaderTraceState)
-	}
-	ctx = telemetry.Extract(ctx, parent, state)
-	ctx, span := tracer.Start(ctx, "decide", trace.SpanKindConsumer)
-	if span.IsRecording() {
-		span.SetAttributes(
-			telemetry.MessagingNATS,
-			semconv.MessagingOperationTypeProcess,
-			semconv.MessagingDestinationName(msg.Subject()),
-			telemetry.KeyDelivery.Int(delivered),
-		)
-	}
-	return ctx, span
 }
 
 // sagaOf is the saga an event is for, for its span: the one it starts

@@ -1,12 +1,10 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/orderflow/orderflow/domain/order"
+	"github.com/orderflow/orderflow/internal/testenv"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
@@ -24,23 +23,8 @@ import (
 	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
-// traceLog is a log destination safe for the coordinator's goroutines.
-type traceLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *traceLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *traceLog) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSpace(l.buf.String()), "\n")
-}
+// traceLog collects output written from several goroutines.
+type traceLog = testenv.Buffer
 
 // TestDecisionSpans: each decision on a delivered event is a consumer
 // span of the sagas service, the child of the message's traceparent (the
@@ -161,7 +145,7 @@ func TestDecisionSpans(t *testing.T) {
 		}
 		var parked map[string]any
 		coordinatortest.Eventually(t, time.Minute, "the parked line", func() (bool, string) {
-			for _, l := range logs.lines() {
+			for _, l := range logs.Lines("") {
 				if strings.Contains(l, "event parked") {
 					return json.Unmarshal([]byte(l), &parked) == nil, l
 				}

@@ -29,30 +29,8 @@ import (
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
 )
 
-// lockedBuffer collects a service's log lines from its goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines returns the logged lines that contain substr.
-func (b *lockedBuffer) lines(substr string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for _, l := range strings.Split(b.buf.String(), "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
+// lockedBuffer collects output written from several goroutines.
+type lockedBuffer = testenv.Buffer
 
 // answer is one response, read in full, with what was asked.
 type answer struct {
@@ -324,7 +302,7 @@ func TestTerminatedConnectionsNeverAnswer500(t *testing.T) {
 				for _, a := range unexpected[:min(5, len(unexpected))] {
 					t.Errorf("unexpected answer %s", a)
 				}
-				for _, l := range logs.lines("status=500") {
+				for _, l := range logs.Lines("status=500") {
 					t.Logf("log: %s", l)
 				}
 				t.Fatalf("%d of %d answers were neither 2xx nor 503", len(unexpected), len(answers))
@@ -462,7 +440,7 @@ func TestDatabaseStoppedAnswers503AndRecovers(t *testing.T) {
 				answers = append(answers, a)
 			}
 		}
-		if lines := s.logs.lines("status=500"); len(lines) > 0 {
+		if lines := s.logs.Lines("status=500"); len(lines) > 0 {
 			t.Fatalf("%s logged 500s: %v", s.load.service, lines)
 		}
 	}
@@ -486,7 +464,7 @@ func TestDatabaseStoppedAnswers503AndRecovers(t *testing.T) {
 		for _, path := range s.reads {
 			waitFor(t, time.Minute, client, s.url, http.MethodGet, path, "", is2xx, []int{http.StatusServiceUnavailable})
 		}
-		if lines := s.logs.lines("status=500"); len(lines) > 0 {
+		if lines := s.logs.Lines("status=500"); len(lines) > 0 {
 			t.Fatalf("%s logged 500s: %v", s.load.service, lines)
 		}
 	}
