@@ -533,8 +533,14 @@ func (r *runner) report() {
 	}
 	fmt.Fprintln(r.w)
 	for _, f := range r.figs {
-		if f.Unit == "count" {
+		switch f.Unit {
+		case "count":
 			fmt.Fprintf(r.w, "BENCH %s %.0f\n", f.Name, f.Value)
+			continue
+		case "x":
+			// A ratio is judged against a target such as 0.8: two
+			// decimals would print 0.798 as the target itself.
+			fmt.Fprintf(r.w, "BENCH %s %.3f %s\n", f.Name, f.Value, f.Unit)
 			continue
 		}
 		fmt.Fprintf(r.w, "BENCH %s %.2f %s\n", f.Name, f.Value, f.Unit)

@@ -1,14 +1,17 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +114,11 @@ type legResult struct {
 	rate     float64 // orders accepted per second in the window
 	accepted int64   // in the window
 	refused  int64   // answers other than 202 that a client retries
+	// lastOrder is the order whose 202 came last, to wait for.
+	lastOrder string
+	// cpu is the machine's CPU use in the window by process; empty
+	// without /proc.
+	cpu string
 }
 
 // gateway runs the gateway phase on the stack s talks to.
@@ -141,8 +149,12 @@ func (r *runner) gateway(ctx context.Context, s *sagaClient) error {
 	via := gatewayLegTarget{name: "through the gateway", url: st.gateway, tokens: tokens}
 
 	d, warm := r.cfg.GatewayDuration, sagaWarmup(r.cfg.GatewayDuration)
-	fmt.Fprintf(r.w, "  gateway: %d clients, each a customer with its own token, placing single-item orders one after the other (POST /api/orders, 202 counted); %d rounds of %s (+%s warm-up) per leg, legs alternating, each after the sagas of the last have finished\n",
-		clients, r.cfg.GatewayRounds, d, warm)
+	rounds := fmt.Sprintf("%d rounds", r.cfg.GatewayRounds)
+	if r.cfg.GatewayRounds == 1 {
+		rounds = "1 round"
+	}
+	fmt.Fprintf(r.w, "  gateway: %d clients, each a customer with its own token, placing single-item orders one after the other (POST /api/orders, 202 counted); %s of %s (+%s warm-up) per leg, legs alternating, each after the sagas of the orders before it have finished\n",
+		clients, rounds, d, warm)
 	if st.rateLimited {
 		fmt.Fprintf(r.w, "  gateway: the stack's gateway runs with RATE_LIMIT=%d RATE_BURST=%d per subject (50/s, burst 100 by default), so that its limiter does not set the pace\n",
 			benchRateLimit, benchRateBurst)
@@ -150,15 +162,20 @@ func (r *runner) gateway(ctx context.Context, s *sagaClient) error {
 		fmt.Fprintf(r.w, "  gateway: the running stack's gateway keeps its own rate limit; unless it was started with RATE_LIMIT=%d RATE_BURST=%d, 429s below measure its limiter\n",
 			benchRateLimit, benchRateBurst)
 	}
+	// lastOrder is the last order placed; each leg waits until it and
+	// every order before it have left pending.
+	var lastOrder string
 	if r.cfg.SagaClients <= 0 {
 		// Without the saga phase before it, the stack is fresh: a leg
 		// each way opens the connections, then the tables get their
 		// statistics (as the saga peak's warm-up does, see analyze).
 		fmt.Fprintf(r.w, "  gateway: warm-up, %s each way, then ANALYZE ...\n", warm)
 		for _, t := range []gatewayLegTarget{direct, via} {
-			if _, err := r.gatewayLeg(ctx, s, t, 0, warm); err != nil {
+			res, err := r.gatewayLeg(ctx, s, t, 0, warm)
+			if err != nil {
 				return fmt.Errorf("gateway warm-up: %w", err)
 			}
+			lastOrder = res.lastOrder
 		}
 		if err := st.analyze(ctx); err != nil {
 			return fmt.Errorf("gateway warm-up: %w", err)
@@ -175,7 +192,7 @@ func (r *runner) gateway(ctx context.Context, s *sagaClient) error {
 		}
 		got := make(map[string]legResult, 2)
 		for i, t := range legs {
-			if err := r.gatewayDrain(ctx, s); err != nil {
+			if err := r.gatewayDrain(ctx, s, lastOrder); err != nil {
 				return fmt.Errorf("gateway: %w", err)
 			}
 			fmt.Fprintf(r.w, "  round %d/%d [%d/2] %s, %d clients ...", round, r.cfg.GatewayRounds, i+1, t.name, clients)
@@ -185,7 +202,11 @@ func (r *runner) gateway(ctx context.Context, s *sagaClient) error {
 				return fmt.Errorf("gateway: %w", err)
 			}
 			fmt.Fprintf(r.w, " %.0f orders/s (%d accepted in %s), %d answered other than 202\n", res.rate, res.accepted, d, res.refused)
+			if res.cpu != "" {
+				fmt.Fprintf(r.w, "    CPU per order: %s\n", res.cpu)
+			}
 			got[t.name] = res
+			lastOrder = res.lastOrder
 		}
 		dr, vr := got[direct.name], got[via.name]
 		if dr.accepted == 0 {
@@ -196,7 +217,7 @@ func (r *runner) gateway(ctx context.Context, s *sagaClient) error {
 		r.add(gatewayViaFigure, vr.rate, "orders/s")
 		r.add(gatewayRatioFigure, ratio, "x")
 		r.add(gatewayErrorsFigure, float64(dr.refused+vr.refused), "count")
-		fmt.Fprintf(r.w, "  round %d: gateway/direct %.2fx\n", round, ratio)
+		fmt.Fprintf(r.w, "  round %d: gateway/direct %.3fx\n", round, ratio)
 	}
 	return nil
 }
@@ -209,11 +230,17 @@ func (r *runner) gateway(ctx context.Context, s *sagaClient) error {
 func (r *runner) gatewayLeg(ctx context.Context, s *sagaClient, t gatewayLegTarget, warm, d time.Duration) (legResult, error) {
 	begin := time.Now()
 	from, to := begin.Add(warm), begin.Add(warm+d)
+	cpu := sampleCPUAt(ctx, s.stackPID, from, to)
 	var (
 		accepted, refused atomic.Int64
 		mu                sync.Mutex
 		firstErr          error
 		wg                sync.WaitGroup
+		// lastBody is the 202's body that came last, at lastAt; it is
+		// decoded once, after the leg, to keep the clients' work per
+		// order that of a client that does not look at the answer.
+		lastBody []byte
+		lastAt   time.Time
 	)
 	for c := range r.cfg.GatewayClients {
 		token := ""
@@ -222,6 +249,15 @@ func (r *runner) gatewayLeg(ctx context.Context, s *sagaClient, t gatewayLegTarg
 		}
 		wg.Go(func() {
 			rng := mrand.New(mrand.NewPCG(uint64(c), 2))
+			var mine []byte
+			var mineAt time.Time
+			defer func() {
+				mu.Lock()
+				if mineAt.After(lastAt) {
+					lastBody, lastAt = mine, mineAt
+				}
+				mu.Unlock()
+			}()
 			for ctx.Err() == nil && time.Now().Before(to) {
 				sku := s.skus[rng.IntN(len(s.skus))]
 				code, body, err := s.post(ctx, t.url+"/api/orders", token, orderBody(benchCustomer(c), sku))
@@ -244,6 +280,7 @@ func (r *runner) gatewayLeg(ctx context.Context, s *sagaClient, t gatewayLegTarg
 					}
 					continue
 				}
+				mine, mineAt = body, at
 				if !at.Before(from) && !at.After(to) {
 					accepted.Add(1)
 				}
@@ -261,7 +298,56 @@ func (r *runner) gatewayLeg(ctx context.Context, s *sagaClient, t gatewayLegTarg
 	if d > 0 {
 		res.rate = float64(res.accepted) / d.Seconds()
 	}
+	if samples, ok := <-cpu; ok {
+		res.cpu = cpuPerOrder(samples[0], samples[1], res.accepted)
+	}
+	if lastBody != nil {
+		var placed struct {
+			OrderID string `json:"order_id"`
+		}
+		if err := json.Unmarshal(lastBody, &placed); err != nil || placed.OrderID == "" {
+			return legResult{}, fmt.Errorf("%s: POST /api/orders: answer %q has no order_id", t.name, lastBody)
+		}
+		res.lastOrder = placed.OrderID
+	}
 	return res, nil
+}
+
+// cpuPerOrder says in one line the CPU time per order accepted of each
+// group of processes between a and b that used a twentieth of a core or
+// more, largest first, then how many cores the rest of the machine used:
+// where a leg's time went, and how quiet the machine was meanwhile.
+func cpuPerOrder(a, b cpuSample, orders int64) string {
+	secs := b.at.Sub(a.at).Seconds()
+	if secs <= 0 || orders <= 0 || len(a.procs) == 0 {
+		return ""
+	}
+	type group struct {
+		name  string
+		ticks uint64
+	}
+	var groups []group
+	var total uint64
+	other := 0.0
+	for name, t := range used(a, b) {
+		if name == otherGroup {
+			other = float64(t) / clockTicks / secs
+			continue
+		}
+		total += t
+		if float64(t)/clockTicks/secs >= 0.05 {
+			groups = append(groups, group{name, t})
+		}
+	}
+	slices.SortFunc(groups, func(x, y group) int { return cmp.Compare(y.ticks, x.ticks) })
+	per := func(t uint64) string { return fmt.Sprintf("%.0f µs", float64(t)/clockTicks/float64(orders)*1e6) }
+	parts := []string{"all of the stack and the client " + per(total)}
+	for _, g := range groups {
+		name := strings.TrimPrefix(g.name, "service ")
+		name = strings.Replace(name, "PostgreSQL backends, database orderflow_", "PostgreSQL ", 1)
+		parts = append(parts, name+" "+per(g.ticks))
+	}
+	return fmt.Sprintf("%s; other processes on the machine %.2f cores", strings.Join(parts, ", "), other)
 }
 
 // retryable reports whether a client retries a POST answered code after a
@@ -270,22 +356,28 @@ func retryable(code int) bool {
 	return code == http.StatusServiceUnavailable || code == http.StatusConflict || code == http.StatusTooManyRequests
 }
 
-// gatewayDrain waits until no saga is running or compensating, so that a
-// leg does not pay for the sagas of the orders the leg before it placed.
-// After gatewayDrainTimeout it says how many are left and lets the leg
-// run: the alternating order spreads what they cost over both legs.
-func (r *runner) gatewayDrain(ctx context.Context, s *sagaClient) error {
+// gatewayDrain waits until the orders placed so far are done with, so
+// that a leg does not pay for the sagas of the orders the leg before it
+// placed: until lastOrder (if any) has left pending in the orders read
+// model, no order there is pending and no saga is running or
+// compensating. The first says that the read model has caught up with the
+// orders placed (a saga the coordinator has not yet started is in none of
+// the lists); the second that each of them was decided; the third that
+// the sagas' last steps are done. After gatewayDrainTimeout it says what
+// is left and lets the leg run: the alternating order spreads what that
+// costs over both legs.
+func (r *runner) gatewayDrain(ctx context.Context, s *sagaClient, lastOrder string) error {
 	start := time.Now()
 	for {
-		busy, err := s.busySagas(ctx)
+		left, err := s.undecided(ctx, lastOrder)
 		if err != nil {
 			return err
 		}
-		if busy == 0 {
+		if left == "" {
 			break
 		}
 		if time.Since(start) > gatewayDrainTimeout {
-			fmt.Fprintf(r.w, "  %d sagas still running after %s; measuring anyway\n", busy, gatewayDrainTimeout)
+			fmt.Fprintf(r.w, "  %s after %s; measuring anyway\n", left, gatewayDrainTimeout)
 			return nil
 		}
 		if err := backoff.Sleep(ctx, 100*time.Millisecond); err != nil {
@@ -296,6 +388,49 @@ func (r *runner) gatewayDrain(ctx context.Context, s *sagaClient) error {
 		fmt.Fprintf(r.w, "  the sagas of the orders before finished in %s\n", waited.Round(100*time.Millisecond))
 	}
 	return nil
+}
+
+// undecided says what of the orders placed up to lastOrder is still in
+// progress, or "" when nothing is.
+func (s *sagaClient) undecided(ctx context.Context, lastOrder string) (string, error) {
+	if lastOrder != "" {
+		code, body, err := s.do(ctx, http.MethodGet, s.orders+"/api/orders/"+lastOrder, "")
+		if err != nil {
+			return "", fmt.Errorf("read order %s: %w", lastOrder, err)
+		}
+		var o listedOrder
+		switch {
+		case code == http.StatusNotFound:
+			return "the last order placed is not yet in the orders read model", nil
+		case code != http.StatusOK:
+			return "", fmt.Errorf("read order %s: %d %s", lastOrder, code, body)
+		case json.Unmarshal(body, &o) != nil:
+			return "", fmt.Errorf("read order %s: %q is no order", lastOrder, body)
+		case o.Status == "pending":
+			return "the last order placed is pending", nil
+		}
+	}
+	code, body, err := s.do(ctx, http.MethodGet, s.orders+"/api/orders?status=pending&limit=1", "")
+	if err != nil {
+		return "", fmt.Errorf("list pending orders: %w", err)
+	}
+	var list struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if code != http.StatusOK || json.Unmarshal(body, &list) != nil {
+		return "", fmt.Errorf("list pending orders: %d %s", code, body)
+	}
+	if len(list.Items) > 0 {
+		return "orders pending", nil
+	}
+	busy, err := s.busySagas(ctx)
+	if err != nil {
+		return "", err
+	}
+	if busy > 0 {
+		return "sagas running", nil
+	}
+	return "", nil
 }
 
 // busySagas counts the sagas running or compensating, up to one of each.
@@ -342,7 +477,7 @@ func (r *runner) gatewayRows(row func(name string, v float64, unit string, ref f
 		verdict = " (NOT met)"
 	}
 	fmt.Fprintf(r.w, "%-44s %10.1f %-3s %12s %10s %s%s\n", fmt.Sprintf("orders through the gateway, %d clients", r.cfg.GatewayClients),
-		via, "o/s", fmt.Sprintf("%.0f", direct), fmt.Sprintf("%.2fx", ratio), fmt.Sprintf(">= %.1fx direct", gatewayTarget), verdict)
+		via, "o/s", fmt.Sprintf("%.0f", direct), fmt.Sprintf("%.3fx", ratio), fmt.Sprintf(">= %.1fx direct", gatewayTarget), verdict)
 	row("  straight to the orders service", direct, "o/s", 0, "-", true)
 	pe := r.get(gatewayErrorsFigure)
 	row("  POSTs answered other than 202", pe, "", 0, "0", pe == 0)

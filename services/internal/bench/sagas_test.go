@@ -25,9 +25,10 @@ func orderflowBinary(t *testing.T) string {
 	return bin
 }
 
-// TestSagas runs the saga phase alone, briefly, with a few clients against
-// a dev stack of separate processes, and checks that every figure is
-// measured, printed and sane, and that every order's saga completed.
+// TestSagas runs the saga phase, briefly, with a few clients against a
+// dev stack of separate processes, then the gateway phase on the same
+// stack, as `make bench` does, and checks that every figure is measured,
+// printed and sane, and that every order's saga completed.
 func TestSagas(t *testing.T) {
 	bin := orderflowBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -40,6 +41,7 @@ func TestSagas(t *testing.T) {
 	figs, err := Run(ctx, &out, noDB, Config{
 		Rounds: -1, ReplayEvents: -1, LagRate: -1, CommandCallers: -1,
 		SagaBinary: bin, SagaClients: 8, SagaDuration: time.Second, SagaSKUs: 4,
+		GatewayClients: 4, GatewayRounds: 1, GatewayDuration: 500 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
@@ -62,6 +64,10 @@ func TestSagas(t *testing.T) {
 		{"saga_p99_ms", true},
 		{"saga_not_completed", false},
 		{"saga_post_errors", false},
+		{"gateway_direct_orders_per_s", true},
+		{"gateway_orders_per_s", true},
+		{"gateway_overhead_ratio", true},
+		{"gateway_post_errors", false},
 	}
 	for _, tt := range tests {
 		v, ok := got[tt.name]
@@ -93,6 +99,7 @@ func TestSagas(t *testing.T) {
 		"fsync=on",
 		"reference: dtm saga transactions",
 		">= 1000/s",
+		"orders through the gateway, 4 clients",
 		"stack stopped in",
 	}
 	if _, err := os.Stat("/proc/stat"); err == nil {
