@@ -26,6 +26,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/serve/servetest"
 	"github.com/orderflow/orderflow/services/internal/stacktest"
 	"github.com/orderflow/orderflow/services/internal/telemetry"
+	"github.com/orderflow/orderflow/services/internal/telemetry/telemetrytest"
 )
 
 // hop is one span an order's trace must hold: the service that records
@@ -330,19 +331,7 @@ func requestSpans(all tracetest.SpanStubs, h hop, requestID string) []tracetest.
 // process's for the rest of the test, and returns its exporter.
 func recordSpans(t *testing.T) *tracetest.InMemoryExporter {
 	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	shutdown, err := telemetry.Start(context.Background(), "stack", telemetry.WithExporter(exp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	return exp
+	return telemetrytest.Record(t, "stack")
 }
 
 // newTraceParent returns a random trace id and span id, in hex.

@@ -1,7 +1,6 @@
 package cmdconsume_test
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/cmdconsume"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/telemetry"
+	"github.com/orderflow/orderflow/services/internal/telemetry/telemetrytest"
 )
 
 // syncBuffer collects output written from several goroutines.
@@ -32,12 +32,7 @@ type syncBuffer = testenv.Buffer
 // carries the run's span on. A message parked is a failed span, and its
 // log line names the trace.
 func TestRunSpans(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	shutdown, err := telemetry.Start(context.Background(), "test", telemetry.WithExporter(exp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = shutdown(context.Background()) })
+	exp := telemetrytest.Record(t, "test")
 
 	e := newEnv(t)
 	var logs syncBuffer

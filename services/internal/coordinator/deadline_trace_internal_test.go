@@ -10,7 +10,7 @@ import (
 
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
-	"github.com/orderflow/orderflow/services/internal/telemetry"
+	"github.com/orderflow/orderflow/services/internal/telemetry/telemetrytest"
 )
 
 // TestDeadlineContinuesTheTrace: a passed deadline is decided in a span
@@ -18,12 +18,7 @@ import (
 // retried command) carry that span on, so a step that times out stays in
 // its order's trace.
 func TestDeadlineContinuesTheTrace(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	shutdown, err := telemetry.Start(context.Background(), "test", telemetry.WithExporter(exp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = shutdown(context.Background()) })
+	exp := telemetrytest.Record(t, "test")
 
 	store, pool := newStore(t)
 	c := newCoordinator(t, store, pool, Config{Timing: sagas.Timing{

@@ -21,6 +21,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
 	"github.com/orderflow/orderflow/services/internal/telemetry"
+	"github.com/orderflow/orderflow/services/internal/telemetry/telemetrytest"
 )
 
 // traceLog collects output written from several goroutines.
@@ -33,12 +34,7 @@ type traceLog = testenv.Buffer
 // that cannot be decoded is parked in a failed span whose log line names
 // the trace.
 func TestDecisionSpans(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	shutdown, err := telemetry.Start(context.Background(), "test", telemetry.WithExporter(exp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = shutdown(context.Background()) })
+	exp := telemetrytest.Record(t, "test")
 
 	store, pool := newStore(t)
 	var logs traceLog

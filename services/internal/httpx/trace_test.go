@@ -18,6 +18,7 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/services/internal/telemetry"
+	"github.com/orderflow/orderflow/services/internal/telemetry/telemetrytest"
 )
 
 const (
@@ -30,17 +31,7 @@ const (
 // rest of the test.
 func recordSpans(t *testing.T) *tracetest.InMemoryExporter {
 	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	shutdown, err := telemetry.Start(context.Background(), "test", telemetry.WithExporter(exp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	return exp
+	return telemetrytest.Record(t, "test")
 }
 
 // noTracing installs the no-op provider for the rest of the test.

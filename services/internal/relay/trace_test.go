@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -16,7 +15,7 @@ import (
 	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/natsbus/natsbustest"
 	"github.com/orderflow/orderflow/services/internal/relay"
-	"github.com/orderflow/orderflow/services/internal/telemetry"
+	"github.com/orderflow/orderflow/services/internal/telemetry/telemetrytest"
 )
 
 // TestPublishSpans: each publish is a producer span of the relay's
@@ -25,12 +24,7 @@ import (
 // traceparent names the span, while the event in the body keeps its own.
 // An event that can never be published ends its span failed.
 func TestPublishSpans(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	shutdown, err := telemetry.Start(context.Background(), "test", telemetry.WithExporter(exp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = shutdown(context.Background()) })
+	exp := telemetrytest.Record(t, "test")
 
 	d := newDB(t)
 	_, js := connect(t, natsbustest.Server(t))
