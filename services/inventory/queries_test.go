@@ -36,7 +36,7 @@ func TestRestockThenRead(t *testing.T) {
 	env := servetest.Start(t, "inventory")
 	start := time.Now()
 	restock(t, env, "SKU-1", 50)
-	res := env.Eventually(t, time.Second, "/api/inventory/SKU-1", func(r servetest.Response) bool {
+	res := env.Eventually(t, 10*time.Second, "/api/inventory/SKU-1", func(r servetest.Response) bool {
 		return r.Status == http.StatusOK
 	})
 	var got stockItem
@@ -50,7 +50,7 @@ func TestRestockThenRead(t *testing.T) {
 	}
 
 	restock(t, env, "SKU-1", 25)
-	env.Eventually(t, time.Second, "/api/inventory/SKU-1", func(r servetest.Response) bool {
+	env.Eventually(t, 10*time.Second, "/api/inventory/SKU-1", func(r servetest.Response) bool {
 		var s stockItem
 		r.JSON(t, &s)
 		return s.OnHand == 75 && s.Available == 75 && s.Version == 2
@@ -79,7 +79,7 @@ func TestListStock(t *testing.T) {
 	}
 	slices.Sort(want)
 
-	all := env.Eventually(t, time.Second, "/api/inventory", func(r servetest.Response) bool {
+	all := env.Eventually(t, 10*time.Second, "/api/inventory", func(r servetest.Response) bool {
 		var p httpx.Page[stockItem]
 		r.JSON(t, &p)
 		return len(p.Items) == 7

@@ -51,7 +51,7 @@ func TestPlaceThenRead(t *testing.T) {
 	env := servetest.Start(t, "orders")
 	start := time.Now()
 	p := place(t, env)
-	res := env.Eventually(t, time.Second, "/api/orders/"+p.OrderID, func(r servetest.Response) bool {
+	res := env.Eventually(t, 10*time.Second, "/api/orders/"+p.OrderID, func(r servetest.Response) bool {
 		return r.Status == http.StatusOK
 	})
 	var got orderView
@@ -73,7 +73,7 @@ func TestPlaceThenRead(t *testing.T) {
 	if res := env.Post(t, "/api/orders/"+p.OrderID+"/cancel", `{}`); res.Status != http.StatusAccepted {
 		t.Fatalf("cancel: %d %s", res.Status, res.Body)
 	}
-	env.Eventually(t, time.Second, "/api/orders/"+p.OrderID, func(r servetest.Response) bool {
+	env.Eventually(t, 10*time.Second, "/api/orders/"+p.OrderID, func(r servetest.Response) bool {
 		var o orderView
 		r.JSON(t, &o)
 		return o.Status == "cancelled" && o.Reason == "cancelled_by_customer" && o.Version == 2
@@ -128,7 +128,7 @@ func TestListOrders(t *testing.T) {
 	if res := env.Post(t, "/api/orders/"+c1[0]+"/cancel", `{}`); res.Status != http.StatusAccepted {
 		t.Fatalf("cancel: %d %s", res.Status, res.Body)
 	}
-	env.Eventually(t, time.Second, "/api/orders?status=cancelled", func(r servetest.Response) bool {
+	env.Eventually(t, 10*time.Second, "/api/orders?status=cancelled", func(r servetest.Response) bool {
 		var p httpx.Page[orderView]
 		r.JSON(t, &p)
 		return len(p.Items) == 1

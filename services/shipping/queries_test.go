@@ -48,7 +48,7 @@ func scheduleFor(t *testing.T, env *servetest.Env, orderID, country string) stri
 func readShipment(t *testing.T, env *servetest.Env, id string, done func(shipmentView) bool) shipmentView {
 	t.Helper()
 	var v shipmentView
-	env.Eventually(t, time.Second, "/api/shipments/"+id, func(r servetest.Response) bool {
+	env.Eventually(t, 10*time.Second, "/api/shipments/"+id, func(r servetest.Response) bool {
 		if r.Status != http.StatusOK {
 			return false
 		}
@@ -114,7 +114,7 @@ func TestListShipments(t *testing.T) {
 		}
 		all = append(all, id)
 	}
-	env.Eventually(t, time.Second, "/api/shipments", func(r servetest.Response) bool {
+	env.Eventually(t, 10*time.Second, "/api/shipments", func(r servetest.Response) bool {
 		var p httpx.Page[shipmentView]
 		r.JSON(t, &p)
 		return len(p.Items) == 5
