@@ -6,7 +6,7 @@ BIN := bin/orderflow
 PKG := ./...
 TEST_TIMEOUT ?= 14m
 
-.PHONY: run test bench lint fmt vet build check-domain clean
+.PHONY: run test bench lint fmt vet build check-domain clean fuzz
 
 build:
 	$(GO) build -o $(BIN) ./services/cmd/orderflow
@@ -16,12 +16,26 @@ run: build
 	./$(BIN) dev $(ARGS)
 
 ## test: vet, the domain and sagas import rules, and every test against real PostgreSQL and NATS
-test: vet check-domain
+test: vet check-domain fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v $(PKG) 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT|NAME)'
 
 ## bench: event store throughput and latency against same-run references
 bench: build
 	./$(BIN) bench $(ARGS)
+
+## fuzz: each fuzz target for FUZZTIME (their seed corpora also run as tests);
+## Go fuzzes one target per invocation, so they are listed as package:Target
+FUZZTIME ?= 3s
+FUZZ_TARGETS := ./services/internal/httpx:FuzzDecodeJSON \
+	./services/internal/natsbus:FuzzDecode ./services/internal/natsbus:FuzzParseCommand \
+	./domain/events:FuzzRegistryDecode ./commands:FuzzRunWire \
+	./services/gateway/auth:FuzzVerify ./services/gateway/auth:FuzzVerifyClaims ./services/gateway/auth:FuzzAuthorize
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t##*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$${t##*:}\$$" -fuzztime=$(FUZZTIME) -parallel=2 $${t%%:*} || exit 1; \
+	done
 
 vet:
 	$(GO) vet $(PKG)
@@ -49,3 +63,11 @@ fmt:
 
 clean:
 	rm -rf bin
+
+## sim: the deterministic simulation of the saga protocol over SEEDS seeds
+## (default 5000); a failing seed prints the line that replays it
+sim:
+	@out=$$($(GO) test -count=1 -timeout 30m -v -run '^TestSim$$' ./services/internal/sim -seeds=$(or $(SEEDS),5000) 2>&1) && rc=0 || rc=$$?; \
+	grep -v -E '^(=== RUN|SIM )' <<<"$$out" || true; \
+	grep '^SIM ' <<<"$$out" || echo "SIM seeds $(or $(SEEDS),5000) failures unknown (the test did not run)"; \
+	exit $$rc
