@@ -208,7 +208,8 @@ func TestOrderTransitions(t *testing.T) {
 		{"cancel cancelled", []step{cancel}, cancel, order.StatusCancelled, domain.ErrIllegalState},
 		{"confirm cancelled", []step{cancel}, confirm, order.StatusCancelled, domain.ErrIllegalState},
 		{"ship pending", nil, ship, order.StatusPending, domain.ErrIllegalState},
-		{"reject confirmed", []step{confirm}, reject, order.StatusConfirmed, domain.ErrIllegalState},
+		{"reject confirmed (a late confirm after the saga gave up)", []step{confirm}, reject, order.StatusRejected, nil},
+		{"reject shipped", []step{confirm, ship}, reject, order.StatusShipped, domain.ErrIllegalState},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -697,7 +697,7 @@ func testOrderAnswers(t *testing.T, s commands.EventStore) {
 			},
 			func(id string) any {
 				return order.OrderCommandRejected{OrderID: id, Status: string(order.StatusCancelled), Reason: order.ReasonCancelledByCustomer,
-					Detail: "order " + id + " is cancelled; only a pending order can be rejected"}
+					Detail: "order " + id + " is cancelled; only a pending or confirmed order can be rejected"}
 			}, order.StatusCancelled},
 	}
 	for _, tt := range tests {

@@ -184,7 +184,8 @@ func (o *Order) Confirm(shipmentID string) ([]any, error) {
 	return []any{OrderConfirmed{OrderID: o.ID, ShipmentID: shipmentID}}, nil
 }
 
-// Reject decides to reject a pending order because fulfilment failed.
+// Reject decides to reject a pending or confirmed order because fulfilment
+// failed.
 // Rejecting a rejected order changes nothing, so that compensation can be
 // repeated.
 func (o *Order) Reject(reason string) ([]any, error) {
@@ -196,10 +197,14 @@ func (o *Order) Reject(reason string) ([]any, error) {
 		return nil, o.notFound()
 	case StatusRejected:
 		return nil, nil
-	case StatusPending:
+	case StatusPending, StatusConfirmed:
+		// A confirmed order is rejected when its saga gave up on the
+		// confirmation (step_timeout) and compensated, and the confirm
+		// it had sent ran late: the saga's decision stands, since the
+		// stock is released and the shipment cancelled already.
 		return []any{OrderRejected{OrderID: o.ID, Reason: reason}}, nil
 	}
-	return nil, o.illegal("a pending order", "rejected")
+	return nil, o.illegal("a pending or confirmed order", "rejected")
 }
 
 // Cancel decides to cancel a pending or confirmed order. An order that is

@@ -49,7 +49,7 @@ func TestReplies(t *testing.T) {
 			Then:  []any{refusedWith(order.StatusConfirmed, "", "order "+orderID+" is confirmed; only a pending order can be confirmed")},
 			Check: status(order.StatusConfirmed)},
 		{Name: "reject a cancelled order", Given: []any{placed(), cancelled}, When: reject(order.ReasonStepTimeout),
-			Then:  []any{refusedWith(order.StatusCancelled, order.ReasonCancelledByCustomer, "order "+orderID+" is cancelled; only a pending order can be rejected")},
+			Then:  []any{refusedWith(order.StatusCancelled, order.ReasonCancelledByCustomer, "order "+orderID+" is cancelled; only a pending or confirmed order can be rejected")},
 			Check: status(order.StatusCancelled)},
 		{Name: "cancel a cancelled order", Given: []any{placed(), cancelled}, When: cancel(order.ReasonStepTimeout),
 			Then:  []any{refusedWith(order.StatusCancelled, order.ReasonCancelledByCustomer, "order "+orderID+" is cancelled; only a pending or confirmed order can be cancelled")},

@@ -17,12 +17,11 @@ var (
 	seedFlag   = flag.Uint64("seed", 0, "replay this one seed (with its schedule traced on failure)")
 	seedsFlag  = flag.Int("seeds", 5000, "how many seeds TestSim runs (1..N)")
 	bugFlag    = flag.Bool("planted-bug", false, "run with the planted defect sim.BugAckBeforeAppend")
-	outageFlag = flag.Bool("orders-outages", false, "let the orders service stay down long enough for confirm_order to time out")
 )
 
 // options are the switches the flags ask for.
 func options() sim.Options {
-	o := sim.Options{OrdersOutages: *outageFlag}
+	o := sim.Options{}
 	if *bugFlag {
 		o.Bug = sim.BugAckBeforeAppend
 	}
@@ -34,9 +33,6 @@ func replay(seed uint64) string {
 	s := fmt.Sprintf("go test ./services/internal/sim -run TestSim -seed=%d", seed)
 	if *bugFlag {
 		s += " -planted-bug"
-	}
-	if *outageFlag {
-		s += " -orders-outages"
 	}
 	return s
 }
