@@ -45,7 +45,11 @@ func consumeFixture(t *testing.T, n int) (jetstream.JetStream, jetstream.Consume
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	// Past 30 s: a pull request the server never saw (a machine running
+	// two suites at once, say) is only issued again once the iterator
+	// misses the server's heartbeats, which takes up to 30 s; one such
+	// stall once failed a 20 s wait.
+	deadline := time.Now().Add(75 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
