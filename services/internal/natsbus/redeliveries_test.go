@@ -49,7 +49,9 @@ func TestConsumeCountsRedeliveries(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			const n = 5
-			durable := "redelivery-test-" + strconv.Itoa(i)
+			// The count lives as long as the process: a name of this run
+			// alone keeps -count=N runs apart.
+			durable := "redelivery-test-" + strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 			cons := redeliveryFixture(t, durable, n)
 
 			var mu sync.Mutex
