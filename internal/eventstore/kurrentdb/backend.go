@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
 )
@@ -25,6 +26,9 @@ type backend interface {
 	readAll(ctx context.Context, from kurrentdb.AllPosition, backwards bool, count uint64) ([]kurrentdb.RecordedEvent, error)
 	// subscribeAll opens a catch-up subscription to $all after from.
 	subscribeAll(ctx context.Context, from kurrentdb.AllPosition, filter *kurrentdb.SubscriptionFilter) (feed, error)
+	// abandon makes the calls in progress return at once (errDead) and
+	// later ones fail: the Store gives the backend up.
+	abandon()
 	close() error
 }
 
@@ -35,47 +39,157 @@ type feed interface {
 }
 
 // clientBackend is the backend over the real client.
+//
+// The client (v1.4.0) hands out connections from one goroutine over an
+// unbuffered channel, without a context. When a node discovery fails that
+// goroutine ends for good, and every call already waiting to be handed a
+// connection then waits forever, whatever its context. So each call runs
+// in a goroutine of its own and the caller leaves when its context ends or
+// the backend is abandoned; a call left behind is counted as stuck, and
+// the client is closed only once no call is stuck in it (closing its
+// channel under a waiting call would make that call panic).
 type clientBackend struct {
-	c *kurrentdb.Client
+	c         *kurrentdb.Client
+	abandoned chan struct{} // closed by abandon
+	once      sync.Once
+
+	mu      sync.Mutex
+	stuck   int  // calls left behind that have not returned yet
+	closing bool // close was called; the last stuck call closes the client
+}
+
+func newClientBackend(c *kurrentdb.Client) *clientBackend {
+	return &clientBackend{c: c, abandoned: make(chan struct{})}
+}
+
+var errAbandoned = &kindError{kind: errDead, err: errors.New("kurrentdb: client abandoned")}
+
+// call runs f, which uses the client, and returns its error, or returns
+// early when ctx ends or the backend is abandoned.
+func (b *clientBackend) call(ctx context.Context, f func() error) error {
+	select {
+	case <-b.abandoned:
+		return errAbandoned
+	default:
+	}
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		b.leave(done)
+		return ctx.Err()
+	case <-b.abandoned:
+		b.leave(done)
+		return errAbandoned
+	}
+}
+
+// leave counts a call whose caller left until it returns, if ever.
+func (b *clientBackend) leave(done <-chan error) {
+	b.mu.Lock()
+	b.stuck++
+	b.mu.Unlock()
+	go func() {
+		<-done
+		b.mu.Lock()
+		b.stuck--
+		closeNow := b.closing && b.stuck == 0
+		b.mu.Unlock()
+		if closeNow {
+			_ = b.c.Close()
+		}
+	}()
 }
 
 func (b *clientBackend) appendEvents(ctx context.Context, stream string, state kurrentdb.StreamState, events []kurrentdb.EventData) (uint64, uint64, error) {
-	res, err := b.c.AppendToStream(ctx, stream, kurrentdb.AppendToStreamOptions{StreamState: state}, events...)
+	// Locals, not named results: a call left behind may still set them.
+	var revision, commit uint64
+	err := b.call(ctx, func() error {
+		res, err := b.c.AppendToStream(ctx, stream, kurrentdb.AppendToStreamOptions{StreamState: state}, events...)
+		if err != nil {
+			return classify(err)
+		}
+		revision, commit = res.NextExpectedVersion, res.CommitPosition
+		return nil
+	})
 	if err != nil {
-		return 0, 0, classify(err)
+		// Not revision and commit: a call left behind may still set them.
+		return 0, 0, err
 	}
-	return res.NextExpectedVersion, res.CommitPosition, nil
+	return revision, commit, nil
 }
 
 func (b *clientBackend) readStream(ctx context.Context, stream string, from kurrentdb.StreamPosition, backwards bool, count uint64) ([]kurrentdb.RecordedEvent, error) {
-	opts := kurrentdb.ReadStreamOptions{From: from, Direction: direction(backwards)}
-	rs, err := b.c.ReadStream(ctx, stream, opts, count)
+	var out []kurrentdb.RecordedEvent // a local: a call left behind may still set it
+	err := b.call(ctx, func() error {
+		opts := kurrentdb.ReadStreamOptions{From: from, Direction: direction(backwards)}
+		rs, err := b.c.ReadStream(ctx, stream, opts, count)
+		if err != nil {
+			return missingIsEmpty(classify(err))
+		}
+		defer rs.Close()
+		out, err = drain(rs)
+		return err
+	})
 	if err != nil {
-		return nil, missingIsEmpty(classify(err))
+		// Not out: a call left behind may still set it.
+		return nil, err
 	}
-	defer rs.Close()
-	return drain(rs)
+	return out, nil
 }
 
 func (b *clientBackend) readAll(ctx context.Context, from kurrentdb.AllPosition, backwards bool, count uint64) ([]kurrentdb.RecordedEvent, error) {
-	opts := kurrentdb.ReadAllOptions{From: from, Direction: direction(backwards)}
-	rs, err := b.c.ReadAll(ctx, opts, count)
+	var out []kurrentdb.RecordedEvent // a local: a call left behind may still set it
+	err := b.call(ctx, func() error {
+		opts := kurrentdb.ReadAllOptions{From: from, Direction: direction(backwards)}
+		rs, err := b.c.ReadAll(ctx, opts, count)
+		if err != nil {
+			return classify(err)
+		}
+		defer rs.Close()
+		out, err = drain(rs)
+		return err
+	})
 	if err != nil {
-		return nil, classify(err)
+		// Not out: a call left behind may still set it.
+		return nil, err
 	}
-	defer rs.Close()
-	return drain(rs)
+	return out, nil
 }
 
 func (b *clientBackend) subscribeAll(ctx context.Context, from kurrentdb.AllPosition, filter *kurrentdb.SubscriptionFilter) (feed, error) {
-	sub, err := b.c.SubscribeToAll(ctx, kurrentdb.SubscribeToAllOptions{From: from, Filter: filter})
+	var sub *kurrentdb.Subscription
+	err := b.call(ctx, func() error {
+		s, err := b.c.SubscribeToAll(ctx, kurrentdb.SubscribeToAllOptions{From: from, Filter: filter})
+		if err != nil {
+			return classify(err)
+		}
+		sub = s
+		return nil
+	})
 	if err != nil {
-		return nil, classify(err)
+		// A subscription opened after its caller left ends with ctx,
+		// which the Store cancels on this error.
+		return nil, err
 	}
 	return sub, nil
 }
 
-func (b *clientBackend) close() error { return b.c.Close() }
+func (b *clientBackend) abandon() { b.once.Do(func() { close(b.abandoned) }) }
+
+func (b *clientBackend) close() error {
+	b.abandon()
+	b.mu.Lock()
+	b.closing = true
+	now := b.stuck == 0
+	b.mu.Unlock()
+	if now {
+		return b.c.Close()
+	}
+	return nil
+}
 
 func direction(backwards bool) kurrentdb.Direction {
 	if backwards {

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/kurrent-io/KurrentDB-Client-Go/kurrentdb"
@@ -92,6 +94,9 @@ type Store struct {
 	mu     sync.RWMutex
 	be     backend
 	closed bool
+	// current is be, readable without mu: Close abandons it when a call
+	// stuck in it keeps mu from being locked.
+	current atomic.Value // of backendRef
 
 	subsMu sync.Mutex
 	subs   map[*subscription]struct{}
@@ -117,7 +122,7 @@ func New(ctx context.Context, connString string, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kurrentdb: new client: %w", err)
 		}
-		return &clientBackend{c: c}, nil
+		return newClientBackend(c), nil
 	}
 	s, err := newStore(cfg, dial)
 	if err != nil {
@@ -130,6 +135,17 @@ func New(ctx context.Context, connString string, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// CheckConnectionString reports, without connecting, whether New can use
+// connString: a KurrentDB connection string (kurrentdb://, esdb://, their
+// +discover forms and the client's other schemes) the client parses.
+func CheckConnectionString(connString string) error {
+	if _, err := kurrentdb.ParseConnectionString(connString); err != nil {
+		// The parse error may quote the string, which can hold a password.
+		return errors.New("kurrentdb: invalid connection string")
+	}
+	return nil
+}
+
 // newStore builds a Store over the backends dial returns; the tests pass a
 // fake.
 func newStore(cfg Config, dial func() (backend, error)) (*Store, error) {
@@ -137,8 +153,18 @@ func newStore(cfg Config, dial func() (backend, error)) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{cfg: cfg, dial: dial, be: be, subs: make(map[*subscription]struct{})}, nil
+	s := &Store{cfg: cfg, dial: dial, be: be, subs: make(map[*subscription]struct{})}
+	s.current.Store(backendRef{be})
+	return s, nil
 }
+
+// backendRef holds a backend in an atomic.Value, which needs one concrete
+// type.
+type backendRef struct{ be backend }
+
+// closeGrace is how long Close waits for the calls in flight before it
+// abandons the client they are in.
+const closeGrace = 5 * time.Second
 
 func clientLogger(l *slog.Logger) kurrentdb.LoggingFunc {
 	if l == nil {
@@ -185,6 +211,9 @@ func (s *Store) fail(ctx context.Context, be backend, err error) error {
 // renew replaces a dead backend with a new one; the next call connects
 // afresh. If dialling fails the old one stays and the next failure retries.
 func (s *Store) renew(dead backend) {
+	// Calls stuck in the dead client (see clientBackend) would hold the
+	// read lock, and the lock below, forever.
+	dead.abandon()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.be != dead {
@@ -196,6 +225,7 @@ func (s *Store) renew(dead backend) {
 	}
 	_ = dead.close()
 	s.be = nb
+	s.current.Store(backendRef{nb})
 }
 
 // Append implements eventstore.Store.
@@ -423,10 +453,21 @@ func (s *Store) head(ctx context.Context, be backend) (uint64, error) {
 	}
 }
 
-// Close implements eventstore.Store: it waits for calls in flight, ends
-// every open subscription and closes the client.
+// Close implements eventstore.Store: it waits for calls in flight (up to
+// closeGrace, then they fail), ends every open subscription and closes the
+// client.
 func (s *Store) Close() error {
-	s.mu.Lock()
+	locked := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		close(locked)
+	}()
+	select {
+	case <-locked:
+	case <-time.After(closeGrace):
+		s.current.Load().(backendRef).be.abandon()
+		<-locked
+	}
 	if s.closed {
 		s.mu.Unlock()
 		return nil

@@ -23,8 +23,13 @@ var (
 	errStreamDeleted = errors.New("stream deleted")
 	// errDead marks a client whose connection was closed without our asking:
 	// the client library gives up for good after a failed node discovery,
-	// so the Store replaces it.
-	errDead = errors.New("client connection closed")
+	// so the Store replaces it. Like errUnavailable it is a transient
+	// failure of the server (domain.ErrUnavailable), which the HTTP layer
+	// answers 503, as it does a PostgreSQL store that is down.
+	errDead = fmt.Errorf("client connection closed: %w", domain.ErrUnavailable)
+	// errUnavailable marks a server that cannot be reached, did not answer
+	// in time or, in a cluster, is no longer the leader.
+	errUnavailable = fmt.Errorf("server unavailable: %w", domain.ErrUnavailable)
 )
 
 // kindError keeps the client's error for the message and adds one of the
@@ -61,6 +66,8 @@ func classifyCode(code kurrentdb.ErrorCode, err error) error {
 		kind = errStreamDeleted
 	case kurrentdb.ErrorCodeConnectionClosed:
 		kind = errDead
+	case kurrentdb.ErrorUnavailable, kurrentdb.ErrorCodeDeadlineExceeded, kurrentdb.ErrorCodeNotLeader:
+		kind = errUnavailable
 	default:
 		return err
 	}

@@ -289,10 +289,12 @@ func TestClassifyCode(t *testing.T) {
 		{kurrentdb.ErrorCodeStreamTombstoned, errStreamDeleted},
 		{kurrentdb.ErrorCodeConnectionClosed, errDead},
 		{kurrentdb.ErrorCodeUnknown, nil},
-		{kurrentdb.ErrorCodeDeadlineExceeded, nil},
-		{kurrentdb.ErrorUnavailable, nil},
+		{kurrentdb.ErrorCodeDeadlineExceeded, errUnavailable},
+		{kurrentdb.ErrorUnavailable, errUnavailable},
+		{kurrentdb.ErrorCodeNotLeader, errUnavailable},
+		{kurrentdb.ErrorCodeAccessDenied, nil},
 	}
-	kinds := []error{errWrongVersion, errNotFound, errStreamDeleted, errDead}
+	kinds := []error{errWrongVersion, errNotFound, errStreamDeleted, errDead, errUnavailable}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
 			got := classifyCode(tc.code, cause)
@@ -306,6 +308,12 @@ func TestClassifyCode(t *testing.T) {
 				if errors.Is(got, k) != (k == tc.kind) {
 					t.Errorf("errors.Is(%v) = %v, want %v", k, errors.Is(got, k), k == tc.kind)
 				}
+			}
+			// The HTTP layer answers a transient failure 503, anything
+			// else 500 or what its kind means.
+			transient := tc.kind == errDead || tc.kind == errUnavailable
+			if errors.Is(got, domain.ErrUnavailable) != transient {
+				t.Errorf("errors.Is(domain.ErrUnavailable) = %v, want %v", !transient, transient)
 			}
 		})
 	}

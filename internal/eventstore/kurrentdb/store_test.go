@@ -136,7 +136,7 @@ func TestExactReplayReportsStoredPosition(t *testing.T) {
 
 func TestSystemEventsHidden(t *testing.T) {
 	srv := newFakeServer()
-	srv.systemEvery = 1
+	srv.SetSystemEvery(1)
 	s := fakeStore(t, srv, Config{ReadBatch: 40})
 	var want []uint64
 	for i := range 5 {
@@ -144,11 +144,7 @@ func TestSystemEventsHidden(t *testing.T) {
 		want = append(want, res.Position)
 	}
 	// More system events than Head's first backwards read holds.
-	srv.mu.Lock()
-	for range 3*headFirstRead + 1 {
-		srv.writeLocked("$stats-node", "$statsCollected", []byte(`{}`))
-	}
-	srv.mu.Unlock()
+	srv.WriteSystemEvents(3*headFirstRead + 1)
 
 	all, err := s.ReadAll(testCtx(t), 0, 0, eventstore.Filter{})
 	if err != nil {

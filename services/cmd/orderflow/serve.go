@@ -27,6 +27,8 @@ func runServe(ctx context.Context, args []string) error {
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "the service's PostgreSQL URL, as the role it runs as (env DATABASE_URL)")
 	ownerURL := fs.String("owner-database-url", os.Getenv("OWNER_DATABASE_URL"),
 		"the same database as the owner of its tables, used only for migrations and read-model rebuilds (env OWNER_DATABASE_URL; default: the database URL)")
+	eventStore := fs.String("event-store", os.Getenv("EVENT_STORE_URL"),
+		"the service's event store (env EVENT_STORE_URL): empty for its own database (the default), postgres://... for a PostgreSQL database of its own, kurrentdb://... or esdb://... for KurrentDB")
 	natsURL := fs.String("nats-url", os.Getenv("NATS_URL"),
 		"NATS URL (env NATS_URL); the process registers there as a NATS micro service, and the gateway finds there the services it is given no URL for")
 	tlsCert := fs.String("tls-cert", os.Getenv("TLS_CERT"), "PEM certificate chain: serve HTTPS (env TLS_CERT; needs --tls-key)")
@@ -89,6 +91,7 @@ func runServe(ctx context.Context, args []string) error {
 		Addr:             *addr,
 		DatabaseURL:      *dbURL,
 		OwnerDatabaseURL: *ownerURL,
+		EventStoreURL:    *eventStore,
 		NATSURL:          *natsURL,
 		TLS:              tls,
 		AdvertiseURL:     *advertise,
@@ -106,7 +109,7 @@ const gatewayName = "gateway"
 var (
 	gatewayOnly = []string{"orders-url", "inventory-url", "shipping-url", "sagas-url",
 		"jwt-secret", "jwt-secret-file", "jwks-url", "rate-limit", "rate-burst", "upstream-timeout"}
-	servicesOnly = []string{"database-url", "owner-database-url"}
+	servicesOnly = []string{"database-url", "owner-database-url", "event-store"}
 )
 
 // checkFlagsApply refuses flags given on the command line that service

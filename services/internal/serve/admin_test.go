@@ -269,7 +269,7 @@ func TestReplayKeepsServing(t *testing.T) {
 	if _, err := inv.Restock(t.Context(), meta(), "SKU-042", 45); err != nil {
 		t.Fatal(err)
 	}
-	env.Eventually(t, time.Second, itemPath, func(r servetest.Response) bool {
+	env.Eventually(t, 10*time.Second, itemPath, func(r servetest.Response) bool {
 		return bytes.Contains(r.Body, []byte(`"on_hand":100,`))
 	})
 }

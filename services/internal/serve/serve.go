@@ -30,7 +30,6 @@ import (
 
 	"github.com/orderflow/orderflow/commands"
 	"github.com/orderflow/orderflow/internal/eventstore"
-	"github.com/orderflow/orderflow/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/internal/projsource"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
@@ -62,6 +61,12 @@ type Config struct {
 	// Empty means DatabaseURL, whose role must then own the tables (or be
 	// a superuser).
 	OwnerDatabaseURL string
+	// EventStoreURL names the event store (see eventstore.go): empty (the
+	// default) or DatabaseURL is the service's own database; another
+	// postgres:// URL a PostgreSQL database of its own; kurrentdb:// or
+	// esdb:// a KurrentDB. Read models, idempotency keys and the relay's
+	// checkpoint stay in the service's database whatever it names.
+	EventStoreURL string
 	// NATSURL, when set, is connected at start and checked by /readyz,
 	// and the service registers there as a NATS micro service
 	// (orderflow-<service>) that the gateway can find it by.
@@ -107,6 +112,9 @@ func (c Config) Validate() error {
 		if _, err := pgxpool.ParseConfig(c.OwnerDatabaseURL); err != nil {
 			errs = append(errs, errors.New("owner database URL cannot be parsed"))
 		}
+	}
+	if _, err := c.eventStoreKind(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.RequestTimeout < 0 || c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
@@ -190,12 +198,17 @@ type Server struct {
 	pool    *pgxpool.Pool
 	owner   *pgxpool.Pool // for DDL only; pool unless an owner URL was given
 	nc      *nats.Conn
-	store   *postgres.Store
+	store   eventstore.Store
 	relay   *relay.Relay
 	runner  *projections.Runner
 	handler http.Handler
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	// storeKind is where the events live; storePool is the pool of an
+	// event store database other than the service's (nil otherwise).
+	storeKind storeKind
+	storePool *pgxpool.Pool
 }
 
 // New connects and migrates the service's database, installs its read
@@ -227,17 +240,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.openOwner(ctx); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
-	if err := postgres.Migrate(ctx, s.owner); err != nil {
+	if err := s.openStore(ctx); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
 	if err := idempotency.Migrate(ctx, s.owner); err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
 	if err := relay.Migrate(ctx, s.owner); err != nil {
-		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
-	}
-	s.store, err = postgres.New(ctx, s.pool, postgres.Config{})
-	if err != nil {
 		return nil, fmt.Errorf("serve %s: %w", cfg.Service, err)
 	}
 	idem, err := idempotency.New(s.pool, idempotency.Config{Service: cfg.Service, Logger: log})
@@ -289,7 +298,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	for _, w := range workers {
 		s.wg.Go(func() { s.runWorker(bg, w) })
 	}
-	log.Info("service ready")
+	log.Info("service ready", "event_store", s.storeKind)
 	return s, nil
 }
 
@@ -456,6 +465,9 @@ func (s *Server) Close() {
 	if s.store != nil {
 		_ = s.store.Close()
 	}
+	if s.storePool != nil {
+		s.storePool.Close()
+	}
 	if s.nc != nil {
 		s.nc.Close()
 	}
@@ -517,6 +529,9 @@ var untraced = []string{"/healthz", "/readyz", "/metrics"}
 
 func (s *Server) readinessChecks() []httpx.Check {
 	checks := []httpx.Check{{Name: "database", Probe: s.pool.Ping}}
+	if c, ok := s.eventStoreCheck(); ok {
+		checks = append(checks, c)
+	}
 	if s.nc != nil {
 		checks = append(checks, httpx.Check{Name: "nats", Probe: func(context.Context) error {
 			if st := s.nc.Status(); st != nats.CONNECTED {

@@ -23,7 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/commands"
-	"github.com/orderflow/orderflow/internal/eventstore/postgres"
+	"github.com/orderflow/orderflow/internal/eventstore"
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/httpx"
@@ -68,8 +68,9 @@ type Deps struct {
 	// Pool is the service's database, as the role the service runs as (DML
 	// rights only); queries read the read models through it.
 	Pool *pgxpool.Pool
-	// Store is the service's event store, on Pool.
-	Store *postgres.Store
+	// Store is the service's event store: on Pool by default, or the one
+	// serve's event store URL names (another database, KurrentDB).
+	Store eventstore.Store
 	// Commands configures the command handlers; build them with it so that
 	// their counts reach /metrics.
 	Commands commands.Config

@@ -1,7 +1,8 @@
-package kurrentdb
+package kurrentdbfake
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -17,33 +18,29 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// grpcFake serves the fake server over the streams gRPC service of the
-// KurrentDB protocol, so that the real client, and the adapter's glue to it
-// (clientBackend, New, error mapping), run end to end without a KurrentDB.
-// Only what the adapter uses is implemented.
-type grpcFake struct {
-	api.UnimplementedStreamsServer
-	srv *fakeServer
-}
-
-// startGRPCFake serves srv on a loopback port for the test and returns a
-// connection string for it.
-func startGRPCFake(t *testing.T, srv *fakeServer) string {
+// Start serves srv over gRPC on a loopback port until the test ends and
+// returns a connection string for it (kurrentdb://127.0.0.1:PORT?tls=false).
+func Start(t testing.TB, srv *Server) string {
 	t.Helper()
-	addr, stop := serveGRPCFake(t, srv, "127.0.0.1:0")
+	addr, stop, err := Serve(srv, "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("kurrentdbfake: %v", err)
+	}
 	t.Cleanup(stop)
 	return "kurrentdb://" + addr + "?tls=false"
 }
 
-// serveGRPCFake serves srv on addr until stop is called.
-func serveGRPCFake(t *testing.T, srv *fakeServer, addr string) (string, func()) {
-	t.Helper()
+// Serve serves srv over the streams service of KurrentDB's gRPC protocol on
+// addr until stop is called, and returns the address it listens on. Serving
+// the same Server again on the same address after stop is a server restart
+// that kept its data.
+func Serve(srv *Server, addr string) (listening string, stop func(), err error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, fmt.Errorf("listen: %w", err)
 	}
 	g := grpc.NewServer()
-	api.RegisterStreamsServer(g, &grpcFake{srv: srv})
+	api.RegisterStreamsServer(g, &grpcServer{srv: srv})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -55,12 +52,16 @@ func serveGRPCFake(t *testing.T, srv *fakeServer, addr string) (string, func()) 
 			g.Stop()
 			<-done
 		})
-	}
+	}, nil
 }
 
-func (g *grpcFake) backend() *fakeBackend { return &fakeBackend{srv: g.srv} }
+// grpcServer translates the protocol to Server's calls.
+type grpcServer struct {
+	api.UnimplementedStreamsServer
+	srv *Server
+}
 
-func (g *grpcFake) Append(stream grpc.ClientStreamingServer[api.AppendReq, api.AppendResp]) error {
+func (g *grpcServer) Append(stream grpc.ClientStreamingServer[api.AppendReq, api.AppendResp]) error {
 	head, err := stream.Recv()
 	if err != nil {
 		return err
@@ -104,8 +105,8 @@ func (g *grpcFake) Append(stream grpc.ClientStreamingServer[api.AppendReq, api.A
 			Data: msg.GetData(), Metadata: msg.GetCustomMetadata(),
 		})
 	}
-	rev, commit, err := g.backend().appendEvents(stream.Context(), name, state, events)
-	if errors.Is(err, errWrongVersion) {
+	rev, commit, err := g.srv.Append(stream.Context(), name, state, events)
+	if errors.Is(err, ErrWrongVersion) {
 		return stream.SendAndClose(&api.AppendResp{Result: &api.AppendResp_WrongExpectedVersion_{
 			WrongExpectedVersion: &api.AppendResp_WrongExpectedVersion{
 				CurrentRevisionOption:  &api.AppendResp_WrongExpectedVersion_CurrentNoStream{CurrentNoStream: &shared.Empty{}},
@@ -126,7 +127,7 @@ func (g *grpcFake) Append(stream grpc.ClientStreamingServer[api.AppendReq, api.A
 	return stream.SendAndClose(&api.AppendResp{Result: &api.AppendResp_Success_{Success: success}})
 }
 
-func (g *grpcFake) Read(req *api.ReadReq, stream grpc.ServerStreamingServer[api.ReadResp]) error {
+func (g *grpcServer) Read(req *api.ReadReq, stream grpc.ServerStreamingServer[api.ReadResp]) error {
 	opts := req.GetOptions()
 	backwards := opts.GetReadDirection() == api.ReadReq_Options_Backwards
 	if sub := opts.GetSubscription(); sub != nil {
@@ -138,10 +139,7 @@ func (g *grpcFake) Read(req *api.ReadReq, stream grpc.ServerStreamingServer[api.
 	switch so := opts.GetStreamOption().(type) {
 	case *api.ReadReq_Options_Stream:
 		name := string(so.Stream.GetStreamIdentifier().GetStreamName())
-		g.srv.mu.Lock()
-		_, exists := g.srv.streams[name]
-		g.srv.mu.Unlock()
-		if !exists {
+		if !g.srv.StreamExists(name) {
 			return stream.Send(&api.ReadResp{Content: &api.ReadResp_StreamNotFound_{StreamNotFound: &api.ReadResp_StreamNotFound{
 				StreamIdentifier: &shared.StreamIdentifier{StreamName: []byte(name)},
 			}}})
@@ -155,9 +153,9 @@ func (g *grpcFake) Read(req *api.ReadReq, stream grpc.ServerStreamingServer[api.
 		case *api.ReadReq_Options_StreamOptions_Revision:
 			from = kurrentdb.StreamRevision{Value: r.Revision}
 		}
-		recs, err = g.backend().readStream(stream.Context(), name, from, backwards, count)
+		recs, err = g.srv.ReadStream(stream.Context(), name, from, backwards, count)
 	case *api.ReadReq_Options_All:
-		recs, err = g.backend().readAll(stream.Context(), allFromProto(so.All), backwards, count)
+		recs, err = g.srv.ReadAll(stream.Context(), allFromProto(so.All), backwards, count)
 	default:
 		return status.Error(codes.Unimplemented, "read: unsupported stream option")
 	}
@@ -172,7 +170,7 @@ func (g *grpcFake) Read(req *api.ReadReq, stream grpc.ServerStreamingServer[api.
 	return nil
 }
 
-func (g *grpcFake) subscribe(opts *api.ReadReq_Options, stream grpc.ServerStreamingServer[api.ReadResp]) error {
+func (g *grpcServer) subscribe(opts *api.ReadReq_Options, stream grpc.ServerStreamingServer[api.ReadResp]) error {
 	all := opts.GetAll()
 	if all == nil {
 		return status.Error(codes.Unimplemented, "subscribe: only $all")
@@ -185,7 +183,7 @@ func (g *grpcFake) subscribe(opts *api.ReadReq_Options, stream grpc.ServerStream
 			filter = &kurrentdb.SubscriptionFilter{Type: kurrentdb.EventFilterType, Prefixes: e.GetPrefix(), Regex: e.GetRegex()}
 		}
 	}
-	fd, err := g.backend().subscribeAll(stream.Context(), allFromProto(all), filter)
+	fd, err := g.srv.SubscribeAll(stream.Context(), allFromProto(all), filter)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
