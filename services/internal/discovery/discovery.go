@@ -303,8 +303,17 @@ func Register(nc *nats.Conn, info Info) (stop func() error, err error) {
 				svc.Stop())
 		}
 	}
+	// Once Register returns the instance answers discovery: the server
+	// has the subscriptions (a request from another connection could
+	// otherwise arrive before them). A connection that is away now is
+	// not an error: the subscriptions go out when it is back.
+	_ = nc.FlushTimeout(registerFlush)
 	return stop, nil
 }
+
+// registerFlush bounds Register's wait for the server to have its
+// subscriptions.
+const registerFlush = 5 * time.Second
 
 // statusHandler runs the checks one after another within timeout, as
 // GET /readyz does, and answers with a Status.
