@@ -14,9 +14,9 @@ import (
 )
 
 var (
-	seedFlag   = flag.Uint64("seed", 0, "replay this one seed (with its schedule traced on failure)")
-	seedsFlag  = flag.Int("seeds", 5000, "how many seeds TestSim runs (1..N)")
-	bugFlag    = flag.Bool("planted-bug", false, "run with the planted defect sim.BugAckBeforeAppend")
+	seedFlag  = flag.Uint64("seed", 0, "replay this one seed (with its schedule traced on failure)")
+	seedsFlag = flag.Int("seeds", 5000, "how many seeds TestSim runs (1..N)")
+	bugFlag   = flag.Bool("planted-bug", false, "run with the planted defect sim.BugAckBeforeAppend")
 )
 
 // options are the switches the flags ask for.
