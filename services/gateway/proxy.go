@@ -11,6 +11,7 @@ import (
 	"github.com/orderflow/orderflow/services/gateway/auth"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/idempotency"
+	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // proxy forwards every request it gets to service.
@@ -90,6 +91,8 @@ func (g *Gateway) outbound(r *http.Request) call {
 	}
 	h.Set("X-Forwarded-Proto", proto)
 	h.Set("X-Forwarded-Host", r.Host)
+	// The service's span is the child of the gateway's, in every attempt.
+	telemetry.InjectHTTP(r.Context(), h)
 	return call{method: r.Method, target: r.URL.EscapedPath() + query(r), header: h, body: bodyFrom(r.Context())}
 }
 

@@ -18,7 +18,6 @@ import (
 
 	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/services/internal/httpx"
-	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
 // Resolver finds the instances of an upstream service: the base URLs
@@ -209,9 +208,7 @@ func (u *upstream) attempt(ctx context.Context, c call) (*http.Response, error) 
 		if err != nil {
 			return nil, err
 		}
-		// The service's span is the child of the gateway's.
-		req.Header = c.header.Clone()
-		telemetry.InjectHTTP(ctx, req.Header)
+		req.Header = c.header
 		res, err := u.transport.RoundTrip(req)
 		if err != nil {
 			if ctx.Err() != nil {
