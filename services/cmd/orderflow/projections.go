@@ -101,12 +101,17 @@ type dbFlags struct {
 	databaseURL string
 	service     string
 	adminURL    string
+	// eventStore is where the service's events live when not in its
+	// database, as `serve --event-store` names it.
+	eventStore string
 }
 
 func (f *dbFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.databaseURL, "database-url", "", "the service's database URL, as its owner role or a superuser (default: env OWNER_DATABASE_URL, else DATABASE_URL)")
 	fs.StringVar(&f.service, "service", "", "work on this service's database: "+strings.Join(serveNames(), ", ")+"; needs --admin-url")
 	fs.StringVar(&f.adminURL, "admin-url", "", "with --service: a superuser URL of the server (default: env DATABASE_URL)")
+	fs.StringVar(&f.eventStore, "event-store", os.Getenv("EVENT_STORE_URL"),
+		"the service's event store when it is not in its database, as serve --event-store names it: postgres://..., kurrentdb://... or esdb://... (env EVENT_STORE_URL)")
 }
 
 // resolve returns the URL of the database to work on.
@@ -157,7 +162,12 @@ func (f dbFlags) open(ctx context.Context) (*database, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openDatabase(ctx, u)
+	d, err := openDatabase(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	d.url, d.eventStore = u, f.eventStore
+	return d, nil
 }
 
 // serviceDatabaseURL is adminURL (a postgres:// URL) pointed at service's
@@ -198,6 +208,20 @@ type database struct {
 	hasEvents, hasProjections bool
 	// actAs is the role the pool's sessions act as (see openDatabase).
 	actAs string
+	// url is the database's URL and eventStore the --event-store URL.
+	url, eventStore string
+}
+
+// externalStore reports whether the events live outside the database.
+func (d *database) externalStore() bool { return d.eventStore != "" && d.eventStore != d.url }
+
+// openStore opens the service's event store: the one in the database or
+// the one --event-store names.
+func (d *database) openStore(ctx context.Context) (eventstore.Store, error) {
+	if d.externalStore() {
+		return serve.OpenEventStore(ctx, d.eventStore, d.url, d.pool, slog.New(slog.DiscardHandler))
+	}
+	return postgres.New(ctx, d.pool, postgres.Config{})
 }
 
 func (d *database) Close() { d.pool.Close() }
@@ -292,8 +316,8 @@ func (d *database) installed(ctx context.Context) ([]string, error) {
 // stats reads the registry, with the event store's head when it has one.
 func (d *database) stats(ctx context.Context) ([]projections.Stats, error) {
 	var head projections.Header
-	if d.hasEvents {
-		store, err := postgres.New(ctx, d.pool, postgres.Config{})
+	if d.hasEvents || d.externalStore() {
+		store, err := d.openStore(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -425,8 +449,8 @@ Flags:
 }
 
 func replay(ctx context.Context, d *database, entry replayable, batch int) error {
-	if !d.hasEvents {
-		return fmt.Errorf("database %s has no event store (no es_events table): a projection is replayed from the event store in its service's own database; is this the %s service's database?", d.name, entry.service)
+	if !d.hasEvents && !d.externalStore() {
+		return fmt.Errorf("database %s has no event store (no es_events table; give --event-store if the service keeps its events elsewhere): a projection is replayed from the event store in its service's own database; is this the %s service's database?", d.name, entry.service)
 	}
 	installed, err := d.installed(ctx)
 	if err != nil {
@@ -439,7 +463,7 @@ func replay(ctx context.Context, d *database, entry replayable, batch int) error
 		return fmt.Errorf("projection %s is not installed in database %s, which has %s; %s belongs to the %s service's database (%s)",
 			entry.name, d.name, strings.Join(installed, ", "), entry.name, entry.service, pgdb.Name(entry.service))
 	}
-	store, err := postgres.New(ctx, d.pool, postgres.Config{})
+	store, err := d.openStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -460,8 +484,11 @@ func replay(ctx context.Context, d *database, entry replayable, batch int) error
 	if before > 0 {
 		serving = fmt.Sprintf("version %d serves queries until the swap", before)
 	}
-	fmt.Printf("replay %s: %s events in the store of database %s; %s\n",
-		entry.name, groupDigits(head), d.name, serving)
+	where := "the store of database " + d.name
+	if d.externalStore() {
+		where = "the --event-store store"
+	}
+	fmt.Printf("replay %s: %s events in %s; %s\n", entry.name, groupDigits(head), where, serving)
 
 	bar := newProgressBar(os.Stdout, entry.name)
 	var last projections.Progress

@@ -547,3 +547,40 @@ func TestGroupDigitsAndDurations(t *testing.T) {
 		}
 	}
 }
+
+// TestProjectionsReplayFromEventStoreURL replays a read model whose events
+// live in another database, as a service run with serve --event-store keeps
+// them: without --event-store the replay refuses (the service database has
+// no events), with it every order of that store lands in the read model.
+func TestProjectionsReplayFromEventStoreURL(t *testing.T) {
+	eventsURL, events := seededDatabase(t)
+	placed := queryInt(t, events, "SELECT count(*) FROM es_events WHERE type = 'OrderPlaced'")
+	serviceURL := testenv.Postgres(t)
+	service, err := pgxpool.New(context.Background(), serviceURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(service.Close)
+
+	r := runCLI(t, "projections", "replay", "orders", "--database-url", serviceURL)
+	if r.code == 0 || !strings.Contains(r.stderr, "give --event-store") {
+		t.Fatalf("replay without --event-store: exit %d, want a refusal naming --event-store\nstderr:\n%s", r.code, r.stderr)
+	}
+	r = runCLI(t, "projections", "replay", "orders", "--database-url", serviceURL, "--event-store", eventsURL)
+	if r.code != 0 {
+		t.Fatalf("replay exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "the --event-store store") {
+		t.Errorf("the replay does not say where it reads from:\n%s", r.stdout)
+	}
+	if got := queryInt(t, service, "SELECT count(*) FROM rm_orders"); got != placed {
+		t.Errorf("read model holds %d orders, want the %d placed in the event store", got, placed)
+	}
+	if got := queryInt(t, service, "SELECT (to_regclass('es_events') IS NOT NULL)::int"); got != 0 {
+		t.Errorf("the replay created an event store in the service's database")
+	}
+	r = runCLI(t, "projections", "list", "--database-url", serviceURL, "--event-store", eventsURL)
+	if r.code != 0 || !strings.Contains(r.stdout, "orders") {
+		t.Fatalf("list exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -99,6 +99,9 @@ type sagaSourceFlags struct {
 	databaseURL string
 	adminURL    string
 	db          bool
+	// eventStore is where the sagas service's events live when not in
+	// its database (serve --event-store).
+	eventStore string
 }
 
 func (f *sagaSourceFlags) register(fs *flag.FlagSet, withDatabase bool) {
@@ -110,6 +113,7 @@ func (f *sagaSourceFlags) register(fs *flag.FlagSet, withDatabase bool) {
 	fs.StringVar(&f.databaseURL, "database-url", "", "read the sagas service's database at this URL directly, instead of asking the service")
 	fs.StringVar(&f.adminURL, "admin-url", "", "read the sagas service's database directly, at this superuser URL's server (the URL make run prints)")
 	fs.BoolVar(&f.db, "db", false, "read the sagas service's database directly, at env OWNER_DATABASE_URL, else DATABASE_URL")
+	fs.StringVar(&f.eventStore, "event-store", "", "with a database flag: the sagas service's event store when it is not in its database, as serve --event-store names it (default: env EVENT_STORE_URL)")
 }
 
 // open returns the source the flags name: the database when one of the
@@ -144,8 +148,15 @@ func (f sagaSourceFlags) open(ctx context.Context, t sagaTerm) (sagaSource, erro
 			return nil, usagef("--db reads the database at env OWNER_DATABASE_URL or DATABASE_URL, and neither is set")
 		}
 	}
+	if f.eventStore != "" && dbURL == "" {
+		return nil, usagef("--event-store goes with --database-url, --admin-url or --db")
+	}
 	if dbURL != "" {
-		return openSagaDatabase(ctx, dbURL)
+		es := f.eventStore
+		if es == "" {
+			es = t.getenv("EVENT_STORE_URL")
+		}
+		return openSagaDatabase(ctx, dbURL, es)
 	}
 	return f.service(t)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -24,6 +25,7 @@ import (
 	"github.com/orderflow/orderflow/projections/sagaview"
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/pgdb"
+	"github.com/orderflow/orderflow/services/internal/serve"
 )
 
 // sagaSource is where the sagas command reads sagas: the sagas service
@@ -307,14 +309,17 @@ func (s *httpSagaSource) Retry(ctx context.Context, id string) (string, error) {
 // saga stream folded.
 type dbSagaSource struct {
 	pool  *pgxpool.Pool
-	store *postgres.Store
+	store eventstore.Store
 	name  string
 	reg   *domain.Registry
 	// readModel: the saga read model is installed.
 	readModel bool
 }
 
-func openSagaDatabase(ctx context.Context, rawURL string) (*dbSagaSource, error) {
+// openSagaDatabase opens the sagas database at rawURL, and its event
+// store: the one in that database, or the one eventStore names (empty: in
+// the database).
+func openSagaDatabase(ctx context.Context, rawURL, eventStore string) (*dbSagaSource, error) {
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
 		// pgx's message can quote the URL; keep the password out of it.
@@ -335,6 +340,14 @@ func openSagaDatabase(ctx context.Context, rawURL string) (*dbSagaSource, error)
 	if err != nil {
 		pool.Close()
 		return nil, connectError(db, err)
+	}
+	if eventStore != "" && eventStore != rawURL {
+		d.store, err = serve.OpenEventStore(ctx, eventStore, rawURL, pool, slog.New(slog.DiscardHandler))
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		return d, nil
 	}
 	if !hasEvents {
 		pool.Close()

@@ -896,7 +896,7 @@ func TestSagasOnTheDatabase(t *testing.T) {
 			d.buildReadModel(t)
 		}
 		t.Run(fmt.Sprintf("list, read model %v", readModel), func(t *testing.T) {
-			src, err := openSagaDatabase(context.Background(), d.url)
+			src, err := openSagaDatabase(context.Background(), d.url, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -986,7 +986,7 @@ func TestSagasOnTheDatabase(t *testing.T) {
 	})
 
 	t.Run("read only", func(t *testing.T) {
-		src, err := openSagaDatabase(context.Background(), d.url)
+		src, err := openSagaDatabase(context.Background(), d.url, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orderflow/orderflow/internal/eventstore"
 	"github.com/orderflow/orderflow/internal/eventstore/kurrentdb"
 	"github.com/orderflow/orderflow/internal/eventstore/postgres"
 	"github.com/orderflow/orderflow/services/internal/httpx"
@@ -129,6 +131,63 @@ func (s *Server) openStore(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// OpenEventStore opens the event store rawURL names, as `serve
+// --event-store` reads it, for a tool that works on a service's data
+// beside the service (the projections and sagas commands): empty or dbURL
+// is the store in the service's database, reached through db; another
+// PostgreSQL URL or a KurrentDB connection string opens that store. It
+// migrates nothing: the service does that. Closing the store closes
+// whatever OpenEventStore opened besides db.
+func OpenEventStore(ctx context.Context, rawURL, dbURL string, db *pgxpool.Pool, log *slog.Logger) (eventstore.Store, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	kind, err := Config{EventStoreURL: rawURL, DatabaseURL: dbURL}.eventStoreKind()
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case storeKurrentDB:
+		st, err := kurrentdb.New(ctx, rawURL, kurrentdb.Config{Logger: log.With("component", "kurrentdb")})
+		if err != nil {
+			return nil, fmt.Errorf("event store: %w", err)
+		}
+		return st, nil
+	case storePostgres:
+		pool, err := pgxpool.New(ctx, rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cannot be parsed as PostgreSQL's", ErrEventStoreURL)
+		}
+		if err := pool.Ping(ctx); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("event store database: %w", err)
+		}
+		st, err := postgres.New(ctx, pool, postgres.Config{Committers: 1})
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("event store: %w", err)
+		}
+		return ownPool{st, pool}, nil
+	}
+	st, err := postgres.New(ctx, db, postgres.Config{Committers: 1})
+	if err != nil {
+		return nil, fmt.Errorf("event store: %w", err)
+	}
+	return st, nil
+}
+
+// ownPool is a PostgreSQL store that closes its pool with itself.
+type ownPool struct {
+	*postgres.Store
+	pool *pgxpool.Pool
+}
+
+func (s ownPool) Close() error {
+	err := s.Store.Close()
+	s.pool.Close()
+	return err
 }
 
 // eventStoreCheck is the readiness check of an event store that is not
