@@ -126,8 +126,10 @@ func (h *Inventory) ReserveStock(ctx context.Context, m Meta, c ReserveStock) (O
 		switch {
 		case res.rollbackErr != nil:
 			// Stock may still be held: no answer until a redelivery
-			// has given it back.
-			return Outcome{}, res.err
+			// has given it back. Only the rollback's failure goes in the
+			// chain: with the refusal in it, a consumer would take the
+			// command as refused for good and never run it again.
+			return Outcome{}, fmt.Errorf("order %s refused, and rolling back what it held failed (running the command again releases it): %w", c.OrderID, res.rollbackErr)
 		case res.err == nil:
 			decide = func(r *inventory.Reservation) ([]any, error) { return r.Accept(c.OrderID, c.Lines) }
 		case errors.As(res.err, &short):

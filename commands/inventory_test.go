@@ -250,6 +250,38 @@ func TestReserveRollsBackOnStoreFailure(t *testing.T) {
 	}
 }
 
+// TestReserveStockWhoseRollbackFailedIsNotARefusal: a reservation
+// refused for a short sku whose rollback then fails still holds stock, so
+// its error must not read as a refusal (a command consumer acknowledges
+// those and never runs them again); run again, the command gives the
+// stock back and answers. Found by the chaos run: a hot sku's rollback
+// spent its conflict budget and the order kept its reservation.
+func TestReserveStockWhoseRollbackFailedIsNotARefusal(t *testing.T) {
+	ctx := context.Background()
+	fs := &failingStore{EventStore: newStore()}
+	h := commands.NewInventory(fs, commands.Config{})
+	restock(t, h, "A", 5)
+	restock(t, h, "S", 5)
+	orderID := uuid.NewString()
+	c := commands.ReserveStock{OrderID: orderID, Lines: []inventory.Line{{SKU: "A", Quantity: 2}, {SKU: "S", Quantity: 6}}}
+	m := meta()
+
+	fs.limit("stock-A", 1) // the reservation of A, not its release
+	_, err := h.ReserveStock(ctx, m, c)
+	if !errors.Is(err, errDown) || errors.Is(err, domain.ErrInsufficientStock) || errors.Is(err, domain.ErrIllegalState) {
+		t.Fatalf("err = %v, want the failed rollback's error and no refusal in its chain", err)
+	}
+	wantLevels(t, fs, "A", 5, 2)
+
+	fs.limit()
+	o, err := h.ReserveStock(ctx, m, c)
+	noError(t, err)
+	if o.Reply != inventory.TypeStockReservationRejected || !o.Rejected {
+		t.Errorf("outcome %+v, want the reservation rejected", o)
+	}
+	wantLevels(t, fs, "A", 5, 0)
+}
+
 // TestConcurrentReservationsNeverOversell: 20 orders race for the last 5
 // units, from one process and from several; exactly 5 win.
 func TestConcurrentReservationsNeverOversell(t *testing.T) {
