@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -35,6 +36,29 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// MaxPayload is the largest message accepted; default MaxPayload.
 	MaxPayload int32
+
+	// Cluster, when its Name is set, makes the server one node of a
+	// JetStream cluster; the zero value runs a standalone server.
+	Cluster ClusterConfig
+}
+
+// ClusterConfig makes a server a node of a JetStream cluster. JetStream
+// replicates a stream only between servers that share a cluster name and
+// know each other by a unique server name, so both are required once Name
+// is set; each node needs its own StoreDir.
+type ClusterConfig struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// ServerName names this node, unique in the cluster. It must stay the
+	// same across restarts: JetStream's replicas are placed by it.
+	ServerName string
+	// Host and Port are where the node listens for routes from the other
+	// nodes; Host defaults to Config.Host, Port 0 picks a free port.
+	Host string
+	Port int
+	// Routes are the other nodes' cluster URLs, nats://host:port; at
+	// least one. A node listed that is down is retried.
+	Routes []string
 }
 
 // Validate reports a configuration Start cannot use.
@@ -47,6 +71,33 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < 0 {
 		return fmt.Errorf("%w: negative max payload", ErrInvalidConfig)
+	}
+	return c.Cluster.validate()
+}
+
+func (c ClusterConfig) validate() error {
+	if c.Name == "" {
+		if c.ServerName != "" || c.Host != "" || c.Port != 0 || len(c.Routes) > 0 {
+			return fmt.Errorf("%w: cluster settings without a cluster name", ErrInvalidConfig)
+		}
+		return nil
+	}
+	if c.ServerName == "" {
+		return fmt.Errorf("%w: cluster %q needs a server name", ErrInvalidConfig, c.Name)
+	}
+	if c.Port < -1 || c.Port > 65535 {
+		return fmt.Errorf("%w: cluster port %d out of range -1..65535", ErrInvalidConfig, c.Port)
+	}
+	if len(c.Routes) == 0 {
+		// The server would refuse to start JetStream (and, logging,
+		// exit the process).
+		return fmt.Errorf("%w: cluster %q needs routes to the other nodes", ErrInvalidConfig, c.Name)
+	}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Scheme != "nats" || u.Port() == "" {
+			return fmt.Errorf("%w: route %q is not nats://host:port", ErrInvalidConfig, r)
+		}
 	}
 	return nil
 }
@@ -88,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.storeDir, s.ownStore = d, true
 	}
 
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		Host:      cfg.Host,
 		Port:      cfg.Port,
 		JetStream: true,
@@ -100,7 +151,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		NoLog:      !cfg.Log,
 		// The embedding process owns signal handling.
 		NoSigs: true,
-	})
+	}
+	if err := cfg.Cluster.apply(opts); err != nil {
+		s.removeStore()
+		return nil, err
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		s.removeStore()
 		return nil, fmt.Errorf("natsembed: %w", err)
@@ -119,6 +175,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("natsembed: server on %s:%d not ready after %s", cfg.Host, cfg.Port, wait)
 	}
+	// A clustered node is ready for clients before its cluster has elected
+	// a meta leader, which needs a quorum of the nodes; until then
+	// JetStream's API does not answer, and clients retry.
 	if !ns.JetStreamEnabled() {
 		s.Shutdown()
 		return nil, errors.New("natsembed: JetStream failed to start (see the server log; Config.Log shows it)")
@@ -126,8 +185,43 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// apply sets the cluster options of opts.
+func (c ClusterConfig) apply(opts *server.Options) error {
+	if c.Name == "" {
+		return nil
+	}
+	opts.ServerName = c.ServerName
+	opts.Cluster.Name = c.Name
+	opts.Cluster.Host = cmp.Or(c.Host, opts.Host)
+	opts.Cluster.Port = c.Port
+	if c.Port == 0 {
+		opts.Cluster.Port = server.RANDOM_PORT
+	}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("%w: route %q: %v", ErrInvalidConfig, r, err)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	return nil
+}
+
 // URL is the client URL, e.g. nats://127.0.0.1:39123.
 func (s *Server) URL() string { return s.ns.ClientURL() }
+
+// ClusterURL is the URL other nodes route to, nats://127.0.0.1:PORT, or
+// empty for a standalone server.
+func (s *Server) ClusterURL() string {
+	addr := s.ns.ClusterAddr()
+	if addr == nil {
+		return ""
+	}
+	return "nats://" + addr.String()
+}
+
+// Name is the server's name: ClusterConfig.ServerName, or a generated id.
+func (s *Server) Name() string { return s.ns.Name() }
 
 // StoreDir is the directory holding JetStream's files.
 func (s *Server) StoreDir() string { return s.storeDir }

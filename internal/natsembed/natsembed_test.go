@@ -129,3 +129,44 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateCluster(t *testing.T) {
+	tests := []struct {
+		name string
+		c    ClusterConfig
+		ok   bool
+	}{
+		{"zero", ClusterConfig{}, true},
+		{"node", ClusterConfig{Name: "c", ServerName: "n1", Port: 6222, Routes: []string{"nats://127.0.0.1:6223"}}, true},
+		{"no server name", ClusterConfig{Name: "c", Routes: []string{"nats://127.0.0.1:6223"}}, false},
+		{"no routes", ClusterConfig{Name: "c", ServerName: "n1"}, false},
+		{"routes without a cluster", ClusterConfig{Routes: []string{"nats://127.0.0.1:6223"}}, false},
+		{"server name without a cluster", ClusterConfig{ServerName: "n1"}, false},
+		{"port out of range", ClusterConfig{Name: "c", ServerName: "n1", Port: 70000, Routes: []string{"nats://127.0.0.1:6223"}}, false},
+		{"route without a port", ClusterConfig{Name: "c", ServerName: "n1", Routes: []string{"nats://127.0.0.1"}}, false},
+		{"route of another scheme", ClusterConfig{Name: "c", ServerName: "n1", Routes: []string{"http://127.0.0.1:6223"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Config{Cluster: tt.c}.Validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("%v does not wrap ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+// A standalone server has no cluster URL.
+func TestStandaloneHasNoClusterURL(t *testing.T) {
+	s, err := Start(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	if u := s.ClusterURL(); u != "" {
+		t.Errorf("ClusterURL() = %q, want empty", u)
+	}
+}

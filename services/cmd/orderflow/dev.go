@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -71,6 +73,12 @@ type devOptions struct {
 	dataDir  string
 	keep     bool
 	tls      bool
+	// cluster runs three NATS nodes as one JetStream cluster and two
+	// replicas of every service behind the gateway (dev_cluster.go).
+	cluster bool
+	// maxExits is the exit within exitWindow that stops the stack; 0
+	// means the constant maxExits.
+	maxExits int
 }
 
 func runDev(ctx context.Context, args []string) error {
@@ -84,6 +92,7 @@ func runDev(ctx context.Context, args []string) error {
 	fs.IntVar(&opts.portBase, "port-base", defaultPortBase, "first port: gateway N, orders N+1, inventory N+2, shipping N+3, sagas N+4")
 	fs.StringVar(&opts.dataDir, "data-dir", "", "keep PostgreSQL's and NATS's data here across runs (default: a temporary directory)")
 	fs.BoolVar(&opts.keep, "keep", false, "keep the temporary data directory at exit")
+	fs.BoolVar(&opts.cluster, "cluster", false, "run three NATS nodes as one JetStream cluster (streams with 3 replicas) and two replicas of every service behind the gateway; the second replicas listen on N+11..N+14")
 	fs.BoolVar(&opts.tls, "tls", false, "serve the gateway over HTTPS with a certificate from a throw-away CA made for this run (the banner says how to trust it)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: orderflow dev [flags]
@@ -98,6 +107,11 @@ with backoff; a "status:" line shows every change, and SIGUSR1
 Ctrl-C stops everything. So does a child that exits 5 times within a
 minute, and then the data directory is kept for --data-dir.
 
+With --cluster it runs three NATS nodes as one JetStream cluster (streams
+with 3 replicas, each node a child process), two replicas of every service
+(orders-1 on N+1, orders-2 on N+11, ...; the sagas replicas are the saga
+coordinators) and the gateway balancing across them.
+
 Flags:
 `)
 		fs.PrintDefaults()
@@ -109,8 +123,8 @@ Flags:
 		fs.Usage()
 		return usagef("dev: unexpected arguments %q", fs.Args())
 	}
-	if opts.portBase < 1 || opts.portBase+4 > 65535 {
-		return usagef("dev: --port-base %d out of range 1..65531", opts.portBase)
+	if last := opts.portBase + lastPortOffset(opts.cluster); opts.portBase < 1 || last > 65535 {
+		return usagef("dev: --port-base %d out of range 1..%d", opts.portBase, 65535-lastPortOffset(opts.cluster))
 	}
 	// Registered before anything starts: SIGUSR1's default action would
 	// end the stack.
@@ -137,6 +151,11 @@ type devStack struct {
 	adminURL string
 
 	children []*serviceProc
+	// natsNodes are the NATS cluster's nodes, with --cluster; they stop
+	// after the services.
+	natsNodes []*serviceProc
+	// dbURLs are each service's database URLs (pgdb.Provision's).
+	dbURLs map[string]pgdb.URLs
 
 	// secret signs the tokens the gateway accepts (auth.DevSecret).
 	secret []byte
@@ -148,6 +167,9 @@ type devStack struct {
 	// served is set once the banner is out: from then on clients may
 	// hold acknowledged writes in the data directory.
 	served bool
+	// ready, if set, is closed right after the banner: from then on
+	// processes may be called from another goroutine (the chaos command).
+	ready chan struct{}
 }
 
 func (d *devStack) run(ctx context.Context) (err error) {
@@ -174,6 +196,9 @@ func (d *devStack) run(ctx context.Context) (err error) {
 	}
 	d.banner(time.Since(start))
 	d.served = true
+	if d.ready != nil {
+		close(d.ready)
+	}
 	return d.supervise(ctx)
 }
 
@@ -184,7 +209,11 @@ func (d *devStack) start(ctx context.Context) error {
 	if err := d.makeDir(); err != nil {
 		return err
 	}
-	if err := d.startNATS(ctx); err != nil {
+	startNATS := d.startNATS
+	if d.opts.cluster {
+		startNATS = d.startNATSCluster
+	}
+	if err := startNATS(ctx); err != nil {
 		return err
 	}
 	if err := d.startPostgres(ctx); err != nil {
@@ -198,6 +227,7 @@ func (d *devStack) start(ctx context.Context) error {
 		}
 		urls[svc] = u
 	}
+	d.dbURLs = urls
 	d.con.Printf("provisioned a database per service (%s), each with an owner role for migrations and a runtime role with DML rights only\n", strings.Join(services, ", "))
 
 	secret, err := auth.DevSecret()
@@ -210,17 +240,31 @@ func (d *devStack) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
+	if d.opts.cluster {
+		return d.startReplicas(ctx, exe)
+	}
 	upstreams := make(map[string]string, len(services))
 	for _, svc := range services {
-		p := &serviceProc{name: svc, port: servicePort(d.opts.portBase, svc), tail: newLineTail(30), con: d.con}
+		p := &serviceProc{name: svc, kind: serviceKind(svc), port: servicePort(d.opts.portBase, svc), tail: newLineTail(30), con: d.con}
 		if err := p.start(exe, urls[svc], d.natsURL); err != nil {
 			return err
 		}
 		d.children = append(d.children, p)
 		upstreams[svc] = fmt.Sprintf("http://127.0.0.1:%d", p.port)
 	}
-	gw := &serviceProc{name: gatewayName, port: servicePort(d.opts.portBase, gatewayName), tail: newLineTail(30), con: d.con}
+	if err := d.startGateway(exe, upstreams); err != nil {
+		return err
+	}
+	d.con.Printf("started %s and the gateway; waiting for GET /healthz...\n", strings.Join(services, ", "))
+	return d.waitHealthy(ctx)
+}
+
+// startGateway starts the gateway in front of upstreams (service name ->
+// base URLs, comma-separated), over HTTPS with --tls.
+func (d *devStack) startGateway(exe string, upstreams map[string]string) error {
+	gw := &serviceProc{name: gatewayName, kind: "gateway", port: servicePort(d.opts.portBase, gatewayName), tail: newLineTail(30), con: d.con}
 	if d.opts.tls {
+		var err error
 		if d.tls, err = devtls.Generate(filepath.Join(d.dir, "tls")); err != nil {
 			return err
 		}
@@ -233,14 +277,13 @@ func (d *devStack) start(ctx context.Context) error {
 		return err
 	}
 	d.children = append(d.children, gw)
-	d.con.Printf("started %s and the gateway; waiting for GET /healthz...\n", strings.Join(services, ", "))
-	return d.waitHealthy(ctx)
+	return nil
 }
 
 // checkPorts fails early, naming the service, when a port is taken.
 func (d *devStack) checkPorts() error {
-	for _, svc := range append([]string{gatewayName}, services...) {
-		port := servicePort(d.opts.portBase, svc)
+	for _, np := range d.ports() {
+		svc, port := np.name, np.port
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
 			return fmt.Errorf("port %d for %s is not free (%v); stop what uses it or pick another --port-base", port, svc, err)
@@ -335,6 +378,7 @@ func (d *devStack) shutdown(abnormal bool) error {
 	t := time.Now()
 	var errs []error
 	stopServices(d.children, stopGrace)
+	stopServices(d.natsNodes, stopGrace)
 	if d.nats != nil {
 		d.nats.Shutdown()
 	}
@@ -364,23 +408,23 @@ func (d *devStack) shutdown(abnormal bool) error {
 // grace for all of them and SIGKILLs the groups of those still running.
 func stopServices(procs []*serviceProc, grace time.Duration) {
 	for _, p := range procs {
-		_ = p.proc.SignalGroup(syscall.SIGTERM)
+		_ = p.child().SignalGroup(syscall.SIGTERM)
 	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	for _, p := range procs {
 		select {
-		case <-p.proc.Done():
+		case <-p.child().Done():
 		case <-timer.C:
 			// Grace is over for everyone still running.
 			for _, q := range procs {
-				_ = q.proc.SignalGroup(syscall.SIGKILL)
+				_ = q.child().SignalGroup(syscall.SIGKILL)
 			}
-			<-p.proc.Done()
+			<-p.child().Done()
 		}
 	}
 	for _, p := range procs {
-		<-p.proc.Done()
+		<-p.child().Done()
 	}
 }
 
@@ -396,6 +440,9 @@ func (d *devStack) banner(took time.Duration) {
 	var w strings.Builder
 	fmt.Fprintf(&w, "\n%s (%s)\n\n", readyMarker, seconds(took))
 	fmt.Fprintf(&w, "  %-10s %s   the API: every request goes here, with a token\n\n", gatewayName, gw)
+	if d.opts.cluster {
+		d.clusterBanner(&w)
+	}
 	if d.opts.tls {
 		fmt.Fprintf(&w, "  HTTPS with a certificate of a CA made for this run; trust it in curl with\n")
 		fmt.Fprintf(&w, "    export CURL_CA_BUNDLE=%s\n", d.tls.CA)
@@ -413,10 +460,14 @@ func (d *devStack) banner(took time.Duration) {
 		fmt.Fprintf(&w, "  shipments, and the inventory.\n\n")
 	}
 	fmt.Fprintf(&w, "  The services' own ports are for debugging (no tokens checked there):\n")
-	for _, svc := range services {
-		fmt.Fprintf(&w, "  %-10s %s\n", svc, base(svc))
+	if d.opts.cluster {
+		d.clusterPorts(&w)
+	} else {
+		for _, svc := range services {
+			fmt.Fprintf(&w, "  %-10s %s\n", svc, base(svc))
+		}
+		fmt.Fprintf(&w, "  %-10s %s\n", "NATS", d.natsURL)
 	}
-	fmt.Fprintf(&w, "  %-10s %s\n", "NATS", d.natsURL)
 	fmt.Fprintf(&w, "  %-10s %s\n", "projection", projectionsHint(d.adminURL, d.pg != nil))
 	if d.pg != nil {
 		fmt.Fprintf(&w, "  %-10s %s\n", "PostgreSQL", d.adminURL)
@@ -466,7 +517,7 @@ the children, their PIDs and restarts. A child that exits %[3]d times within
 %[4]s stops the stack.
 Press Ctrl-C to stop everything.
 
-`, gw, os.Getpid(), maxExits, exitWindow, devCustomer)
+`, gw, os.Getpid(), cmp.Or(d.opts.maxExits, maxExits), exitWindow, devCustomer)
 	d.con.Printf("%s", w.String())
 }
 
@@ -485,10 +536,22 @@ func (d *devStack) tokens() (admin, customer string, err error) {
 
 // serviceProc is one service running as a child process.
 type serviceProc struct {
-	name string
+	// name is the child's name in the output; service, when set, is the
+	// service it runs (name is then e.g. "orders-2"), else name is.
+	name    string
+	service string
+	// kind is what processes reports: service, coordinator, nats, gateway.
+	kind string
 	port int
-	tail *lineTail
-	con  *console
+	// env is added to the child's environment, replacing what the dev
+	// command's own environment has under the same keys.
+	env []string
+	// probe, when set, says whether the child serves, instead of GET
+	// /healthz on port; probeWhat names it in errors.
+	probe     func(ctx context.Context) error
+	probeWhat string
+	tail      *lineTail
+	con       *console
 	// scheme and client reach its /healthz: http and a plain client
 	// unless it serves HTTPS.
 	scheme string
@@ -496,18 +559,23 @@ type serviceProc struct {
 
 	// command makes the command of a new incarnation, the same each time.
 	command func() *exec.Cmd
-	// proc is the running incarnation; the supervisor replaces it.
-	proc *childproc.Child
+	// proc is the running incarnation. The supervisor replaces it on a
+	// restart while the chaos command may kill it, hence the atomic.
+	proc atomic.Pointer[childproc.Child]
 }
+
+// child is the running (or last) incarnation.
+func (p *serviceProc) child() *childproc.Child { return p.proc.Load() }
 
 // start runs the service as its runtime role (DATABASE_URL), with the
 // owner role's URL for its migrations and rebuilds (OWNER_DATABASE_URL).
 // A restart (spawn) runs it again with the same command.
 func (p *serviceProc) start(exe string, db pgdb.URLs, natsURL string) error {
 	p.command = func() *exec.Cmd {
-		cmd := exec.Command(exe, "serve", p.name, "--addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
-		cmd.Env = append(envWithout(os.Environ(), "DATABASE_URL", "OWNER_DATABASE_URL", "NATS_URL", "ADDR"),
-			"DATABASE_URL="+db.Service, "OWNER_DATABASE_URL="+db.Owner, "NATS_URL="+natsURL)
+		cmd := exec.Command(exe, "serve", cmp.Or(p.service, p.name), "--addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)))
+		drop := append([]string{"DATABASE_URL", "OWNER_DATABASE_URL", "NATS_URL", "ADDR"}, envKeys(p.env)...)
+		cmd.Env = append(append(envWithout(os.Environ(), drop...),
+			"DATABASE_URL="+db.Service, "OWNER_DATABASE_URL="+db.Owner, "NATS_URL="+natsURL), p.env...)
 		return cmd
 	}
 	return p.spawn()
@@ -553,8 +621,18 @@ func (p *serviceProc) spawn() error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
-	p.proc = proc
+	p.proc.Store(proc)
 	return nil
+}
+
+// envKeys are the keys of env's KEY=VALUE entries.
+func envKeys(env []string) []string {
+	keys := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 func envWithout(env []string, keys ...string) []string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,11 +37,17 @@ const (
 // the next restart.
 type restartPolicy struct {
 	exits []time.Time // within exitWindow of the last one, oldest first
+	// max is the exit that gives up; 0 means maxExits. The chaos command
+	// raises it, since it kills children on purpose.
+	max int
 }
+
+// limit is the number of exits within exitWindow that gives up.
+func (p *restartPolicy) limit() int { return cmp.Or(p.max, maxExits) }
 
 // exited records an exit at now and returns the number of exits within
 // exitWindow, this one included, and the delay before the restart; giveUp
-// is set when that number reaches maxExits.
+// is set when that number reaches the limit.
 func (p *restartPolicy) exited(now time.Time) (recent int, delay time.Duration, giveUp bool) {
 	kept := p.exits[:0]
 	for _, t := range p.exits {
@@ -50,7 +57,7 @@ func (p *restartPolicy) exited(now time.Time) (recent int, delay time.Duration, 
 	}
 	p.exits = append(kept, now)
 	recent = len(p.exits)
-	if recent >= maxExits {
+	if recent >= p.limit() {
 		return recent, 0, true
 	}
 	delay = firstRestartDelay
@@ -226,7 +233,7 @@ type supervisor struct {
 	failed chan *keepsDyingError // one send per unit at most
 }
 
-// keepsDyingError stops the stack: a child exited maxExits times within
+// keepsDyingError stops the stack: a child exited its limit of times within
 // exitWindow.
 type keepsDyingError struct {
 	name  string
@@ -310,7 +317,7 @@ func (s *supervisor) watch(ctx context.Context, u *unit) {
 				return
 			}
 			s.con.Printf("%s exited (%s); restarting it in %s (exit %d within %s; the stack stops at %d); its last log lines:\n%s\n",
-				u.name, why, delay, recent, exitWindow, maxExits, u.tail.Last(restartTailLines))
+				u.name, why, delay, recent, exitWindow, u.policy.limit(), u.tail.Last(restartTailLines))
 			if backoff.Sleep(ctx, delay) != nil {
 				return
 			}
@@ -350,12 +357,18 @@ func (d *devStack) supervise(ctx context.Context) error {
 		pgUp = newGate()
 		s.add(d.postgresUnit(pgUp))
 	}
+	for _, n := range d.natsNodes {
+		s.add(n.unit(nil))
+	}
 	for _, p := range d.children {
 		needs := pgUp
 		if p.name == gatewayName {
 			needs = nil // it has no database; it answers 503 while a service is down
 		}
 		s.add(p.unit(needs))
+	}
+	for _, u := range s.units {
+		u.policy.max = d.opts.maxExits
 	}
 	return s.run(ctx, d.statusRequests)
 }
@@ -380,9 +393,9 @@ func (p *serviceProc) unit(pgUp *gate) *unit {
 	return &unit{
 		name:  p.name,
 		tail:  p.tail,
-		done:  func() <-chan struct{} { return p.proc.Done() },
-		why:   func() string { return exitReason(p.proc.Err()) },
-		pid:   func() int { return p.proc.Pid() },
+		done:  func() <-chan struct{} { return p.child().Done() },
+		why:   func() string { return exitReason(p.child().Err()) },
+		pid:   func() int { return p.child().Pid() },
 		needs: pgUp,
 		restart: func(ctx context.Context) error {
 			if err := p.spawn(); err != nil {
@@ -392,11 +405,11 @@ func (p *serviceProc) unit(pgUp *gate) *unit {
 			switch {
 			case err == nil || ctx.Err() != nil:
 			case p.exited():
-				err = errors.New(exitReason(p.proc.Err()) + " while starting")
+				err = errors.New(exitReason(p.child().Err()) + " while starting")
 			default:
 				// One that does not serve in time is as good as dead.
-				_ = p.proc.SignalGroup(syscall.SIGKILL)
-				<-p.proc.Done()
+				_ = p.child().SignalGroup(syscall.SIGKILL)
+				<-p.child().Done()
 			}
 			return err
 		},
@@ -406,16 +419,46 @@ func (p *serviceProc) unit(pgUp *gate) *unit {
 // exited reports whether the running incarnation has exited.
 func (p *serviceProc) exited() bool {
 	select {
-	case <-p.proc.Done():
+	case <-p.child().Done():
 		return true
 	default:
 		return false
 	}
 }
 
-// waitServing polls the service's GET /healthz until it answers 200. It
-// fails when the service exits, ctx ends or deadline passes first.
+// waitServing polls the child's probe (the service's GET /healthz, unless
+// probe is set) until it succeeds. It fails when the child exits, ctx ends
+// or deadline passes first.
 func (p *serviceProc) waitServing(ctx context.Context, deadline time.Time) error {
+	what, probe := p.probeWhat, p.probe
+	if probe == nil {
+		what, probe = p.healthz()
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := probe(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("did not answer %s within %s (last: %v)", what, healthTimeout, err)
+		}
+		select {
+		case <-p.child().Done():
+			return fmt.Errorf("exited while starting (%s)", exitReason(p.child().Err()))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// healthz is the default probe: GET /healthz answers 200.
+func (p *serviceProc) healthz() (string, func(ctx context.Context) error) {
 	scheme, host, client := "http", "127.0.0.1", p.client
 	if p.scheme != "" {
 		scheme, host = p.scheme, "localhost"
@@ -424,31 +467,20 @@ func (p *serviceProc) waitServing(ctx context.Context, deadline time.Time) error
 		client = &http.Client{Timeout: time.Second}
 	}
 	health := fmt.Sprintf("%s://%s:%d/healthz", scheme, host, p.port)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	return "GET " + health, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, health, nil)
 		if err != nil {
 			return err
 		}
 		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("did not answer GET %s within %s (last: %v)", health, healthTimeout, err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
 		}
-		select {
-		case <-p.proc.Done():
-			return fmt.Errorf("exited while starting (%s)", exitReason(p.proc.Err()))
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+		return nil
 	}
 }
 

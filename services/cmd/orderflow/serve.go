@@ -18,6 +18,7 @@ import (
 	"github.com/orderflow/orderflow/services/gateway"
 	"github.com/orderflow/orderflow/services/gateway/auth"
 	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
 	"github.com/orderflow/orderflow/services/internal/serve"
 )
 
@@ -31,6 +32,8 @@ func runServe(ctx context.Context, args []string) error {
 		"the service's event store (env EVENT_STORE_URL): empty for its own database (the default), postgres://... for a PostgreSQL database of its own, kurrentdb://... or esdb://... for KurrentDB")
 	natsURL := fs.String("nats-url", os.Getenv("NATS_URL"),
 		"NATS URL (env NATS_URL); the process registers there as a NATS micro service, and the gateway finds there the services it is given no URL for")
+	natsReplicas := fs.Int("nats-replicas", envInt("NATS_REPLICAS", natsbus.DefaultReplicas),
+		fmt.Sprintf("replicas of the JetStream streams the service creates or updates, 1..%d; more than one needs a JetStream cluster of that many servers, and every process must give the same number (env NATS_REPLICAS)", natsbus.MaxReplicas))
 	tlsCert := fs.String("tls-cert", os.Getenv("TLS_CERT"), "PEM certificate chain: serve HTTPS (env TLS_CERT; needs --tls-key)")
 	tlsKey := fs.String("tls-key", os.Getenv("TLS_KEY"), "PEM private key of --tls-cert (env TLS_KEY)")
 	advertise := fs.String("advertise-url", os.Getenv("ADVERTISE_URL"),
@@ -69,6 +72,10 @@ func runServe(ctx context.Context, args []string) error {
 		fs.Usage()
 		return err
 	}
+	if err := checkReplicas(*natsReplicas); err != nil {
+		fs.Usage()
+		return usagef("serve %s: %v", service, err)
+	}
 	logger, err := newLogger(*logFormat)
 	if err != nil {
 		return err
@@ -93,6 +100,7 @@ func runServe(ctx context.Context, args []string) error {
 		OwnerDatabaseURL: *ownerURL,
 		EventStoreURL:    *eventStore,
 		NATSURL:          *natsURL,
+		NATSReplicas:     *natsReplicas,
 		TLS:              tls,
 		AdvertiseURL:     *advertise,
 		Logger:           logger,
@@ -109,8 +117,23 @@ const gatewayName = "gateway"
 var (
 	gatewayOnly = []string{"orders-url", "inventory-url", "shipping-url", "sagas-url",
 		"jwt-secret", "jwt-secret-file", "jwks-url", "rate-limit", "rate-burst", "upstream-timeout"}
-	servicesOnly = []string{"database-url", "owner-database-url", "event-store"}
+	servicesOnly = []string{"database-url", "owner-database-url", "event-store", "nats-replicas"}
 )
+
+// checkReplicas refuses a stream replica count JetStream would not take,
+// and a NATS_REPLICAS that is no number, which envInt would otherwise
+// quietly replace with the default.
+func checkReplicas(n int) error {
+	if v := os.Getenv("NATS_REPLICAS"); v != "" {
+		if _, err := strconv.Atoi(v); err != nil {
+			return fmt.Errorf("NATS_REPLICAS=%q is no number", v)
+		}
+	}
+	if n < 1 || n > natsbus.MaxReplicas {
+		return fmt.Errorf("--nats-replicas %d: want 1..%d", n, natsbus.MaxReplicas)
+	}
+	return nil
+}
 
 // checkFlagsApply refuses flags given on the command line that service
 // does not use.

@@ -74,7 +74,7 @@ func (c *Coordinator) Run(ctx context.Context, js jetstream.JetStream) error {
 // setting the consumer up again whenever it fails.
 func (c *Coordinator) runConsumer(ctx context.Context, js jetstream.JetStream) {
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 5*time.Second) {
-		err := natsbus.EnsureTopology(ctx, js, natsbus.TopologyConfig{})
+		err := natsbus.EnsureTopology(ctx, js, c.cfg.Topology)
 		if err == nil {
 			break
 		}

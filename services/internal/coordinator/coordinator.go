@@ -119,6 +119,10 @@ type Config struct {
 	// CacheSize bounds the saga states kept in memory between decisions;
 	// default 10,000.
 	CacheSize int
+	// Topology is what the coordinator passes to natsbus.EnsureTopology
+	// before it consumes (the streams' replicas); it must agree with
+	// that of the relays (ADR 0147). Zero is the single-server default.
+	Topology natsbus.TopologyConfig
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -137,6 +141,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timing.Timeout < 0 {
 		errs = append(errs, errors.New("negative saga timeout"))
+	}
+	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Definitions == nil && c.Timing.Timeout > 0 {
 		// The definitions check their timing when they are registered.

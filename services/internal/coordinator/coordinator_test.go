@@ -30,6 +30,7 @@ import (
 	"github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/sagas/sagatest"
 	"github.com/orderflow/orderflow/services/internal/coordinator/coordinatortest"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -50,6 +51,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad durable", Config{Durable: "a.b"}, "not a subject token"},
 		{"negative count", Config{Concurrency: -1}, "negative count"},
 		{"negative duration", Config{PollInterval: -time.Second}, "negative duration"},
+		{"three replicas", Config{Topology: natsbus.TopologyConfig{Replicas: 3}}, ""},
+		{"too many replicas", Config{Topology: natsbus.TopologyConfig{Replicas: natsbus.MaxReplicas + 1}}, "replicas 6 out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -71,6 +71,15 @@ type Config struct {
 	// and the service registers there as a NATS micro service
 	// (orderflow-<service>) that the gateway can find it by.
 	NATSURL string
+	// NATSReplicas is how many replicas the JetStream streams (EVENTS and
+	// COMMANDS) are created or updated with, by the relay, the command
+	// consumers and the coordinator alike: 1..natsbus.MaxReplicas, 0 for
+	// natsbus.DefaultReplicas (1). More than one needs a JetStream
+	// cluster of at least that many servers; every process of a
+	// deployment must give the same number, or each start-up would
+	// rescale the streams to its own (ADR 0147). The durable consumers
+	// inherit it from their stream.
+	NATSReplicas int
 	// TLS, when set, makes the service answer HTTPS.
 	TLS httpx.TLSFiles
 	// AdvertiseURL is the base URL other processes reach this one at,
@@ -116,6 +125,9 @@ func (c Config) Validate() error {
 	if _, err := c.eventStoreKind(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.topology().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("NATS replicas: %w", err))
+	}
 	if c.RequestTimeout < 0 || c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
@@ -132,6 +144,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("serve config: %w", err)
 	}
 	return nil
+}
+
+// topology is the JetStream topology every EnsureTopology call of the
+// process applies.
+func (c Config) topology() natsbus.TopologyConfig {
+	return natsbus.TopologyConfig{Replicas: c.NATSReplicas}
 }
 
 func (c *Config) setDefaults(m service.Module) {
@@ -371,7 +389,7 @@ func (s *Server) newRunner(ctx context.Context) (*projections.Runner, error) {
 func (s *Server) runRelay(ctx context.Context, js jetstream.JetStream) {
 	log := s.cfg.Logger.With("component", "relay")
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		err := natsbus.EnsureTopology(ctx, js, natsbus.TopologyConfig{})
+		err := natsbus.EnsureTopology(ctx, js, s.cfg.topology())
 		if err == nil {
 			break
 		}
@@ -488,15 +506,19 @@ func (s *Server) routes(idem *idempotency.Store, js jetstream.JetStream) (http.H
 	metrics.GaugeFunc("orderflow_db_pool_acquired_connections",
 		"Database connections in use.", func() float64 { return float64(s.pool.Stat().AcquiredConns()) })
 	s.registerMetrics(metrics)
+	// The coordinator creates the streams too, with the same topology.
+	coord := s.cfg.Coordinator
+	coord.Topology = s.cfg.topology()
 	parts, err := s.module.Wire(service.Deps{
 		Logger:      s.cfg.Logger,
 		Pool:        s.pool,
 		Store:       s.store,
 		Commands:    s.cfg.Commands,
-		Coordinator: s.cfg.Coordinator,
+		Coordinator: coord,
 		Metrics:     metrics,
 		NATS:        s.nc,
 		JetStream:   js,
+		Topology:    s.cfg.topology(),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("wire %s: %w", s.module.Name, err)

@@ -34,7 +34,7 @@ func CommandConsumer(d Deps, bus *commands.Bus) Worker {
 	return Worker{Name: "cmdconsume", Run: func(ctx context.Context) error {
 		// The relay creates the streams too; the consumer starts at once
 		// when they exist, and retries on its own otherwise.
-		_ = natsbus.EnsureTopology(ctx, d.JetStream, natsbus.TopologyConfig{})
+		_ = natsbus.EnsureTopology(ctx, d.JetStream, d.Topology)
 		return cmdconsume.Run(ctx, d.JetStream, cfg)
 	}}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/orderflow/orderflow/projections"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/httpx"
+	"github.com/orderflow/orderflow/services/internal/natsbus"
 )
 
 // Module is one service as serve runs it.
@@ -82,6 +83,10 @@ type Deps struct {
 	// NATS URL given); workers that need them are then not started.
 	NATS      *nats.Conn
 	JetStream jetstream.JetStream
+	// Topology is what the process's workers pass to
+	// natsbus.EnsureTopology (the streams' replicas), the same as its
+	// relay does.
+	Topology natsbus.TopologyConfig
 }
 
 // Parts is what a Module's Wire returns.
