@@ -6,7 +6,7 @@ BIN := bin/orderflow
 PKG := ./...
 TEST_TIMEOUT ?= 14m
 
-.PHONY: run test bench lint fmt vet build check-domain clean fuzz
+.PHONY: run test bench lint fmt vet build check-domain clean fuzz chaos
 
 build:
 	$(GO) build -o $(BIN) ./services/cmd/orderflow
@@ -71,3 +71,8 @@ sim:
 	grep -v -E '^(=== RUN|SIM )' <<<"$$out" || true; \
 	grep '^SIM ' <<<"$$out" || echo "SIM seeds $(or $(SEEDS),5000) failures unknown (the test did not run)"; \
 	exit $$rc
+
+## chaos: the clustered stack under load (ORDERS, default 2000) while its
+## processes are killed; exits non-zero on any broken invariant
+chaos: build
+	./$(BIN) chaos --orders $(or $(ORDERS),2000) $(ARGS)
