@@ -18,11 +18,12 @@ import (
 // private PostgreSQL cluster (fsync on) or the server named by
 // --database-url, then sagas end to end on a dev stack this binary runs,
 // then on the same stack orders placed through the gateway against
-// straight to the orders service.
+// straight to the orders service, then sagas again on a clustered dev
+// stack.
 func runBench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and commands on one hot stream against the same\ncommands on 1,000 streams. Then it runs the stack as orderflow dev does\n(every service its own process, PostgreSQL with fsync on) and measures\ncompleted sagas per second and order-to-confirmed latency through the HTTP\nAPI, then, on the same stack, orders placed per second through the gateway\nagainst straight to the orders service. It prints a table and BENCH lines.\n\n")
+		fmt.Fprintf(fs.Output(), "usage: orderflow bench [flags]\n\nMeasures event store appends against one-row INSERT and CopyFrom references\nmeasured in the same run, and commands on one hot stream against the same\ncommands on 1,000 streams. Then it runs the stack as orderflow dev does\n(every service its own process, PostgreSQL with fsync on) and measures\ncompleted sagas per second and order-to-confirmed latency through the HTTP\nAPI, then, on the same stack, orders placed per second through the gateway\nagainst straight to the orders service, then completed sagas per second\nagain on the stack orderflow dev --cluster runs. It prints a table and\nBENCH lines.\n\n")
 		fs.PrintDefaults()
 	}
 	adminURL := fs.String("database-url", "", "superuser URL of the server to measure (default: a private cluster started from the local PostgreSQL binaries, fsync on)")
@@ -42,6 +43,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.GatewayClients, "gateway-clients", 64, "clients placing orders, one after the other, straight to the orders service and through the gateway, to measure the gateway's overhead (-1 skips the gateway phase)")
 	fs.IntVar(&cfg.GatewayRounds, "gateway-rounds", 3, "interleaved rounds of the gateway phase's two legs; medians are reported")
 	fs.DurationVar(&cfg.GatewayDuration, "gateway-duration", 3*time.Second, "measured length of each leg of the gateway phase, after a warm-up")
+	fs.IntVar(&cfg.ClusterClients, "cluster-clients", 256, "clients of the saga peak run again on the stack of orderflow dev --cluster (3 NATS nodes, streams with 3 replicas, 2 replicas of every service), after the single-node stack, for saga_completed_per_s_cluster (-1 skips the cluster phase)")
 	fs.IntVar(&cfg.SagaPortBase, "saga-port-base", 0, "measure the stack already running with this --port-base (e.g. make run's 8080) instead of starting one; for profiling")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -50,7 +52,7 @@ func runBench(ctx context.Context, args []string) error {
 		fs.Usage()
 		return usagef("bench: unexpected arguments %q", fs.Args())
 	}
-	if cfg.SagaClients >= 0 || cfg.GatewayClients >= 0 {
+	if cfg.SagaClients >= 0 || cfg.GatewayClients >= 0 || cfg.ClusterClients >= 0 {
 		// The stack is `orderflow dev` run by this very binary.
 		exe, err := os.Executable()
 		if err != nil {

@@ -78,8 +78,16 @@ type Config struct {
 	SagaPoll time.Duration
 	// SagaPortBase, when positive, names a stack already running on this
 	// machine (orders at SagaPortBase+1, ...) to measure instead of
-	// starting one; for profiling its services.
+	// starting one; for profiling its services. The cluster phase does
+	// not run then.
 	SagaPortBase int
+	// ClusterClients is how many clients place orders in the saga peak
+	// run again, after the single-node stack has stopped, on the stack of
+	// `orderflow dev --cluster` (three NATS nodes, streams with three
+	// replicas, two replicas of every service and of the coordinator),
+	// for saga_completed_per_s_cluster. Default 256; negative skips the
+	// cluster phase. It needs SagaBinary.
+	ClusterClients int
 
 	// GatewayClients is how many closed-loop clients place orders in the
 	// gateway phase, each its own customer with its own token, straight
@@ -131,6 +139,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SagaPoll == 0 {
 		c.SagaPoll = 5 * time.Millisecond
+	}
+	if c.ClusterClients == 0 {
+		c.ClusterClients = 256
 	}
 	if c.GatewayClients == 0 {
 		c.GatewayClients = 64
@@ -232,6 +243,13 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 		}
 		fmt.Fprintf(w, "%s: the stack as `orderflow dev` runs it, orders placed over HTTP ...\n", what)
 		if err := r.sagas(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	if cfg.SagaBinary != "" && cfg.SagaPortBase <= 0 && cfg.ClusterClients > 0 {
+		const what = "sagas end to end on a cluster"
+		fmt.Fprintf(w, "%s: the stack as `orderflow dev --cluster` runs it, orders placed over HTTP ...\n", what)
+		if err := r.clusterSagas(ctx); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}
@@ -463,7 +481,13 @@ func (r *runner) report() {
 	single, batch := r.get("append_single_64w_eps"), r.get("append_batch100_eps")
 	p99 := r.get("append_single_64w_p99_ms")
 	for _, name := range r.names {
+		if name == clusterRateFigure && r.vals["saga_completed_per_s"] != nil {
+			continue // it goes beside the single-node figure
+		}
 		r.figs = append(r.figs, Figure{name, r.get(name), r.units[name]})
+		if name == "saga_completed_per_s" && r.vals[clusterRateFigure] != nil {
+			r.figs = append(r.figs, r.clusterFigures()...)
+		}
 	}
 	if r.cfg.Rounds > 0 {
 		fmt.Fprintf(r.w, "\nmedians of %d rounds of %s per phase\n", r.cfg.Rounds, r.cfg.Duration)
@@ -521,7 +545,8 @@ func (r *runner) report() {
 			r.figs = append(r.figs, Figure{"hot_stream_to_spread_ratio", hot / spread, "x"})
 		}
 	}
-	if _, ok := r.vals["saga_completed_per_s"]; ok {
+	_, sagaSingle := r.vals["saga_completed_per_s"]
+	if _, sagaCluster := r.vals[clusterRateFigure]; sagaSingle || sagaCluster {
 		r.sagaRows(row)
 	}
 	if _, ok := r.vals[gatewayRatioFigure]; ok {

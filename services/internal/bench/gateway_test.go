@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"math"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -52,19 +53,48 @@ func TestParseBanner(t *testing.T) {
 			name:   "the banner with the gateway",
 			banner: devBanner,
 			want: bannerURLs{orders: "http://127.0.0.1:12081", inventory: "http://127.0.0.1:12082", sagas: "http://127.0.0.1:12084",
-				gateway: "http://127.0.0.1:12080", postgres: "postgres://postgres@127.0.0.1:40124/postgres?sslmode=disable"},
+				ordersAll: []string{"http://127.0.0.1:12081"},
+				gateway:   "http://127.0.0.1:12080", postgres: "postgres://postgres@127.0.0.1:40124/postgres?sslmode=disable"},
 		},
 		{
 			name:   "a gateway over HTTPS",
 			banner: strings.Replace(devBanner, "http://127.0.0.1:12080", "https://localhost:12080", 1),
 			want: bannerURLs{orders: "http://127.0.0.1:12081", inventory: "http://127.0.0.1:12082", sagas: "http://127.0.0.1:12084",
-				gateway: "https://localhost:12080", postgres: "postgres://postgres@127.0.0.1:40124/postgres?sslmode=disable"},
+				ordersAll: []string{"http://127.0.0.1:12081"},
+				gateway:   "https://localhost:12080", postgres: "postgres://postgres@127.0.0.1:40124/postgres?sslmode=disable"},
 		},
 		{
 			name:   "a banner without a gateway line",
 			banner: regexp.MustCompile(`(?m)^  gateway .*\n`).ReplaceAllString(devBanner, ""),
 			want: bannerURLs{orders: "http://127.0.0.1:12081", inventory: "http://127.0.0.1:12082", sagas: "http://127.0.0.1:12084",
-				postgres: "postgres://postgres@127.0.0.1:40124/postgres?sslmode=disable"},
+				ordersAll: []string{"http://127.0.0.1:12081"},
+				postgres:  "postgres://postgres@127.0.0.1:40124/postgres?sslmode=disable"},
+		},
+		{
+			// Every replica has its line; each service's first one
+			// stands for it, and the orders are spread over both.
+			name: "a cluster's banner",
+			banner: strings.Replace(devBanner, `  orders     http://127.0.0.1:12081
+  inventory  http://127.0.0.1:12082
+  shipping   http://127.0.0.1:12083
+  sagas      http://127.0.0.1:12084
+  NATS       nats://127.0.0.1:40123
+`, `  orders-1    http://127.0.0.1:12081
+  orders-2    http://127.0.0.1:12091
+  inventory-1 http://127.0.0.1:12082
+  inventory-2 http://127.0.0.1:12092
+  shipping-1  http://127.0.0.1:12083
+  shipping-2  http://127.0.0.1:12093
+  sagas-1     http://127.0.0.1:12084
+  sagas-2     http://127.0.0.1:12094
+  nats-1      nats://127.0.0.1:40125
+  nats-2      nats://127.0.0.1:40126
+  nats-3      nats://127.0.0.1:40127
+  NATS        nats://127.0.0.1:40125,nats://127.0.0.1:40126,nats://127.0.0.1:40127
+`, 1),
+			want: bannerURLs{orders: "http://127.0.0.1:12081", inventory: "http://127.0.0.1:12082", sagas: "http://127.0.0.1:12084",
+				ordersAll: []string{"http://127.0.0.1:12081", "http://127.0.0.1:12091"},
+				gateway:   "http://127.0.0.1:12080", postgres: "postgres://postgres@127.0.0.1:40124/postgres?sslmode=disable"},
 		},
 		{
 			name:    "no orders URL",
@@ -89,7 +119,7 @@ func TestParseBanner(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseBanner: %v", err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("parseBanner =\n %+v, want\n %+v", got, tt.want)
 			}
 		})
@@ -316,6 +346,7 @@ func TestGatewayPhase(t *testing.T) {
 		Rounds: -1, ReplayEvents: -1, LagRate: -1, CommandCallers: -1,
 		SagaBinary: bin, SagaClients: -1, SagaSKUs: 4,
 		GatewayClients: 4, GatewayRounds: rounds, GatewayDuration: 500 * time.Millisecond,
+		ClusterClients: -1,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,16 +78,118 @@ const (
 // negative, the gateway phase (gateway.go), after the sagas have drained
 // so that the saga figures are those of the stack alone.
 func (r *runner) sagas(ctx context.Context) error {
+	return r.withStack(ctx, false, func(ctx context.Context, st *stack) error {
+		s := newSagaClient(st, max(r.cfg.SagaClients, r.cfg.GatewayClients))
+		if err := r.prepare(ctx, s); err != nil {
+			return err
+		}
+		if r.cfg.SagaClients > 0 {
+			if err := r.sagaPhases(ctx, s); err != nil {
+				return err
+			}
+		}
+		if r.cfg.GatewayClients > 0 {
+			return r.gateway(ctx, s)
+		}
+		return nil
+	})
+}
+
+// clusterSagas runs the saga peak again, with ClusterClients clients, on
+// the stack `orderflow dev --cluster` runs: three NATS nodes forming one
+// JetStream cluster whose streams keep three replicas, two replicas of
+// every service and of the coordinator. The orders are spread over the
+// orders replicas. It measures what the replication and the leases cost
+// against the single-node figure, not the gateway, which the gateway
+// phase measures.
+func (r *runner) clusterSagas(ctx context.Context) error {
+	return r.withStack(ctx, true, func(ctx context.Context, st *stack) error {
+		s := newSagaClient(st, r.cfg.ClusterClients)
+		if err := r.prepare(ctx, s); err != nil {
+			return err
+		}
+		if err := r.firstSagas(ctx, s); err != nil {
+			return err
+		}
+		peak, err := r.sagaPeak(ctx, s, clusterPhase(r.cfg.ClusterClients))
+		if err != nil {
+			return err
+		}
+		if peak <= 0 {
+			return errors.New("no order was confirmed in the cluster's peak phase")
+		}
+		return r.sagaCheck(ctx, s, clusterPhase(r.cfg.ClusterClients))
+	})
+}
+
+// firstSagas places one order through each orders replica and waits for
+// them to read confirmed. A cluster answers its health checks some
+// seconds before it completes sagas: its consumers are created on
+// replicated streams, and the replicas settle who holds each lease. The
+// peak measures the stack at work, not that.
+func (r *runner) firstSagas(ctx context.Context, s *sagaClient) error {
+	w := newWatcher(s, peakPoll)
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { w.run(wctx) })
+	defer wg.Wait()
+	defer stop()
+	start := time.Now()
+	errs := make([]error, len(s.ordersAll))
+	var cg sync.WaitGroup
+	for c := range s.ordersAll {
+		cg.Go(func() {
+			o, err := s.placeAndWaitSKU(ctx, w, c, s.skus[c%len(s.skus)])
+			if err == nil && o.status != "confirmed" {
+				err = fmt.Errorf("the first order through %s ended %s", s.ordersAll[c], o.status)
+			}
+			errs[c] = err
+		})
+	}
+	cg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.w, "  first sagas completed in %s, one through each of the %d orders replicas\n", time.Since(start).Round(100*time.Millisecond), len(s.ordersAll))
+	return nil
+}
+
+// prepare notes the sagas the stack completed before and restocks the
+// skus the orders spread over.
+func (r *runner) prepare(ctx context.Context, s *sagaClient) error {
+	// A running stack may hold sagas of its own.
+	before, err := s.countSagas(ctx, "completed", -1)
+	if err != nil {
+		return err
+	}
+	s.completedBefore = before
+	t := time.Now()
+	if err := s.restock(ctx, r.cfg.SagaSKUs); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.w, "  restocked %d skus with %d units each in %s\n", r.cfg.SagaSKUs, restockQuantity, time.Since(t).Round(100*time.Millisecond))
+	return nil
+}
+
+// withStack runs fn on a stack: the one running at SagaPortBase, if set
+// and not cluster, else one started by `SagaBinary dev` (with --cluster
+// if cluster) and stopped after fn. fn's context ends, and its error
+// carries the stack's last lines, should the stack die.
+func (r *runner) withStack(ctx context.Context, cluster bool, fn func(context.Context, *stack) error) error {
 	var st *stack
-	if base := r.cfg.SagaPortBase; base > 0 {
+	if base := r.cfg.SagaPortBase; base > 0 && !cluster {
 		st = runningStack(base)
 		fmt.Fprintf(r.w, "  using the stack running at ports %d..%d: orders %s, inventory %s, sagas %s, gateway %s (its durability is not checked)\n",
 			base, base+4, st.orders, st.inventory, st.sagas, st.gateway)
 	} else {
-		fmt.Fprintf(r.w, "  starting the stack: %s dev (every service its own process) ...\n", r.cfg.SagaBinary)
+		what := "dev (every service its own process)"
+		if cluster {
+			what = "dev --cluster (3 NATS nodes, 2 replicas of every service)"
+		}
+		fmt.Fprintf(r.w, "  starting the stack: %s %s ...\n", r.cfg.SagaBinary, what)
 		start := time.Now()
 		var err error
-		if st, err = startStack(ctx, r.cfg.SagaBinary); err != nil {
+		if st, err = startStack(ctx, r.cfg.SagaBinary, cluster); err != nil {
 			return err
 		}
 		defer func() {
@@ -98,7 +201,7 @@ func (r *runner) sagas(ctx context.Context) error {
 			fmt.Fprintf(r.w, "  stack stopped in %s\n", time.Since(t).Round(100*time.Millisecond))
 		}()
 		fmt.Fprintf(r.w, "  stack ready in %s: orders %s, inventory %s, sagas %s, gateway %s; PostgreSQL fsync=%s synchronous_commit=%s\n",
-			time.Since(start).Round(100*time.Millisecond), st.orders, st.inventory, st.sagas, st.gateway, st.fsync, st.syncCommit)
+			time.Since(start).Round(100*time.Millisecond), strings.Join(st.ordersAll, " "), st.inventory, st.sagas, st.gateway, st.fsync, st.syncCommit)
 	}
 
 	// The phase ends early, with the stack's last lines, if the stack dies.
@@ -111,35 +214,11 @@ func (r *runner) sagas(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	fail := func(err error) error {
+	if err := fn(ctx, st); err != nil {
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 			return errors.Join(err, cause)
 		}
 		return err
-	}
-
-	s := newSagaClient(st, max(r.cfg.SagaClients, r.cfg.GatewayClients))
-	// A running stack may hold sagas of its own.
-	before, err := s.countSagas(ctx, "completed", -1)
-	if err != nil {
-		return fail(err)
-	}
-	s.completedBefore = before
-	t := time.Now()
-	if err := s.restock(ctx, r.cfg.SagaSKUs); err != nil {
-		return fail(err)
-	}
-	fmt.Fprintf(r.w, "  restocked %d skus with %d units each in %s\n", r.cfg.SagaSKUs, restockQuantity, time.Since(t).Round(100*time.Millisecond))
-
-	if r.cfg.SagaClients > 0 {
-		if err := r.sagaPhases(ctx, s); err != nil {
-			return fail(err)
-		}
-	}
-	if r.cfg.GatewayClients > 0 {
-		if err := r.gateway(ctx, s); err != nil {
-			return fail(err)
-		}
 	}
 	return nil
 }
@@ -147,7 +226,8 @@ func (r *runner) sagas(ctx context.Context) error {
 // sagaPhases runs the saga peak and latency phases and checks that every
 // order's saga completed.
 func (r *runner) sagaPhases(ctx context.Context, s *sagaClient) error {
-	peak, err := r.sagaPeak(ctx, s)
+	single := peakPhase{label: "peak", clients: r.cfg.SagaClients}
+	peak, err := r.sagaPeak(ctx, s, single)
 	if err != nil {
 		return err
 	}
@@ -157,7 +237,38 @@ func (r *runner) sagaPhases(ctx context.Context, s *sagaClient) error {
 	if err := r.sagaLatency(ctx, s, peak/2); err != nil {
 		return err
 	}
-	return r.sagaCheck(ctx, s)
+	return r.sagaCheck(ctx, s, single)
+}
+
+// peakPhase is a stack the saga peak runs on: its clients, the label of
+// its progress lines and the suffix of its figures' names ("" for the
+// single-node stack).
+type peakPhase struct {
+	label, suffix string
+	clients       int
+}
+
+// clusterSuffix ends the names of the figures measured on the cluster.
+const clusterSuffix = "_cluster"
+
+// clusterRateFigure is the cluster's completed sagas per second; the
+// BENCH lines print it, and its ratio to the single-node figure, right
+// under the single-node figure.
+const clusterRateFigure = "saga_completed_per_s" + clusterSuffix
+
+// clusterFigures are the cluster's rate and, when the single-node stack
+// was measured too, the ratio of the two.
+func (r *runner) clusterFigures() []Figure {
+	rate := r.get(clusterRateFigure)
+	out := []Figure{{clusterRateFigure, rate, r.units[clusterRateFigure]}}
+	if single := r.get("saga_completed_per_s"); single > 0 {
+		out = append(out, Figure{"saga_cluster_to_single_ratio", rate / single, "x"})
+	}
+	return out
+}
+
+func clusterPhase(clients int) peakPhase {
+	return peakPhase{label: "cluster peak", suffix: clusterSuffix, clients: clients}
 }
 
 // sagaWarmup is the first part of a phase, not measured: connections,
@@ -166,13 +277,13 @@ func sagaWarmup(d time.Duration) time.Duration {
 	return min(max(d/5, 200*time.Millisecond), 2*time.Second)
 }
 
-// sagaPeak runs SagaClients clients for warm-up plus SagaDuration, each
+// sagaPeak runs p.clients clients for warm-up plus SagaDuration, each
 // placing one order after the other and waiting for it to read confirmed.
 // It returns the confirmations per second seen in the measured window.
-func (r *runner) sagaPeak(ctx context.Context, s *sagaClient) (float64, error) {
+func (r *runner) sagaPeak(ctx context.Context, s *sagaClient, p peakPhase) (float64, error) {
 	d := r.cfg.SagaDuration
 	warm := sagaWarmup(d)
-	fmt.Fprintf(r.w, "  peak: %d clients, each placing an order and waiting for it to read confirmed, %s (+%s warm-up) ...\n", r.cfg.SagaClients, d, warm)
+	fmt.Fprintf(r.w, "  %s: %d clients, each placing an order and waiting for it to read confirmed, %s (+%s warm-up) ...\n", p.label, p.clients, d, warm)
 	w := newWatcher(s, peakPoll)
 	wctx, stopWatch := context.WithCancel(ctx)
 	var wwg sync.WaitGroup
@@ -204,7 +315,7 @@ func (r *runner) sagaPeak(ctx context.Context, s *sagaClient) (float64, error) {
 		analyzed <- s.st.analyze(ctx)
 	}()
 	var wg sync.WaitGroup
-	for c := range r.cfg.SagaClients {
+	for c := range p.clients {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(c), 1))
 			for ctx.Err() == nil && time.Now().Before(to) {
@@ -245,31 +356,31 @@ func (r *runner) sagaPeak(ctx context.Context, s *sagaClient) (float64, error) {
 			waiting = false
 		case now := <-every.C:
 			n := confirmed.Load()
-			fmt.Fprintf(r.w, "  peak: %4.1fs, %d placed, %d confirmed (%.0f/s over the last %.0fs), %d awaited, %d POST errors\n",
-				now.Sub(begin).Seconds(), s.accepted.Load(), n, float64(n-last)/now.Sub(lastAt).Seconds(), now.Sub(lastAt).Seconds(),
+			fmt.Fprintf(r.w, "  %s: %4.1fs, %d placed, %d confirmed (%.0f/s over the last %.0fs), %d awaited, %d POST errors\n",
+				p.label, now.Sub(begin).Seconds(), s.accepted.Load(), n, float64(n-last)/now.Sub(lastAt).Seconds(), now.Sub(lastAt).Seconds(),
 				w.awaited(), s.postErrors.Load())
 			last, lastAt = n, now
 		}
 	}
 	if firstErr != nil {
-		return 0, fmt.Errorf("peak: %w", firstErr)
+		return 0, fmt.Errorf("%s: %w", p.label, firstErr)
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	if err := <-analyzed; err != nil {
-		return 0, fmt.Errorf("peak: %w", err)
+		return 0, fmt.Errorf("%s: %w", p.label, err)
 	}
 	rate := float64(inWindow.Load()) / d.Seconds()
 	slices.Sort(lats)
 	polls, rows := w.stats()
-	fmt.Fprintf(r.w, "  peak: %.0f sagas/s (%d confirmed in %s), at that load order-to-confirmed p50 %.1f ms p99 %.1f ms; %s; %d read-model polls, %.0f rows each\n",
-		rate, inWindow.Load(), d, ms(pct(lats, 0.5)), ms(pct(lats, 0.99)), describeNotConfirmed(notConfirmed), polls, float64(rows)/max(float64(polls), 1))
+	fmt.Fprintf(r.w, "  %s: %.0f sagas/s (%d confirmed in %s), at that load order-to-confirmed p50 %.1f ms p99 %.1f ms; %s; %d read-model polls, %.0f rows each\n",
+		p.label, rate, inWindow.Load(), d, ms(pct(lats, 0.5)), ms(pct(lats, 0.99)), describeNotConfirmed(notConfirmed), polls, float64(rows)/max(float64(polls), 1))
 	if samples, ok := <-cpu; ok {
 		reportCPU(r.w, samples[0], samples[1], inWindow.Load())
 	}
-	r.add("saga_completed_per_s", rate, "sagas/s")
-	r.add("saga_peak_p50_ms", ms(pct(lats, 0.5)), "ms")
+	r.add("saga_completed_per_s"+p.suffix, rate, "sagas/s")
+	r.add("saga_peak_p50_ms"+p.suffix, ms(pct(lats, 0.5)), "ms")
 	return rate, nil
 }
 
@@ -381,7 +492,7 @@ func (r *runner) sagaLatency(ctx context.Context, s *sagaClient, rate float64) e
 // in the sagas read model, that every order accepted in the phase has a
 // completed saga: the orders read model's `confirmed` is the saga's last
 // step, the coordinator's `completed` its end.
-func (r *runner) sagaCheck(ctx context.Context, s *sagaClient) error {
+func (r *runner) sagaCheck(ctx context.Context, s *sagaClient, p peakPhase) error {
 	deadline := time.Now().Add(drainTimeout)
 	for {
 		busy, err := s.busySagas(ctx)
@@ -402,22 +513,41 @@ func (r *runner) sagaCheck(ctx context.Context, s *sagaClient) error {
 	completed := all - s.completedBefore
 	accepted := s.accepted.Load()
 	fmt.Fprintf(r.w, "  sagas read model: %d completed for %d orders accepted; %d POSTs answered other than 202\n", completed, accepted, s.postErrors.Load())
-	r.add("saga_not_completed", float64(max(accepted-int64(completed), 0)), "count")
-	r.add("saga_post_errors", float64(s.postErrors.Load()), "count")
+	r.add("saga_not_completed"+p.suffix, float64(max(accepted-int64(completed), 0)), "count")
+	r.add("saga_post_errors"+p.suffix, float64(s.postErrors.Load()), "count")
 	return nil
 }
 
-// sagaRows adds the saga phase's rows to the report's table.
+// sagaRows adds the rows of the saga phases, on the single-node stack
+// and on the cluster, whichever ran, to the report's table. The cluster's
+// rate comes right under the single-node one, which is its reference.
 func (r *runner) sagaRows(row func(name string, v float64, unit string, ref float64, target string, ok bool)) {
+	_, single := r.vals["saga_completed_per_s"]
+	_, cluster := r.vals["saga_completed_per_s"+clusterSuffix]
 	rate := r.get("saga_completed_per_s")
-	row(fmt.Sprintf("sagas completed end to end, %d clients", r.cfg.SagaClients), rate, "s/s", dtmSagaTPS,
-		fmt.Sprintf(">= %d/s", sagaTarget), rate >= sagaTarget)
-	row("  order-to-confirmed p50 at the peak", r.get("saga_peak_p50_ms"), "ms", 0, "-", true)
-	row(fmt.Sprintf("  order-to-confirmed p50 at %.0f orders/s", r.get("saga_latency_rate_per_s")), r.get("saga_p50_ms"), "ms", 0, "-", true)
-	row("  p99", r.get("saga_p99_ms"), "ms", 0, "-", true)
-	nc, pe := r.get("saga_not_completed"), r.get("saga_post_errors")
-	row("  orders without a completed saga", nc, "", 0, "0", nc == 0)
-	row("  POSTs answered other than 202", pe, "", 0, "0", pe == 0)
+	if single {
+		row(fmt.Sprintf("sagas completed end to end, %d clients", r.cfg.SagaClients), rate, "s/s", dtmSagaTPS,
+			fmt.Sprintf(">= %d/s", sagaTarget), rate >= sagaTarget)
+	}
+	if cluster {
+		// No target: the figure says what three copies of every message
+		// and two replicas of every service cost on this machine.
+		row(fmt.Sprintf("  on the cluster, %d clients (vs. 1 node)", r.cfg.ClusterClients), r.get("saga_completed_per_s"+clusterSuffix), "s/s", rate, "-", true)
+	}
+	if single {
+		row("  order-to-confirmed p50 at the peak", r.get("saga_peak_p50_ms"), "ms", 0, "-", true)
+		row(fmt.Sprintf("  order-to-confirmed p50 at %.0f orders/s", r.get("saga_latency_rate_per_s")), r.get("saga_p50_ms"), "ms", 0, "-", true)
+		row("  p99", r.get("saga_p99_ms"), "ms", 0, "-", true)
+		nc, pe := r.get("saga_not_completed"), r.get("saga_post_errors")
+		row("  orders without a completed saga", nc, "", 0, "0", nc == 0)
+		row("  POSTs answered other than 202", pe, "", 0, "0", pe == 0)
+	}
+	if cluster {
+		row("  cluster: order-to-confirmed p50 at the peak", r.get("saga_peak_p50_ms"+clusterSuffix), "ms", 0, "-", true)
+		nc, pe := r.get("saga_not_completed"+clusterSuffix), r.get("saga_post_errors"+clusterSuffix)
+		row("  cluster: orders without a completed saga", nc, "", 0, "0", nc == 0)
+		row("  cluster: POSTs answered other than 202", pe, "", 0, "0", pe == 0)
+	}
 	fmt.Fprintf(r.w, "%-44s %10d %-3s %12s %10s %s\n", "reference: dtm saga transactions", dtmSagaTPS, "s/s", "", "",
 		"published (4 cores, no business SQL), not measured here")
 }
@@ -442,7 +572,10 @@ func describeNotConfirmed(byStatus map[string]int) string {
 type sagaClient struct {
 	hc                       *http.Client
 	orders, inventory, sagas string
-	skus                     []string
+	// ordersAll are the URLs of every orders replica, orders first;
+	// client c places its orders at ordersAll[c%len(ordersAll)].
+	ordersAll []string
+	skus      []string
 	// stackPID is the dev command's process; 0 for a stack this run did
 	// not start.
 	stackPID int
@@ -467,6 +600,10 @@ func newSagaClient(st *stack, clients int) *sagaClient {
 	c := &sagaClient{
 		hc:     &http.Client{Transport: tr, Timeout: 30 * time.Second},
 		orders: st.orders, inventory: st.inventory, sagas: st.sagas,
+		ordersAll: st.ordersAll,
+	}
+	if len(c.ordersAll) == 0 {
+		c.ordersAll = []string{st.orders}
 	}
 	if st.proc != nil {
 		c.stackPID = st.proc.Pid()
@@ -548,7 +685,7 @@ func (s *sagaClient) placeAndWaitSKU(ctx context.Context, w *watcher, client int
 	body := orderBody(benchCustomer(client), sku)
 	for refused := 0; ; refused++ {
 		sent := time.Now()
-		code, resp, err := s.do(ctx, http.MethodPost, s.orders+"/api/orders", body)
+		code, resp, err := s.do(ctx, http.MethodPost, s.ordersAll[client%len(s.ordersAll)]+"/api/orders", body)
 		if err != nil {
 			return outcome{}, fmt.Errorf("POST /api/orders: %w", err)
 		}
@@ -811,6 +948,9 @@ type stack struct {
 	done                     <-chan struct{}
 	log                      *stackLog
 	orders, inventory, sagas string
+	// ordersAll are the URLs of every orders replica (one but on a
+	// cluster), orders first.
+	ordersAll []string
 	// gateway is the gateway's URL; empty if the banner named none.
 	gateway           string
 	fsync, syncCommit string
@@ -827,15 +967,20 @@ type stack struct {
 }
 
 var (
-	bannerServiceRE = regexp.MustCompile(`(?m)^\s+(orders|inventory|shipping|sagas)\s+(http://\S+)\s*$`)
+	// A cluster's banner names every replica: "orders-1", "orders-2".
+	bannerServiceRE = regexp.MustCompile(`(?m)^\s+(orders|inventory|shipping|sagas)(?:-[0-9]+)?\s+(http://\S+)\s*$`)
 	// The gateway's line goes on to say what it is for.
 	bannerGatewayRE = regexp.MustCompile(`(?m)^\s+gateway\s+(https?://\S+)(?:\s.*)?$`)
 	bannerPGRE      = regexp.MustCompile(`(?m)^\s+PostgreSQL\s+(postgres(?:ql)?://\S+)\s*$`)
 )
 
-// bannerURLs are the addresses the dev command's banner names.
+// bannerURLs are the addresses the dev command's banner names. On a
+// cluster's, orders, inventory and sagas are each service's first
+// replica.
 type bannerURLs struct {
 	orders, inventory, sagas, gateway string
+	// ordersAll lists every orders replica, in the banner's order.
+	ordersAll []string
 	// postgres is the superuser URL of the stack's PostgreSQL.
 	postgres string
 }
@@ -849,11 +994,12 @@ func parseBanner(banner string) (bannerURLs, error) {
 	for _, m := range bannerServiceRE.FindAllStringSubmatch(banner, -1) {
 		switch m[1] {
 		case "orders":
-			b.orders = m[2]
+			b.ordersAll = append(b.ordersAll, m[2])
+			b.orders = cmp.Or(b.orders, m[2])
 		case "inventory":
-			b.inventory = m[2]
+			b.inventory = cmp.Or(b.inventory, m[2])
 		case "sagas":
-			b.sagas = m[2]
+			b.sagas = cmp.Or(b.sagas, m[2])
 		}
 	}
 	if m := bannerGatewayRE.FindStringSubmatch(banner); m != nil {
@@ -871,21 +1017,22 @@ func parseBanner(banner string) (bannerURLs, error) {
 // runningStack is a stack someone else started at port base.
 func runningStack(base int) *stack {
 	u := func(off int) string { return fmt.Sprintf("http://127.0.0.1:%d", base+off) }
-	return &stack{orders: u(1), inventory: u(2), sagas: u(4), gateway: u(0)}
+	return &stack{orders: u(1), ordersAll: []string{u(1)}, inventory: u(2), sagas: u(4), gateway: u(0)}
 }
 
-// startStack runs `binary dev` on free ports with its own PostgreSQL and
-// NATS, waits for its banner and checks that PostgreSQL runs durable.
-func startStack(ctx context.Context, binary string) (*stack, error) {
+// startStack runs `binary dev` (with --cluster if cluster) on free ports
+// with its own PostgreSQL and NATS, waits for its banner and checks that
+// PostgreSQL runs durable.
+func startStack(ctx context.Context, binary string, cluster bool) (*stack, error) {
 	var lastErr error
 	// Another process may take a port between our check and the stack's
 	// bind; the dev command then says so, and a different base is tried.
 	for range 3 {
-		base, err := freePortBase()
+		base, err := freePortBase(stackPorts(cluster))
 		if err != nil {
 			return nil, err
 		}
-		st, err := startStackAt(ctx, binary, base)
+		st, err := startStackAt(ctx, binary, base, cluster)
 		if err == nil {
 			return st, nil
 		}
@@ -897,12 +1044,30 @@ func startStack(ctx context.Context, binary string) (*stack, error) {
 	return nil, lastErr
 }
 
-func startStackAt(ctx context.Context, binary string, base int) (*stack, error) {
+// stackPorts is how many consecutive ports from its port base a stack
+// takes: the gateway and the four services, and on a cluster the second
+// replicas' at base+11..base+14.
+func stackPorts(cluster bool) int {
+	if cluster {
+		return 15
+	}
+	return 5
+}
+
+func startStackAt(ctx context.Context, binary string, base int, cluster bool) (*stack, error) {
 	secret, err := newStackSecret()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(binary, "dev", "--port-base", strconv.Itoa(base))
+	args := []string{"dev", "--port-base", strconv.Itoa(base)}
+	timeout := stackStartTimeout
+	if cluster {
+		// Three NATS nodes electing their leaders and twice the
+		// processes take longer on two cores.
+		args = append(args, "--cluster")
+		timeout *= 2
+	}
+	cmd := exec.Command(binary, args...)
 	// The stack starts its own PostgreSQL and NATS, as `make run` does.
 	// Its gateway gets the benchmark's token secret and rate limit
 	// (gatewayEnv), not whatever the caller's environment holds.
@@ -925,7 +1090,7 @@ func startStackAt(ctx context.Context, binary string, base int) (*stack, error) 
 		return nil, fmt.Errorf("start the dev stack: %w", err)
 	}
 	st := &stack{proc: proc, done: proc.Done(), log: log, secret: secret, rateLimited: true}
-	timer := time.NewTimer(stackStartTimeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case <-log.ready:
@@ -933,7 +1098,7 @@ func startStackAt(ctx context.Context, binary string, base int) (*stack, error) 
 		return nil, fmt.Errorf("the dev stack exited (%v) before it was ready; its last lines:\n%s", st.err(), log.tailString())
 	case <-timer.C:
 		_ = st.stop()
-		return nil, fmt.Errorf("the dev stack was not ready within %s; its last lines:\n%s", stackStartTimeout, log.tailString())
+		return nil, fmt.Errorf("the dev stack was not ready within %s; its last lines:\n%s", timeout, log.tailString())
 	case <-ctx.Done():
 		_ = st.stop()
 		return nil, ctx.Err()
@@ -944,6 +1109,7 @@ func startStackAt(ctx context.Context, binary string, base int) (*stack, error) 
 		return nil, err
 	}
 	st.orders, st.inventory, st.sagas, st.gateway = urls.orders, urls.inventory, urls.sagas, urls.gateway
+	st.ordersAll = urls.ordersAll
 	st.adminURL = urls.postgres
 	if err := st.checkDurable(ctx, urls.postgres); err != nil {
 		_ = st.stop()
@@ -1129,22 +1295,22 @@ func (l *stackLog) tailString() string {
 	return strings.Join(lines, "\n")
 }
 
-// freePortBase finds five free consecutive ports N..N+4 below the kernel's
+// freePortBase finds n free consecutive ports N..N+n-1 below the kernel's
 // ephemeral range, where no outgoing connection or port-0 listener takes
 // one between this check and the stack's bind.
-func freePortBase() (int, error) {
+func freePortBase(n int) (int, error) {
 	low := 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
-				low = n
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 10000+n+1000 {
+				low = v
 			}
 		}
 	}
 	for range 100 {
-		base := 10000 + rand.IntN(low-10000-5)
+		base := 10000 + rand.IntN(low-10000-n)
 		free := true
-		for p := base; p <= base+4 && free; p++ {
+		for p := base; p < base+n && free; p++ {
 			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 			if err != nil {
 				free = false
@@ -1156,5 +1322,5 @@ func freePortBase() (int, error) {
 			return base, nil
 		}
 	}
-	return 0, errors.New("no five consecutive free ports for the dev stack")
+	return 0, fmt.Errorf("no %d consecutive free ports for the dev stack", n)
 }

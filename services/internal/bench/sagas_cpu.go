@@ -148,6 +148,10 @@ func processGroup(pid, self, stackPID int, cmdline []byte) string {
 	case pid == stackPID || strings.Contains(cl, "\x00dev\x00--port-base"):
 		return "dev command (embedded NATS, log console)"
 	}
+	if strings.HasPrefix(cl, "nats-node\x00") || strings.Contains(cl, "\x00nats-node\x00") {
+		// dev --cluster's NATS nodes, each its own process.
+		return "NATS nodes"
+	}
 	if m := serveRE.FindStringSubmatch(cl); m != nil {
 		return "service " + m[1]
 	}

@@ -42,6 +42,7 @@ func TestSagas(t *testing.T) {
 		Rounds: -1, ReplayEvents: -1, LagRate: -1, CommandCallers: -1,
 		SagaBinary: bin, SagaClients: 8, SagaDuration: time.Second, SagaSKUs: 4,
 		GatewayClients: 4, GatewayRounds: 1, GatewayDuration: 500 * time.Millisecond,
+		ClusterClients: -1, // TestSagasCluster runs it
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
