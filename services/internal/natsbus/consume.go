@@ -38,13 +38,21 @@ const drainWait = time.Second
 // Redeliveries).
 // Missed heartbeats while NATS is away do not end it: the iterator
 // carries on once the server is back.
+// pullExpiry is how long one pull request waits at the consumer's leader.
+// The client learns that its requests are gone (a leader on a node that
+// died took them along, and the new leader has none) only by missing two
+// of the heartbeats the server sends every half of this, so it bounds a
+// consumer's stall after a NATS node dies: 30s by default, which let
+// every saga step sent meanwhile run out of time.
+const pullExpiry = 5 * time.Second
+
 func Consume(ctx context.Context, cons jetstream.Consumer, concurrency int, handle func(ctx context.Context, msg jetstream.Msg, delivered int)) error {
 	if cons == nil || handle == nil || concurrency <= 0 {
 		return fmt.Errorf("%w: consumer %v, handler %v, concurrency %d", ErrInvalidConsume, cons != nil, handle != nil, concurrency)
 	}
 	name := cons.CachedInfo().Name
 	redelivered := redeliveryCounter(name)
-	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
+	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", name, err)
 	}
