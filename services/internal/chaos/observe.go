@@ -225,7 +225,8 @@ func diffRows(before, after map[string]string) (missing, extra, changed []string
 
 // JetStreamBusy lists the JetStream consumers of the cluster at url that
 // still have messages to deliver or awaiting their ack ("STREAM/consumer
-// 3 pending, 1 unacked"); none means no command or event is in flight. A
+// 3 pending, 1 unacked"), leaving out those that acknowledge nothing;
+// none means no command or event is in flight. A
 // command whose run was cut short by a kill is redelivered only after its
 // ack wait, and may still have work to undo (a partial reservation), so
 // a run is not at rest before this is empty.
@@ -248,6 +249,12 @@ func JetStreamBusy(ctx context.Context, url string) ([]string, error) {
 		}
 		cons := s.ListConsumers(ctx)
 		for ci := range cons.Info() {
+			if ci.Config.AckPolicy == jetstream.AckNonePolicy {
+				// A reader that acknowledges nothing holds no work: the
+				// search a relay makes of what it published, left behind
+				// by a killed relay until its inactivity threshold.
+				continue
+			}
 			if ci.NumPending > 0 || ci.NumAckPending > 0 {
 				busy = append(busy, fmt.Sprintf("%s/%s %d pending, %d unacked", si.Config.Name, ci.Name, ci.NumPending, ci.NumAckPending))
 			}
