@@ -45,12 +45,8 @@ func runBench(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.GatewayDuration, "gateway-duration", 3*time.Second, "measured length of each leg of the gateway phase, after a warm-up")
 	fs.IntVar(&cfg.ClusterClients, "cluster-clients", 256, "clients of the saga peak run again on the stack of orderflow dev --cluster (3 NATS nodes, streams with 3 replicas, 2 replicas of every service), after the single-node stack, for saga_completed_per_s_cluster (-1 skips the cluster phase)")
 	fs.IntVar(&cfg.SagaPortBase, "saga-port-base", 0, "measure the stack already running with this --port-base (e.g. make run's 8080) instead of starting one; for profiling")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usagef("bench: unexpected arguments %q", fs.Args())
 	}
 	if cfg.SagaClients >= 0 || cfg.GatewayClients >= 0 || cfg.ClusterClients >= 0 {
 		// The stack is `orderflow dev` run by this very binary.

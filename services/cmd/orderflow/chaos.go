@@ -76,12 +76,8 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usagef("chaos: unexpected arguments %q", fs.Args())
 	}
 	switch {
 	case o.orders < 1:

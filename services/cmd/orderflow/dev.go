@@ -116,12 +116,8 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usagef("dev: unexpected arguments %q", fs.Args())
 	}
 	if last := opts.portBase + lastPortOffset(opts.cluster); opts.portBase < 1 || last > 65535 {
 		return usagef("dev: --port-base %d out of range 1..%d", opts.portBase, 65535-lastPortOffset(opts.cluster))

@@ -114,3 +114,16 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return usageError{err}
 }
+
+// parseFlagsOnly is parseFlags for a command that takes flags and no
+// arguments; fs's name names it in the error.
+func parseFlagsOnly(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return usagef("%s: unexpected arguments %q", fs.Name(), fs.Args())
+	}
+	return nil
+}

@@ -49,12 +49,8 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usagef("nats-node: unexpected arguments %q", fs.Args())
 	}
 	cfg, err := o.config()
 	if err != nil {

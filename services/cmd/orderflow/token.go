@@ -45,12 +45,8 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return usagef("token: unexpected arguments %q", fs.Args())
 	}
 	p := auth.Principal{Subject: *sub, Role: auth.Role(*role)}
 	switch p.Role {
