@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/orderflow/orderflow/domain/shipping"
@@ -51,6 +52,17 @@ type Config struct {
 	// Hook, when set, wraps every command the handlers run (see Chain to
 	// install several, and Counter for one that counts).
 	Hook Hook
+	// SnapshotEvery is how many events apart a stream's state is
+	// snapshotted: after an append that takes the stream past a multiple
+	// of it (0 means DefaultSnapshotEvery; negative turns snapshots off,
+	// neither taken nor loaded). See snapshot.go.
+	SnapshotEvery int
+	// Snapshots keeps the snapshots; nil means the EventStore when it
+	// implements SnapshotStore, and none otherwise.
+	Snapshots SnapshotStore
+	// Logger receives what the handlers skip rather than fail on (a
+	// snapshot not saved); nil means slog.Default().
+	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -68,6 +80,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Stats == nil {
 		c.Stats = new(Stats)
+	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	return c
 }

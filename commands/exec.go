@@ -111,6 +111,7 @@ func execute[S any, P state[S]](ctx context.Context, x *executor, m Meta, stream
 		decide: func(a aggregate) ([]any, error) { return decide(a.(P)) },
 		fresh:  func() aggregate { return P(new(S)) },
 		clone:  func(a aggregate) aggregate { return P(a.(P).Clone()) },
+		codec:  codecOf[S](),
 	})
 }
 

@@ -26,7 +26,12 @@ type PlaceOrder struct {
 	SagaID     string
 	CustomerID string
 	Items      []order.Item
-	Address    order.Address
+	// Currency is the ISO 4217 code of the prices; empty means
+	// order.DefaultCurrency. It is left out of the command's JSON when
+	// empty, so that the command reads the same to a receiver that
+	// predates it.
+	Currency string `json:",omitempty"`
+	Address  order.Address
 }
 
 // Place creates an order, pending, placed at m.Now. Every invalid field is
@@ -44,6 +49,7 @@ func (h *Orders) place(ctx context.Context, m Meta, c PlaceOrder) (Result, error
 		SagaID:     c.SagaID,
 		CustomerID: c.CustomerID,
 		Items:      c.Items,
+		Currency:   c.Currency,
 		Address:    c.Address,
 		At:         m.Now,
 	}

@@ -40,12 +40,12 @@ func TestPlace(t *testing.T) {
 	}
 	payloads, envs := stream(t, s, res.Stream)
 	want := order.OrderPlaced{OrderID: c.OrderID, SagaID: c.SagaID, CustomerID: "c-42", Items: items(),
-		ShippingAddress: address("US"), TotalCents: 3098, PlacedAt: now}
+		Currency: order.DefaultCurrency, ShippingAddress: address("US"), TotalCents: 3098, PlacedAt: now}
 	if len(payloads) != 1 || !equalPlaced(payloads[0], want) {
 		t.Fatalf("stream holds %#v, want %#v", payloads, want)
 	}
 	e := envs[0]
-	if e.Type != order.TypeOrderPlaced || e.SchemaVersion != 1 || !domain.ValidUUID(e.ID) {
+	if e.Type != order.TypeOrderPlaced || e.SchemaVersion != order.PlacedSchemaVersion || !domain.ValidUUID(e.ID) {
 		t.Errorf("envelope = type %q schema %d id %q", e.Type, e.SchemaVersion, e.ID)
 	}
 	wantMD := domain.Metadata{CorrelationID: m.RequestID, CausationID: m.CommandID, RequestID: m.RequestID}
@@ -64,7 +64,7 @@ func equalPlaced(got any, want order.OrderPlaced) bool {
 	p, ok := got.(order.OrderPlaced)
 	return ok && p.OrderID == want.OrderID && p.SagaID == want.SagaID && p.CustomerID == want.CustomerID &&
 		len(p.Items) == len(want.Items) && p.Items[0] == want.Items[0] && p.Items[1] == want.Items[1] &&
-		p.ShippingAddress == want.ShippingAddress && p.TotalCents == want.TotalCents && p.PlacedAt.Equal(want.PlacedAt)
+		p.Currency == want.Currency && p.ShippingAddress == want.ShippingAddress && p.TotalCents == want.TotalCents && p.PlacedAt.Equal(want.PlacedAt)
 }
 
 func TestPlaceValidation(t *testing.T) {

@@ -13,6 +13,10 @@ type Stats struct {
 	appended  atomic.Uint64
 	queued    atomic.Int64
 	cached    atomic.Int64
+
+	snapshotsLoaded  atomic.Uint64
+	snapshotsSaved   atomic.Uint64
+	snapshotFailures atomic.Uint64
 }
 
 // StatsSnapshot is the value of a Stats at one moment.
@@ -38,6 +42,14 @@ type StatsSnapshot struct {
 	// CachedStreams is the number of streams whose state is kept in
 	// memory.
 	CachedStreams int64
+	// SnapshotsLoaded counts the streams loaded from a snapshot.
+	SnapshotsLoaded uint64
+	// SnapshotsSaved counts the snapshots written.
+	SnapshotsSaved uint64
+	// SnapshotFailures counts the snapshots not loaded, encoded or saved
+	// because of an error, and those skipped while the store was busy
+	// with others; each only costs speed.
+	SnapshotFailures uint64
 }
 
 // Snapshot returns the current counts.
@@ -50,5 +62,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		AppendedCommands: s.appended.Load(),
 		Queued:           s.queued.Load(),
 		CachedStreams:    s.cached.Load(),
+		SnapshotsLoaded:  s.snapshotsLoaded.Load(),
+		SnapshotsSaved:   s.snapshotsSaved.Load(),
+		SnapshotFailures: s.snapshotFailures.Load(),
 	}
 }

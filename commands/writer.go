@@ -59,6 +59,7 @@ type call struct {
 	decide func(aggregate) ([]any, error)
 	fresh  func() aggregate
 	clone  func(aggregate) aggregate
+	codec  *codec // nil for a state without snapshots
 
 	// Set by the writer.
 	deadline time.Time // end of the retry budget, from the first attempt
@@ -98,6 +99,10 @@ type entry struct {
 	version int64
 	seen    map[uuid.UUID]struct{} // causation ids of the stream's events
 	behind  bool                   // state must catch up before deciding
+	// base is the version of the snapshot the state was loaded from (0
+	// when read from the first event): seen lacks the ids of the events
+	// up to it, which snapshots.lookBack finds when asked.
+	base int64
 }
 
 // executor runs commands against one store.
@@ -108,6 +113,7 @@ type executor struct {
 	maxIDs     int
 	stats      *Stats
 	hook       Hook
+	snaps      *snapshots // nil without snapshots
 
 	mu      sync.Mutex
 	streams map[string]*entry
@@ -130,6 +136,7 @@ func newExecutor(store EventStore, cfg Config) *executor {
 		maxIDs:     cfg.CacheIDs,
 		stats:      cfg.Stats,
 		hook:       cfg.Hook,
+		snaps:      newSnapshots(store, cfg),
 		streams:    make(map[string]*entry),
 	}
 }
@@ -257,7 +264,7 @@ func (x *executor) runBatch(e *entry, calls []*call) (finished []*call) {
 	defer func() {
 		if p := recover(); p != nil {
 			// The state may be half changed: start again from the store.
-			e.state, e.seen, e.version = nil, nil, 0
+			e.state, e.seen, e.version, e.base = nil, nil, 0, 0
 			finished = nil
 			for _, c := range calls {
 				if !c.answered {
@@ -286,13 +293,19 @@ func (x *executor) runBatch(e *entry, calls []*call) (finished []*call) {
 			ctx = w.ctx
 		}
 		if e.state == nil {
-			e.state, e.seen, e.version, e.behind = calls[0].fresh(), make(map[uuid.UUID]struct{}), 0, true
+			e.state, e.seen, e.version, e.base, e.behind = calls[0].fresh(), make(map[uuid.UUID]struct{}), 0, 0, true
+			x.snaps.restore(ctx, e, calls[0].codec)
 		}
 		if e.behind {
 			if _, err := x.catchUp(ctx, e); err != nil {
 				return x.fail(calls, err)
 			}
 			fresh = true
+		}
+		if e.base > 0 {
+			if err := x.snaps.lookBack(ctx, e, calls); err != nil {
+				return x.fail(calls, err)
+			}
 		}
 		a := x.decideAll(e, calls)
 		if a.tainted {
@@ -450,11 +463,16 @@ func (x *executor) commit(e *entry, calls []*call, a attempt, res domain.AppendR
 		a.work.Apply(ev)
 	}
 	e.state = a.work
+	from := e.version
 	e.version += int64(len(a.envs))
 	if res.NextVersion != e.version {
 		// The store disagrees about where the events went; trust it
 		// rather than the cache.
 		e.state = nil
+	} else if !a.tainted && x.snaps.due(from, e.version) {
+		// A decision that panicked may have changed the state: no
+		// snapshot of it.
+		x.snaps.take(e.stream, e.version, e.state, calls[0].codec)
 	}
 	n := 0
 	for _, c := range calls {

@@ -13,14 +13,18 @@ var ErrUnknownEventType = errors.New("unknown event type")
 
 // Registry maps event payloads between their Go types and their stored form:
 // a type name, a schema version and JSON. Every payload Go type is registered
-// once under one (name, version) pair; an older shape of an event is kept
-// readable by registering its own Go type under the older version.
+// once under one (name, version) pair. An older shape of an event is kept
+// readable by an upcaster from its version to the next (RegisterUpcaster),
+// so that every reader decodes it as the newest shape; registering the old
+// Go type under the older version instead also works, for a type whose
+// readers handle both shapes.
 //
 // Register everything before first use; after that a Registry is safe for
 // concurrent Encode and Decode.
 type Registry struct {
-	byKey  map[eventKey]reflect.Type
-	byType map[reflect.Type]eventKey
+	byKey     map[eventKey]reflect.Type
+	byType    map[reflect.Type]eventKey
+	upcasters map[eventKey]Upcaster
 }
 
 type eventKey struct {
@@ -31,8 +35,9 @@ type eventKey struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
 	return &Registry{
-		byKey:  make(map[eventKey]reflect.Type),
-		byType: make(map[reflect.Type]eventKey),
+		byKey:     make(map[eventKey]reflect.Type),
+		byType:    make(map[reflect.Type]eventKey),
+		upcasters: make(map[eventKey]Upcaster),
 	}
 }
 
@@ -52,6 +57,9 @@ func (r *Registry) Register(name string, schemaVersion int, example any) error {
 	key := eventKey{name, schemaVersion}
 	if old, ok := r.byKey[key]; ok {
 		return fmt.Errorf("register event %s v%d: already registered as %s", name, schemaVersion, old)
+	}
+	if _, ok := r.upcasters[key]; ok {
+		return fmt.Errorf("register event %s v%d: an upcaster from that version is registered", name, schemaVersion)
 	}
 	if old, ok := r.byType[t]; ok {
 		return fmt.Errorf("register event %s v%d: %s is already registered as %s v%d", name, schemaVersion, t, old.name, old.version)
@@ -77,14 +85,20 @@ func (r *Registry) Encode(payload any) (name string, schemaVersion int, data jso
 }
 
 // Decode returns the payload of e as a value of the Go type registered for
-// e.Type and e.SchemaVersion (a struct value, not a pointer).
+// e.Type at the newest version its upcasters reach from e.SchemaVersion (a
+// struct value, not a pointer). The store's bytes are not changed: an old
+// event is upcast each time it is read.
 func (r *Registry) Decode(e Envelope) (any, error) {
-	t, ok := r.byKey[eventKey{e.Type, e.SchemaVersion}]
-	if !ok {
-		return nil, fmt.Errorf("decode event %s (%s v%d): %w", e.ID, e.Type, e.SchemaVersion, ErrUnknownEventType)
+	up, err := r.Upcast(e)
+	if err != nil {
+		return nil, err
 	}
+	t := r.byKey[eventKey{up.Type, up.SchemaVersion}]
 	p := reflect.New(t)
-	if err := json.Unmarshal(e.Data, p.Interface()); err != nil {
+	if err := json.Unmarshal(up.Data, p.Interface()); err != nil {
+		if up.SchemaVersion != e.SchemaVersion {
+			return nil, fmt.Errorf("decode event %s (%s v%d, read as v%d): %w", e.ID, e.Type, e.SchemaVersion, up.SchemaVersion, err)
+		}
 		return nil, fmt.Errorf("decode event %s (%s v%d): %w", e.ID, e.Type, e.SchemaVersion, err)
 	}
 	return p.Elem().Interface(), nil

@@ -12,7 +12,7 @@ import (
 func (s *Stock) Clone() *Stock {
 	c := *s
 	c.Reservations = maps.Clone(s.Reservations)
-	c.settled = maps.Clone(s.settled)
+	c.settled = s.settled.clone()
 	return &c
 }
 

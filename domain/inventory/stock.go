@@ -41,8 +41,9 @@ type Stock struct {
 	// Reservations holds the quantity reserved per order id.
 	Reservations map[string]int
 	// settled holds the orders whose reservation was released or consumed;
-	// they may not reserve this sku again.
-	settled map[string]bool
+	// they may not reserve this sku again. It grows with every order of
+	// the sku (settled.go keeps it compact).
+	settled settledOrders
 }
 
 // Available is the quantity that can still be reserved.
@@ -73,10 +74,7 @@ func (s *Stock) Apply(event any) {
 
 func (s *Stock) settle(orderID string) {
 	delete(s.Reservations, orderID)
-	if s.settled == nil {
-		s.settled = make(map[string]bool)
-	}
-	s.settled[orderID] = true
+	s.settled.add(orderID)
 }
 
 // Restock decides to add quantity (1..MaxRestock) to the stock of sku; the
@@ -119,7 +117,7 @@ func (s *Stock) Reserve(orderID string, quantity int) ([]any, error) {
 	if _, ok := s.Reservations[orderID]; ok {
 		return nil, nil
 	}
-	if s.settled[orderID] {
+	if s.settled.has(orderID) {
 		return nil, domain.Refuse(domain.ErrIllegalState,
 			"the reservation of sku %s for order %s was already released or consumed; it cannot be made again", s.SKU, orderID)
 	}

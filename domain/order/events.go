@@ -19,14 +19,23 @@ const (
 
 // OrderPlaced: a customer placed an order; it is pending until its saga
 // confirms or rejects it.
+//
+// It is stored at schema version 2 (PlacedSchemaVersion), whose JSON is
+// that of version 1 with a currency and with the shipping address split
+// into the recipient (who) and the destination (where); see MarshalJSON.
+// Version 1 events are read through UpcastPlacedV1. The Go value keeps the
+// address whole, as the API and the shipping context know it.
 type OrderPlaced struct {
-	OrderID         string    `json:"order_id"`
-	SagaID          string    `json:"saga_id"`
-	CustomerID      string    `json:"customer_id"`
-	Items           []Item    `json:"items"`
-	ShippingAddress Address   `json:"shipping_address"`
-	TotalCents      int64     `json:"total_cents"`
-	PlacedAt        time.Time `json:"placed_at"`
+	OrderID    string
+	SagaID     string
+	CustomerID string
+	Items      []Item
+	// Currency is the ISO 4217 code of every price of the order, e.g.
+	// "USD"; orders placed before it was recorded are in DefaultCurrency.
+	Currency        string
+	ShippingAddress Address
+	TotalCents      int64
+	PlacedAt        time.Time
 }
 
 // OrderConfirmed: stock is reserved and a shipment scheduled.
@@ -66,10 +75,16 @@ type OrderCommandRejected struct {
 	Detail  string `json:"detail"`
 }
 
-// RegisterEvents registers the order events (all at schema version 1).
+// RegisterEvents registers the order events: OrderPlaced at schema version
+// 2 with its upcaster from version 1, the others at version 1.
 func RegisterEvents(r *domain.Registry) error {
+	if err := r.Register(TypeOrderPlaced, PlacedSchemaVersion, OrderPlaced{}); err != nil {
+		return err
+	}
+	if err := r.RegisterUpcaster(TypeOrderPlaced, 1, UpcastPlacedV1); err != nil {
+		return err
+	}
 	for name, example := range map[string]any{
-		TypeOrderPlaced:    OrderPlaced{},
 		TypeOrderConfirmed: OrderConfirmed{},
 		TypeOrderRejected:  OrderRejected{},
 		TypeOrderCancelled: OrderCancelled{},

@@ -114,7 +114,10 @@ type PlaceOrder struct {
 	SagaID     string
 	CustomerID string
 	Items      []Item
-	Address    Address
+	// Currency is the ISO 4217 code of the prices; empty means
+	// DefaultCurrency.
+	Currency string
+	Address  Address
 	// At is when the order is placed.
 	At time.Time
 }
@@ -137,6 +140,9 @@ func (c PlaceOrder) Validate() error {
 		v.Add("customer_id", domain.ExternalIDRule)
 	}
 	ValidateItems(&v, "items", c.Items)
+	if c.Currency != "" && !ValidCurrency(c.Currency) {
+		v.Add("currency", "must be an ISO 4217 currency code in upper case, e.g. USD")
+	}
 	ValidateAddress(&v, "shipping_address", c.Address)
 	if c.At.IsZero() {
 		v.Add("placed_at", "is required")
@@ -156,11 +162,16 @@ func (o *Order) Place(c PlaceOrder) ([]any, error) {
 	for _, it := range c.Items {
 		total += int64(it.Quantity) * it.UnitPriceCents
 	}
+	currency := c.Currency
+	if currency == "" {
+		currency = DefaultCurrency
+	}
 	return []any{OrderPlaced{
 		OrderID:         c.OrderID,
 		SagaID:          c.SagaID,
 		CustomerID:      c.CustomerID,
 		Items:           slices.Clone(c.Items),
+		Currency:        currency,
 		ShippingAddress: c.Address,
 		TotalCents:      total,
 		PlacedAt:        c.At.UTC(),

@@ -41,7 +41,7 @@ func place() order.PlaceOrder {
 func placed() order.OrderPlaced {
 	c := place()
 	return order.OrderPlaced{
-		OrderID: orderID, SagaID: sagaID, CustomerID: "c-42", Items: c.Items,
+		OrderID: orderID, SagaID: sagaID, CustomerID: "c-42", Items: c.Items, Currency: order.DefaultCurrency,
 		ShippingAddress: c.Address, TotalCents: 2*1299 + 500, PlacedAt: placedAt,
 	}
 }
@@ -93,6 +93,20 @@ func TestPlace(t *testing.T) {
 				e.TotalCents = 100_000_000_000
 				return e
 			}()},
+		},
+		{
+			Name: "a currency the request names is kept",
+			When: placeWith(func(c *order.PlaceOrder) { c.Currency = "EUR" }),
+			Then: []any{func() any {
+				e := placed()
+				e.Currency = "EUR"
+				return e
+			}()},
+		},
+		{
+			Name:       "a currency not of the ISO 4217 form is refused",
+			When:       placeWith(func(c *order.PlaceOrder) { c.Currency = "usd" }),
+			WantFields: []string{"currency"},
 		},
 		{
 			Name:    "an order id is placed only once",
@@ -262,13 +276,16 @@ func TestPlacedJSONNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range []string{`"order_id"`, `"saga_id"`, `"customer_id"`, `"items"`, `"sku"`, `"quantity"`, `"unit_price_cents"`,
-		`"shipping_address"`, `"line1"`, `"postal_code"`, `"country"`, `"total_cents"`, `"placed_at"`} {
+		`"currency":"USD"`, `"recipient":{"name":"Ada L."}`, `"destination"`, `"line1"`, `"postal_code"`, `"country"`, `"total_cents"`, `"placed_at"`} {
 		if !strings.Contains(string(data), key) {
 			t.Errorf("OrderPlaced JSON %s lacks %s", data, key)
 		}
 	}
-	if strings.Contains(string(data), "line2") {
-		t.Errorf("OrderPlaced JSON %s carries an empty line2", data)
+	// Version 2 splits the address: nothing is written twice.
+	for _, key := range []string{"line2", `"shipping_address"`, `"name":"Ada L.","line1"`} {
+		if strings.Contains(string(data), key) {
+			t.Errorf("OrderPlaced JSON %s carries %s", data, key)
+		}
 	}
 	var ve *domain.ValidationError
 	if err := (order.PlaceOrder{}).Validate(); !errors.As(err, &ve) {

@@ -88,3 +88,18 @@ func text(v *domain.ValidationError, field, s string, max int, required bool) {
 		v.Add(field, "must not contain control characters")
 	}
 }
+
+// ValidCurrency reports whether code has the form of an ISO 4217 currency
+// code: three upper-case ASCII letters (e.g. "USD"). Which codes are in
+// circulation changes over time and is the payment provider's to judge.
+func ValidCurrency(code string) bool {
+	if len(code) != 3 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		if code[i] < 'A' || code[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}

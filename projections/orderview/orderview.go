@@ -29,11 +29,14 @@ var StreamPrefixes = []string{order.StreamPrefix}
 
 // View is one order as GET /api/orders/{id} shows it.
 type View struct {
-	OrderID         string        `json:"order_id"`
-	CustomerID      string        `json:"customer_id"`
-	Status          string        `json:"status"`
-	Items           []order.Item  `json:"items"`
-	TotalCents      int64         `json:"total_cents"`
+	OrderID    string       `json:"order_id"`
+	CustomerID string       `json:"customer_id"`
+	Status     string       `json:"status"`
+	Items      []order.Item `json:"items"`
+	TotalCents int64        `json:"total_cents"`
+	// Currency is the ISO 4217 code of the prices (an addition to the
+	// API's order, from OrderPlaced version 2; "USD" for older orders).
+	Currency        string        `json:"currency"`
 	ShippingAddress order.Address `json:"shipping_address"`
 	SagaID          string        `json:"saga_id"`
 	// ShipmentID is empty until the order is confirmed.
@@ -71,13 +74,16 @@ var _ projections.Projection = (*Projection)(nil)
 // viewkit.Columns. The JSON columns stay encoded unless an event replaces
 // them. Items and address are json, not jsonb: they are only ever returned
 // whole, and json takes about half the time to write in a replay. Only
-// OrderPlaced, which creates the row, sets the fixed columns.
+// OrderPlaced, which creates the row, sets the fixed columns. The address
+// column holds the address whole, as the API shows it, whatever the
+// version of the OrderPlaced it came from (version 2 stores it split).
 type row struct {
 	ID         [16]byte        `db:"order_id,uuid,key"`
 	CustomerID string          `db:"customer_id,text,fixed"`
 	Status     string          `db:"status,text"`
 	Items      json.RawMessage `db:"items,json,fixed"`
 	Total      int64           `db:"total_cents,bigint,fixed"`
+	Currency   string          `db:"currency,text,fixed"`
 	Address    json.RawMessage `db:"shipping_address,json,fixed"`
 	SagaID     [16]byte        `db:"saga_id,uuid,fixed"`
 	ShipmentID string          `db:"shipment_id,text"`
@@ -105,6 +111,7 @@ func (r *row) view() (View, error) {
 		CustomerID: r.CustomerID,
 		Status:     r.Status,
 		TotalCents: r.Total,
+		Currency:   r.Currency,
 		SagaID:     uuid.UUID(r.SagaID).String(),
 		ShipmentID: r.ShipmentID,
 		Reason:     r.Reason,
@@ -183,6 +190,7 @@ func placedRow(id [16]byte, e domain.Envelope, ev order.OrderPlaced) (*row, erro
 		Status:     string(order.StatusPending),
 		Items:      itemsJSON,
 		Total:      ev.TotalCents,
+		Currency:   ev.Currency,
 		Address:    addrJSON,
 		SagaID:     sagaID,
 		// PostgreSQL keeps microseconds; truncating here keeps a row the

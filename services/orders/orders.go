@@ -59,8 +59,11 @@ type addressRequest struct {
 }
 
 type placeRequest struct {
-	CustomerID      string         `json:"customer_id"`
-	Items           []itemRequest  `json:"items"`
+	CustomerID string        `json:"customer_id"`
+	Items      []itemRequest `json:"items"`
+	// Currency is optional (an addition to the API's request): the
+	// order's prices are in USD when it is left out.
+	Currency        string         `json:"currency"`
 	ShippingAddress addressRequest `json:"shipping_address"`
 }
 
@@ -93,6 +96,7 @@ func (h handler) place(w http.ResponseWriter, r *http.Request) {
 		SagaID:     sagas.SagaID(orderID),
 		CustomerID: req.CustomerID,
 		Items:      make([]order.Item, len(req.Items)),
+		Currency:   req.Currency,
 		Address: order.Address{
 			Name:       req.ShippingAddress.Name,
 			Line1:      req.ShippingAddress.Line1,

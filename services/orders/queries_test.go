@@ -36,6 +36,7 @@ type orderView struct {
 	Status          string      `json:"status"`
 	Items           []orderItem `json:"items"`
 	TotalCents      int64       `json:"total_cents"`
+	Currency        string      `json:"currency"`
 	ShippingAddress address     `json:"shipping_address"`
 	SagaID          string      `json:"saga_id"`
 	ShipmentID      string      `json:"shipment_id"`
@@ -59,7 +60,7 @@ func TestPlaceThenRead(t *testing.T) {
 	wantItems := []orderItem{{"SKU-1", 2, 1299}, {"SKU-2", 1, 0}}
 	wantAddr := address{Name: "Ada L.", Line1: "1 Main St", City: "Springfield", PostalCode: "12345", Country: "US"}
 	if got.OrderID != p.OrderID || got.SagaID != p.SagaID || got.CustomerID != "c-42" || got.Status != "pending" ||
-		!slices.Equal(got.Items, wantItems) || got.TotalCents != 2*1299 || got.ShippingAddress != wantAddr ||
+		!slices.Equal(got.Items, wantItems) || got.TotalCents != 2*1299 || got.Currency != "USD" || got.ShippingAddress != wantAddr ||
 		got.ShipmentID != "" || got.Reason != "" || got.Version != 1 {
 		t.Fatalf("order %+v", got)
 	}

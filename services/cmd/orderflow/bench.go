@@ -36,6 +36,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.ReplayEvents, "replay-events", 1_000_000, "events seeded and replayed into the orders read model (-1 skips)")
 	fs.IntVar(&cfg.LagRate, "lag-rate", 5_000, "append rate in events/s while measuring projection lag (-1 skips)")
 	fs.IntVar(&cfg.CommandCallers, "command-callers", 32, "concurrent callers of restocks on one sku and on 1,000 skus (-1 skips)")
+	fs.IntVar(&cfg.HotStreamEvents, "hot-stream-events", 100_000, "events of the stock stream on which a restock, loaded from its snapshot by a new handler, is measured against one on a fresh stream (-1 skips)")
 	fs.IntVar(&cfg.SagaClients, "saga-clients", 256, "clients placing orders in the saga peak, each waiting for its order to read confirmed (-1 skips the saga phase)")
 	fs.DurationVar(&cfg.SagaDuration, "saga-duration", 10*time.Second, "measured length of the saga peak and of the saga latency phase, each after a warm-up")
 	fs.IntVar(&cfg.SagaSKUs, "saga-skus", 100, "skus the saga phase's orders spread over")

@@ -43,6 +43,7 @@ func commands() []command {
 		{"bench", "benchmark the event store", runBench},
 		{"projections", "list a service's projections, or replay one with zero downtime", runProjections},
 		{"sagas", "show a saga's timeline, list sagas, or retry a failed one", runSagas},
+		{"snapshots", "list or drop the snapshots of long streams in a service's event store", runSnapshots},
 		{"token", "print a bearer token the dev stack's gateway accepts", runToken},
 		{"chaos", "run the clustered stack under load while killing its processes, then check its invariants", runChaos},
 		{"nats-node", "internal: one NATS node of dev --cluster", runNATSNode},

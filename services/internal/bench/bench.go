@@ -59,6 +59,11 @@ type Config struct {
 	// that compare one hot stream with 1,000 streams. Default 32;
 	// negative skips those phases.
 	CommandCallers int
+	// HotStreamEvents is the length of the stock stream on which a
+	// command, loaded from its snapshot, is measured against one on a
+	// fresh stream (hotload.go). Default 100,000; negative skips it. It
+	// runs once, after the rounds, unless Rounds is negative.
+	HotStreamEvents int
 
 	// SagaBinary is the orderflow executable whose dev command runs the
 	// stack for the saga phase; empty skips that phase.
@@ -127,6 +132,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CommandCallers == 0 {
 		c.CommandCallers = 32
+	}
+	if c.HotStreamEvents == 0 {
+		c.HotStreamEvents = 100_000
 	}
 	if c.SagaClients == 0 {
 		c.SagaClients = 256
@@ -219,6 +227,12 @@ func Run(ctx context.Context, w io.Writer, newDB NewDatabase, cfg Config) ([]Fig
 			fmt.Fprintf(w, "round %d: hot/spread %.2fx, %.1f commands per append, %.0f conflicts surfaced\n", round,
 				r.last("hot_stream_commands_per_s")/r.last("spread_commands_per_s"),
 				r.last("hot_stream_commands_per_append"), r.last("hot_stream_conflicts_surfaced"))
+		}
+	}
+	if cfg.Rounds > 0 && cfg.HotStreamEvents > 0 {
+		fmt.Fprintf(w, "hot stream load: a restock on a %d-event stock stream, on a new handler each time, against one on a fresh stream ...\n", cfg.HotStreamEvents)
+		if err := r.hotLoad(ctx); err != nil {
+			return nil, fmt.Errorf("hot stream load: %w", err)
 		}
 	}
 	if cfg.ReplayEvents > 0 {
@@ -544,6 +558,9 @@ func (r *runner) report() {
 		if spread > 0 {
 			r.figs = append(r.figs, Figure{"hot_stream_to_spread_ratio", hot / spread, "x"})
 		}
+	}
+	if _, ok := r.vals[hotLoadRatioFigure]; ok {
+		r.hotLoadRows(row)
 	}
 	_, sagaSingle := r.vals["saga_completed_per_s"]
 	if _, sagaCluster := r.vals[clusterRateFigure]; sagaSingle || sagaCluster {

@@ -37,6 +37,7 @@ func TestRun(t *testing.T) {
 	figs, err := Run(ctx, &out, newDB, Config{
 		Duration: 200 * time.Millisecond, Rounds: 1, Writers: 4, BatchWriters: 2,
 		CopyRows: copyRows, ReplayEvents: 2_000, LagRate: 1_000, CommandCallers: 8,
+		HotStreamEvents: -1, // its own test: hotload_test.go
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())

@@ -161,6 +161,7 @@ func (c *Config) setDefaults(m service.Module) {
 	}
 	// Lines logged with a request's or a message's context name its trace.
 	c.Logger = telemetry.Logger(c.Logger).With("service", c.Service)
+	c.snapshotDefaults()
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 20 * time.Second
 	}
