@@ -6,7 +6,7 @@ BIN := bin/orderflow
 PKG := ./...
 TEST_TIMEOUT ?= 14m
 
-.PHONY: run test bench lint fmt vet build check-domain clean fuzz chaos
+.PHONY: run test bench lint fmt vet build check-domain clean fuzz chaos browser
 
 build:
 	$(GO) build -o $(BIN) ./services/cmd/orderflow
@@ -16,8 +16,24 @@ run: build
 	./$(BIN) dev $(ARGS)
 
 ## test: vet, the domain and sagas import rules, and every test against real PostgreSQL and NATS
-test: vet check-domain fuzz
+test: browser vet check-domain fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v $(PKG) 2>&1 | grep -v -E '^=== (RUN|PAUSE|CONT|NAME)'
+
+## browser: Chromium for the console's browser tests: nothing when it is
+## there, else Debian's chromium package when run as root with apt-get;
+## otherwise it says why those tests will skip
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: installing chromium for the console's browser tests (apt-get, a minute or two)"; \
+		if DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; then \
+			echo "browser: $$(command -v chromium) installed"; \
+		else echo "browser: apt-get could not install chromium; the console's browser tests will skip"; fi; \
+	else \
+		echo "browser: no chromium at $(CHROMIUM) and not root with apt-get to install it; the console's browser tests will skip (CHROMIUM=/path/to/chromium names another)"; \
+	fi
 
 ## bench: event store throughput and latency against same-run references
 bench: build

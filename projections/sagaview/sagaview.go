@@ -308,6 +308,11 @@ func rowOf(k [16]byte, st *sagas.State, last domain.Envelope) (*row, error) {
 type Filter struct {
 	Status  string
 	OrderID string
+	// Type is the saga type (order_fulfillment, ...).
+	Type string
+	// StartedAfter and StartedBefore bound when the saga started: at or
+	// after the one, before the other.
+	StartedAfter, StartedBefore time.Time
 }
 
 // Validate reports filter values no saga can match as field errors.
@@ -318,6 +323,12 @@ func (f Filter) Validate() error {
 	}
 	if f.OrderID != "" && !domain.ValidUUID(f.OrderID) {
 		v.Add("order_id", "must be a UUID")
+	}
+	if len(f.Type) > 100 {
+		v.Add("type", "must be at most 100 characters")
+	}
+	if !f.StartedAfter.IsZero() && !f.StartedBefore.IsZero() && !f.StartedAfter.Before(f.StartedBefore) {
+		v.Add("started_before", "must be after started_after")
 	}
 	return v.Err()
 }
@@ -359,6 +370,15 @@ func List(ctx context.Context, q projections.Querier, f Filter, limit int, after
 	}
 	if f.OrderID != "" {
 		p.Where("order_id = " + p.Arg(strings.ToLower(f.OrderID)))
+	}
+	if f.Type != "" {
+		p.Where("type = " + p.Arg(f.Type))
+	}
+	if !f.StartedAfter.IsZero() {
+		p.Where("created_at >= " + p.Arg(f.StartedAfter.UTC()))
+	}
+	if !f.StartedBefore.IsZero() {
+		p.Where("created_at < " + p.Arg(f.StartedBefore.UTC()))
 	}
 	if err := newestFirst.After(p, after); err != nil {
 		return nil, "", err

@@ -11,6 +11,9 @@
 //	/api/sagas...       sagas
 //	/admin/projections  every service, the items merged
 //	/admin/projections/{name}/replay  the service that has the projection
+//	/admin/events       every service, the events stitched in causal order
+//	/admin/updates      server-sent events of the console (updates.go)
+//	/admin/sagas/..., /admin/saga-definitions  sagas
 //
 // The gateway itself answers /healthz, /readyz (ready when every upstream
 // is), /metrics and /openapi.yaml.
@@ -49,6 +52,7 @@ import (
 	"github.com/orderflow/orderflow/internal/backoff"
 	"github.com/orderflow/orderflow/services/api"
 	"github.com/orderflow/orderflow/services/gateway/auth"
+	"github.com/orderflow/orderflow/services/gateway/console"
 	"github.com/orderflow/orderflow/services/internal/discovery"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 	"github.com/orderflow/orderflow/services/internal/natsbus"
@@ -331,6 +335,7 @@ type Gateway struct {
 	metrics   *httpx.Metrics
 	limited   *httpx.CounterVec
 	handler   http.Handler
+	streams   *streams // of GET /admin/updates
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -345,7 +350,7 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 	}
 	cfg.setDefaults()
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g := &Gateway{cfg: cfg, log: cfg.Logger, cancel: cancel, metrics: httpx.NewMetrics()}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, cancel: cancel, metrics: httpx.NewMetrics(), streams: newStreams()}
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -391,6 +396,8 @@ func New(ctx context.Context, cfg Config) (_ *Gateway, err error) {
 
 // registerMetrics adds the gateway's own figures to its registry.
 func (g *Gateway) registerMetrics() {
+	g.metrics.GaugeFunc("orderflow_gateway_update_streams", "GET /admin/updates streams open (the operator console's live updates).",
+		func() float64 { return float64(g.streams.open.Load()) })
 	g.limited = g.metrics.Counter("orderflow_gateway_rate_limited_total",
 		"Requests refused with 429, by the limit that refused them: subject (an authenticated caller) or address (requests that did not authenticate).",
 		"limit")
@@ -424,6 +431,7 @@ func (g *Gateway) routes() http.Handler {
 	r.Get("/readyz", g.readyz)
 	r.Method(http.MethodGet, "/metrics", g.metrics)
 	r.Get("/openapi.yaml", serveOpenAPI)
+	r.Mount(console.Prefix, console.Handler()) // the page asks for the token itself
 
 	r.Group(func(r chi.Router) {
 		// The address limit comes first so that a client without a
@@ -437,6 +445,10 @@ func (g *Gateway) routes() http.Handler {
 		}
 		r.Get("/admin/projections", g.listProjections)
 		r.Post("/admin/projections/{name}/replay", g.replayProjection)
+		r.Get("/admin/events", g.listEvents)
+		r.Get("/admin/updates", g.updates)
+		r.Handle("/admin/sagas/*", g.proxy(Sagas))
+		r.Handle("/admin/saga-definitions", g.proxy(Sagas))
 	})
 	return r
 }
@@ -464,6 +476,9 @@ func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 
 // Close stops the background work and the upstream connections.
 func (g *Gateway) Close() {
+	if g.streams != nil {
+		g.streams.end()
+	}
 	if g.cancel != nil {
 		g.cancel()
 	}
@@ -545,6 +560,7 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srv.RegisterOnShutdown(g.streams.end)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	g.log.Info("listening", "addr", ln.Addr().String())

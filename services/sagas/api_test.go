@@ -66,10 +66,10 @@ func TestSagasAPI(t *testing.T) {
 		if res.Status != http.StatusOK {
 			t.Fatalf("%d %s", res.Status, res.Body)
 		}
-		var v engine.View
+		var v sagaView
 		res.JSON(t, &v)
 		if v.SagaID != id || v.Status != engine.StatusRunning || v.CurrentStep != engine.StepReserveInventory ||
-			v.OrderID != running.State.OrderID() || len(v.Steps) != 3 || len(v.History) != len(running.Events) {
+			v.OrderID != running.State.OrderID() || len(v.Steps) != 3 || len(v.History) != len(running.Events) || v.CorrelationID != id {
 			t.Errorf("view %+v", v)
 		}
 		if etag := res.Header.Get("ETag"); etag != `"2"` {
@@ -107,11 +107,11 @@ func TestSagasAPI(t *testing.T) {
 
 	t.Run("list", func(t *testing.T) {
 		env.Eventually(t, 30*time.Second, "/api/sagas", func(r servetest.Response) bool {
-			var p httpx.Page[engine.Summary]
+			var p httpx.Page[listedSaga]
 			r.JSON(t, &p)
 			return len(p.Items) == 3
 		})
-		items, sizes := servetest.Pages[engine.Summary](t, env, "/api/sagas?limit=2")
+		items, sizes := servetest.Pages[listedSaga](t, env, "/api/sagas?limit=2")
 		if len(sizes) != 2 || sizes[0] != 2 || sizes[1] != 1 {
 			t.Errorf("page sizes %v, want [2 1]", sizes)
 		}
@@ -131,7 +131,7 @@ func TestSagasAPI(t *testing.T) {
 			{"order_id=" + uuid.NewString(), nil},
 			{"status=running&order_id=" + third.State.OrderID(), []string{third.State.ID()}},
 		} {
-			got, _ := servetest.Pages[engine.Summary](t, env, "/api/sagas?"+tt.query)
+			got, _ := servetest.Pages[listedSaga](t, env, "/api/sagas?"+tt.query)
 			var ids []string
 			for _, s := range got {
 				ids = append(ids, s.SagaID)

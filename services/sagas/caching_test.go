@@ -40,7 +40,7 @@ func TestSagaCaching(t *testing.T) {
 
 	env.Get(t, "/api/sagas/"+uuid.NewString(), "If-None-Match", "*").WantProblem(t, http.StatusNotFound, httpx.SlugNotFound)
 	env.Eventually(t, 30*time.Second, "/api/sagas", func(r servetest.Response) bool {
-		var p httpx.Page[engine.Summary]
+		var p httpx.Page[listedSaga]
 		r.JSON(t, &p)
 		return len(p.Items) == 1
 	})

@@ -41,7 +41,10 @@ func wire(d service.Deps) (service.Parts, error) {
 		return service.Parts{}, err
 	}
 	registerMetrics(d.Metrics, coord, d.Pool)
-	parts := service.Parts{Routes: func(r chi.Router) { Routes(r, coord, d.Pool) }}
+	parts := service.Parts{Routes: func(r chi.Router) {
+		Routes(r, coord, d.Pool)
+		AdminRoutes(r, coord.Definitions(), d.Pool)
+	}}
 	if d.JetStream != nil {
 		parts.Workers = append(parts.Workers, service.Worker{
 			Name: "coordinator",

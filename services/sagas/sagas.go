@@ -10,13 +10,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/projections"
-	"github.com/orderflow/orderflow/projections/sagaview"
 	engine "github.com/orderflow/orderflow/sagas"
 	"github.com/orderflow/orderflow/services/internal/coordinator"
 	"github.com/orderflow/orderflow/services/internal/httpx"
@@ -31,23 +29,18 @@ type Coordinator interface {
 
 // Routes registers the sagas endpoints on r:
 //
-//	GET  /api/sagas              list, filtered by status and order_id (read model; not to be stored by caches)
+//	GET  /api/sagas              list, filtered by status, order_id, type and start time (read model; not to be stored by caches)
 //	GET  /api/sagas/{id}         one saga with its history (its stream), with an ETag from its version
 //	POST /api/sagas/{id}/retry   resume a failed saga
 func Routes(r chi.Router, coord Coordinator, db projections.Querier) {
 	h := handler{coord: coord}
-	r.Get("/api/sagas", httpx.NoStore(httpx.ListHandler(db, sagaFilter, sagaview.List)))
+	r.Get("/api/sagas", httpx.NoStore(httpx.ListHandler(db, sagaFilter, listSagas)))
 	r.Get("/api/sagas/{id}", h.get)
 	r.Post("/api/sagas/{id}/retry", h.retry)
 }
 
 type handler struct {
 	coord Coordinator
-}
-
-func sagaFilter(params url.Values) (sagaview.Filter, error) {
-	f := sagaview.Filter{Status: params.Get("status"), OrderID: params.Get("order_id")}
-	return f, f.Validate()
 }
 
 // get answers a saga as its stream has it, not as the read model last
@@ -67,7 +60,13 @@ func (h handler) get(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	httpx.WriteVersioned(w, r, version, st.View())
+	// The correlation id of a saga's events and of what they cause is
+	// the saga's id (the coordinator's rule); the console asks
+	// GET /admin/events with it.
+	httpx.WriteVersioned(w, r, version, struct {
+		engine.View
+		CorrelationID string `json:"correlation_id"`
+	}{st.View(), st.ID()})
 }
 
 type retryResponse struct {

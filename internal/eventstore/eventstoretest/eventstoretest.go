@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore NewStore, opts ...Options) {
 		{"Unicode", testUnicode},
 		{"ReadAllOrderAndFilter", testReadAll},
 		{"Head", testHead},
+		{"FindEvents", testFind},
 		{"SubscribeCatchUpAndLive", testSubscribe},
 		{"GapSafetyRace", func(t *testing.T, s eventstore.Store, p string) { testGapSafety(t, s, p, o) }},
 	}

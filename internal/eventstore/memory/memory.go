@@ -197,3 +197,28 @@ func (sub *subscription) Close() error {
 	sub.once.Do(func() { close(sub.done) })
 	return nil
 }
+
+var _ eventstore.Finder = (*Store)(nil)
+
+// FindEvents implements eventstore.Finder by scanning every event: the
+// memory store is for tests and tools, where the store is small.
+func (s *Store) FindEvents(ctx context.Context, q eventstore.EventQuery) ([]domain.Envelope, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []domain.Envelope
+	if q.Empty() {
+		return out, nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, e := range s.all {
+		if q.Match(e) {
+			out = append(out, e)
+			if len(out) == q.Limit() {
+				break
+			}
+		}
+	}
+	return out, nil
+}

@@ -436,6 +436,7 @@ func (d *devStack) banner(took time.Duration) {
 	var w strings.Builder
 	fmt.Fprintf(&w, "\n%s (%s)\n\n", readyMarker, seconds(took))
 	fmt.Fprintf(&w, "  %-10s %s   the API: every request goes here, with a token\n\n", gatewayName, gw)
+	fmt.Fprintf(&w, "  %-10s %s/console   the operator console: open it in a browser, sign in with ADMIN_TOKEN\n\n", "console", gw)
 	if d.opts.cluster {
 		d.clusterBanner(&w)
 	}

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"errors"
+	"math"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -50,6 +51,35 @@ type projectionItem struct {
 	Parked          int64              `json:"parked"`
 	ActiveVersion   int                `json:"active_version"`
 	Rebuild         *rebuildProgress   `json:"rebuild,omitempty"`
+	// Progress is the console's view of Rebuild (with a percentage),
+	// while the status is rebuilding and this process runs the rebuild.
+	Progress *consoleProgress `json:"progress,omitempty"`
+}
+
+// consoleProgress is the progress of a rebuild as the console draws it.
+type consoleProgress struct {
+	Phase           string  `json:"phase"`
+	Done            uint64  `json:"done"`
+	Total           uint64  `json:"total"`
+	Events          uint64  `json:"events"`
+	EventsPerSecond float64 `json:"events_per_second"`
+	Percent         float64 `json:"percent"`
+}
+
+// percent is how far a rebuild has come, 0..100: the positions replayed
+// of those the store held when last read. A rebuild that has not read the
+// store's head yet (starting) is at 0; one past its replay (swap, done)
+// is complete.
+func percent(p *projections.Progress) float64 {
+	switch {
+	case p.Phase == "swap" || p.Phase == "done":
+		return 100
+	case p.Total == 0:
+		return 0
+	case p.Done >= p.Total:
+		return 100
+	}
+	return math.Floor(float64(p.Done)*1000/float64(p.Total)) / 10
 }
 
 type rebuildProgress struct {
@@ -113,6 +143,10 @@ func (a admin) list(w http.ResponseWriter, r *http.Request) {
 		if p := s.Rebuild; p != nil {
 			it.Rebuild = &rebuildProgress{Phase: p.Phase, Done: p.Done, Total: p.Total, Events: p.Events,
 				EventsPerSecond: max(p.EventsPerSecond, 0), ETASeconds: max(p.ETA.Seconds(), 0)}
+			if it.Status == projections.StatusRebuilding {
+				it.Progress = &consoleProgress{Phase: p.Phase, Done: p.Done, Total: p.Total, Events: p.Events,
+					EventsPerSecond: max(p.EventsPerSecond, 0), Percent: percent(p)}
+			}
 		}
 		out.Items = append(out.Items, it)
 	}

@@ -40,6 +40,14 @@ type projectionItem struct {
 		EventsPerSecond float64 `json:"events_per_second"`
 		ETASeconds      float64 `json:"eta_seconds"`
 	} `json:"rebuild"`
+	Progress *struct {
+		Phase           string  `json:"phase"`
+		Done            uint64  `json:"done"`
+		Total           uint64  `json:"total"`
+		Events          uint64  `json:"events"`
+		EventsPerSecond float64 `json:"events_per_second"`
+		Percent         float64 `json:"percent"`
+	} `json:"progress"`
 }
 
 // projection reads the one projection a service runs from
@@ -246,6 +254,9 @@ func TestReplayKeepsServing(t *testing.T) {
 	env.Post(t, "/admin/projections/stock/replay", ``).WantProblem(t, http.StatusConflict, httpx.SlugIllegalState)
 	if p := projection(t, env, "stock"); p.Status != "rebuilding" || p.Rebuild == nil || p.ActiveVersion != before.ActiveVersion {
 		t.Errorf("during the replay: %+v", p)
+	} else if g := p.Progress; g == nil || g.Phase != p.Rebuild.Phase || g.Percent < 0 || g.Percent > 100 ||
+		(g.Phase == "replay" && (g.Total < g.Done || g.Total == 0)) {
+		t.Errorf("progress during the replay: %+v (rebuild %+v)", g, p.Rebuild)
 	}
 
 	after := waitProjection(t, env, "stock", 30*time.Second, func(p projectionItem) bool {

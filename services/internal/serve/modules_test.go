@@ -28,7 +28,7 @@ func TestEveryModuleIsWired(t *testing.T) {
 	for _, op := range contract.Operations() {
 		documented[operation(op)] = true
 	}
-	shared := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /admin/projections", "POST /admin/projections/{}/replay"}
+	shared := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /admin/projections", "POST /admin/projections/{}/replay", "GET /admin/events"}
 
 	modules := serve.Modules()
 	var names []string

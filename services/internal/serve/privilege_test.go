@@ -111,6 +111,17 @@ func TestServesAsRuntimeRole(t *testing.T) {
 	restock("SKU-1", "k-3", 1)
 	env.AppendsNothing(t, func() { restock("SKU-1", "k-3", 1) })
 	onHand("4")
+	// The console's search by correlation id (the index's function)
+	// needs only the runtime role too.
+	first := env.Events(t, "stock-SKU-1")[0]
+	var found eventList
+	res := env.Get(t, "/admin/events?correlation_id="+url.QueryEscape(first.Metadata.CorrelationID))
+	if res.Status != http.StatusOK {
+		t.Fatalf("GET /admin/events as the runtime role: %d %s", res.Status, res.Body)
+	}
+	if res.JSON(t, &found); len(found.Items) == 0 || found.Items[0].EventID != first.ID {
+		t.Errorf("GET /admin/events as the runtime role found %s, want %s first", res.Body, first.ID)
+	}
 
 	// A replay needs the owner: without it the replay fails and version 2
 	// keeps serving.

@@ -542,6 +542,7 @@ func (s *Server) routes(idem *idempotency.Store, js jetstream.JetStream) (http.H
 		// The operations API is open here; the gateway, the only entry
 		// point exposed to clients, restricts /admin to the admin role.
 		adminRoutes(r, s.runner, s.pool, s.store)
+		eventRoutes(r, s.cfg.Service, s.store)
 	})
 	return r, parts.Workers, nil
 }

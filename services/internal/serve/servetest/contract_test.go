@@ -104,6 +104,10 @@ func TestContractCoversAPI(t *testing.T) {
 		"GET /openapi.yaml",
 		"GET /admin/projections",
 		"POST /admin/projections/{name}/replay",
+		"GET /admin/events",
+		"GET /admin/updates",
+		"GET /admin/sagas/stats",
+		"GET /admin/saga-definitions",
 	}
 	slices.Sort(want)
 	if got := c.Operations(); !slices.Equal(got, want) {
