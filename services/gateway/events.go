@@ -10,9 +10,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/orderflow/orderflow/domain"
+	"github.com/orderflow/orderflow/services/api"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
 
@@ -20,19 +20,10 @@ import (
 // GET /admin/events asks for (a service takes up to 200 at once).
 const maxCausationLookups = 200
 
-// journeyEvent is an item of GET /admin/events as a service answers it;
-// data and metadata pass through as they came.
+// journeyEvent is an item of GET /admin/events as a service answers it
+// (data and metadata pass through as they came), with its cause.
 type journeyEvent struct {
-	Service       string          `json:"service"`
-	EventID       string          `json:"event_id"`
-	Stream        string          `json:"stream"`
-	Type          string          `json:"type"`
-	SchemaVersion int             `json:"schema_version"`
-	Version       int64           `json:"version"`
-	Position      uint64          `json:"position"`
-	RecordedAt    time.Time       `json:"recorded_at"`
-	Data          json.RawMessage `json:"data"`
-	Metadata      json.RawMessage `json:"metadata"`
+	api.Event
 
 	causation string // metadata.causation_id, lower case
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/orderflow/orderflow/services/api"
 )
 
 // TestCausalOrder: an effect comes after its cause even when its service's
@@ -13,7 +15,7 @@ import (
 func TestCausalOrder(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	ev := func(id, svc, stream string, version int64, at time.Duration, cause string) journeyEvent {
-		return journeyEvent{EventID: id, Service: svc, Stream: stream, Version: version, RecordedAt: t0.Add(at), causation: cause}
+		return journeyEvent{Event: api.Event{EventID: id, Service: svc, Stream: stream, Version: version, RecordedAt: t0.Add(at)}, causation: cause}
 	}
 	tests := []struct {
 		name string
@@ -63,11 +65,11 @@ func TestCausalOrder(t *testing.T) {
 func TestUnlistedCauses(t *testing.T) {
 	const a, b, c = "0b8c3a4e-7c55-4f5b-9a0e-8d2b1f4c6a10", "1b8c3a4e-7c55-4f5b-9a0e-8d2b1f4c6a10", "2b8c3a4e-7c55-4f5b-9a0e-8d2b1f4c6a10"
 	evs := []journeyEvent{
-		{EventID: a, causation: b},
-		{EventID: c, causation: a},          // listed: not asked for
-		{EventID: "d", causation: b},        // asked once
-		{EventID: "e", causation: "cmd-42"}, // not an event id
-		{EventID: "f"},
+		{Event: api.Event{EventID: a}, causation: b},
+		{Event: api.Event{EventID: c}, causation: a},          // listed: not asked for
+		{Event: api.Event{EventID: "d"}, causation: b},        // asked once
+		{Event: api.Event{EventID: "e"}, causation: "cmd-42"}, // not an event id
+		{Event: api.Event{EventID: "f"}},
 	}
 	if got := unlistedCauses(evs); len(got) != 1 || got[0] != b {
 		t.Errorf("unlistedCauses = %v, want [%s]", got, b)

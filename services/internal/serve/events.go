@@ -5,13 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/orderflow/orderflow/domain"
 	"github.com/orderflow/orderflow/domain/events"
 	"github.com/orderflow/orderflow/internal/eventstore"
+	"github.com/orderflow/orderflow/services/api"
 	"github.com/orderflow/orderflow/services/internal/httpx"
 )
 
@@ -39,23 +39,8 @@ type eventsHandler struct {
 	reg     *domain.Registry
 }
 
-// eventItem is one event of GET /admin/events; the gateway's merged answer
-// has the same items.
-type eventItem struct {
-	Service       string          `json:"service"`
-	EventID       string          `json:"event_id"`
-	Stream        string          `json:"stream"`
-	Type          string          `json:"type"`
-	SchemaVersion int             `json:"schema_version"`
-	Version       int64           `json:"version"`
-	Position      uint64          `json:"position"`
-	RecordedAt    time.Time       `json:"recorded_at"`
-	Data          json.RawMessage `json:"data"`
-	Metadata      domain.Metadata `json:"metadata"`
-}
-
 type eventList struct {
-	Items []eventItem `json:"items"`
+	Items []api.Event `json:"items"`
 	// Truncated is true when more events matched than one answer holds
 	// (eventstore.MaxFound).
 	Truncated bool `json:"truncated"`
@@ -87,7 +72,7 @@ func (h eventsHandler) list(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	out := eventList{Items: make([]eventItem, 0, len(evs)), Truncated: len(evs) >= eventstore.MaxFound}
+	out := eventList{Items: make([]api.Event, 0, len(evs)), Truncated: len(evs) >= eventstore.MaxFound}
 	for _, e := range evs {
 		out.Items = append(out.Items, h.item(e))
 	}
@@ -95,7 +80,7 @@ func (h eventsHandler) list(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, r, http.StatusOK, out)
 }
 
-func (h eventsHandler) item(e domain.Envelope) eventItem {
+func (h eventsHandler) item(e domain.Envelope) api.Event {
 	if up, err := h.reg.Upcast(e); err == nil {
 		e = up
 	}
@@ -105,10 +90,16 @@ func (h eventsHandler) item(e domain.Envelope) eventItem {
 		// shown as a string rather than breaking the answer.
 		data, _ = json.Marshal(string(e.Data))
 	}
-	return eventItem{
+	md, err := json.Marshal(e.Metadata)
+	if err != nil {
+		// Metadata is plain strings; this cannot fail, but an answer
+		// without it beats no answer.
+		md = json.RawMessage(`{}`)
+	}
+	return api.Event{
 		Service: h.service, EventID: strings.ToLower(e.ID), Stream: e.Stream, Type: e.Type,
 		SchemaVersion: e.SchemaVersion, Version: e.Version, Position: e.Position,
-		RecordedAt: e.RecordedAt.UTC(), Data: data, Metadata: e.Metadata,
+		RecordedAt: e.RecordedAt.UTC(), Data: data, Metadata: md,
 	}
 }
 
