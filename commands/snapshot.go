@@ -45,7 +45,8 @@ const snapshotWrites = 4
 type SnapshotStore interface {
 	// LoadSnapshot returns the snapshot of stream encoded with schema:
 	// the version of the last event it reflects (0 when there is none)
-	// and its JSON data.
+	// and its data, as the state's codec wrote it. The data is the
+	// caller's: a decoded state may keep parts of it (the Stock does).
 	LoadSnapshot(ctx context.Context, stream string, schema int) (version int64, data []byte, err error)
 	// SaveSnapshot stores data as the state of stream after version,
 	// encoded with schema, unless a later one of that schema is stored.
@@ -73,7 +74,7 @@ var snapshotSchemas = []struct {
 	prefix string
 	schema int
 }{
-	{reflect.TypeFor[inventory.Stock](), inventory.StreamPrefix, 1},
+	{reflect.TypeFor[inventory.Stock](), inventory.StreamPrefix, 2},
 	{reflect.TypeFor[inventory.Reservation](), inventory.ReservationStreamPrefix, 1},
 	{reflect.TypeFor[order.Order](), order.StreamPrefix, 1},
 	{reflect.TypeFor[shipping.Shipment](), shipping.StreamPrefix, 1},
@@ -175,30 +176,63 @@ func newSnapshots(store EventStore, cfg Config) *snapshots {
 	}
 }
 
+// snapshotCoverer is a SnapshotStore that also answers, with the snapshot
+// and in the same round trip, which event ids the snapshot covers (the
+// PostgreSQL store): a command on a stream loaded from its snapshot needs
+// both, and asking apart made the load a round trip longer.
+type snapshotCoverer interface {
+	// LoadSnapshotCovering is LoadSnapshot, and also returns those of ids
+	// stored in stream at a version up to the snapshot's.
+	LoadSnapshotCovering(ctx context.Context, stream string, schema int, ids []string) (version int64, data []byte, found []string, err error)
+}
+
 // restore sets e, a fresh entry, to the snapshot of its stream when there
 // is one of the current schema. Any failure leaves e fresh, to be read
-// from the first event: a snapshot is never needed.
-func (s *snapshots) restore(ctx context.Context, e *entry, cd *codec) {
+// from the first event: a snapshot is never needed. It returns the ids,
+// among calls' command and watched ids, whose look-back it answered
+// already (lookBack skips them), nil when it answered none.
+func (s *snapshots) restore(ctx context.Context, e *entry, cd *codec, calls []*call) map[uuid.UUID]struct{} {
 	if s == nil || cd == nil {
-		return
+		return nil
 	}
-	version, data, err := s.store.LoadSnapshot(ctx, e.stream, cd.schema)
+	var (
+		version int64
+		data    []byte
+		found   []string
+		ask     map[string]uuid.UUID
+		err     error
+	)
+	if c, ok := s.store.(snapshotCoverer); ok {
+		ask = lookBackIDs(e, calls)
+		version, data, found, err = c.LoadSnapshotCovering(ctx, e.stream, cd.schema, slices.Collect(maps.Keys(ask)))
+	} else {
+		version, data, err = s.store.LoadSnapshot(ctx, e.stream, cd.schema)
+	}
 	if err != nil {
 		s.stats.snapshotFailures.Add(1)
 		s.log.WarnContext(ctx, "cannot load a snapshot; reading the stream from its start", "stream", e.stream, "error", err)
-		return
+		return nil
 	}
 	if version <= 0 {
-		return
+		return nil
 	}
 	st, err := cd.decode(data)
 	if err != nil {
 		s.stats.snapshotFailures.Add(1)
 		s.log.WarnContext(ctx, "cannot decode a snapshot; reading the stream from its start", "stream", e.stream, "version", version, "error", err)
-		return
+		return nil
 	}
 	e.state, e.version, e.base = st, version, version
 	s.stats.snapshotsLoaded.Add(1)
+	if ask == nil {
+		return nil
+	}
+	markFound(e, ask, found)
+	asked := make(map[uuid.UUID]struct{}, len(ask))
+	for _, id := range ask {
+		asked[id] = struct{}{}
+	}
+	return asked
 }
 
 // due reports whether an append that took a stream from version from to
@@ -243,10 +277,31 @@ func (s *snapshots) take(stream string, version int64, st aggregate, cd *codec) 
 
 // lookBack adds to e.seen the ids, among the calls' command ids and
 // watched ids, of the commands that caused events the snapshot e was
-// loaded from covers. A command's first event on a stream has an id
-// derived from the command id as its client spelled it (envelopes): the
-// spellings looked up are the call's own and the canonical ones.
-func (s *snapshots) lookBack(ctx context.Context, e *entry, calls []*call) error {
+// loaded from covers; ids in asked were looked up with the snapshot.
+func (s *snapshots) lookBack(ctx context.Context, e *entry, calls []*call, asked map[uuid.UUID]struct{}) error {
+	ask := lookBackIDs(e, calls)
+	maps.DeleteFunc(ask, func(_ string, id uuid.UUID) bool {
+		_, ok := asked[id]
+		return ok
+	})
+	if len(ask) == 0 {
+		return nil
+	}
+	found, err := s.store.StoredEventIDs(ctx, e.stream, slices.Collect(maps.Keys(ask)), e.base)
+	if err != nil {
+		return fmt.Errorf("look up earlier commands in %s: %w", e.stream, err)
+	}
+	markFound(e, ask, found)
+	return nil
+}
+
+// lookBackIDs returns the event ids to look up to learn which of the
+// calls' command ids and watched ids, not in e.seen, caused events on
+// e.stream, each with the id it stands for. A command's first event on a
+// stream has an id derived from the command id as its client spelled it
+// (envelopes): the spellings looked up are the call's own and the
+// canonical ones.
+func lookBackIDs(e *entry, calls []*call) map[string]uuid.UUID {
 	ask := make(map[string]uuid.UUID)
 	add := func(id uuid.UUID, spellings ...string) {
 		if _, ok := e.seen[id]; ok {
@@ -265,17 +320,15 @@ func (s *snapshots) lookBack(ctx context.Context, e *entry, calls []*call) error
 			}
 		}
 	}
-	if len(ask) == 0 {
-		return nil
-	}
-	found, err := s.store.StoredEventIDs(ctx, e.stream, slices.Collect(maps.Keys(ask)), e.base)
-	if err != nil {
-		return fmt.Errorf("look up earlier commands in %s: %w", e.stream, err)
-	}
+	return ask
+}
+
+// markFound adds to e.seen the ids that the found event ids, looked up
+// as ask maps them, stand for.
+func markFound(e *entry, ask map[string]uuid.UUID, found []string) {
 	for _, f := range found {
 		if id, ok := ask[strings.ToLower(f)]; ok {
 			e.seen[id] = struct{}{}
 		}
 	}
-	return nil
 }

@@ -147,7 +147,7 @@ func sameState(t *testing.T, a, b aggregate) bool {
 func loadState[S any, P state[S]](t *testing.T, x *executor, stream string, cd *codec) (aggregate, int64, int) {
 	t.Helper()
 	e := &entry{stream: stream, state: P(new(S)), seen: make(map[uuid.UUID]struct{}), behind: true}
-	x.snaps.restore(context.Background(), e, cd)
+	x.snaps.restore(context.Background(), e, cd, nil)
 	n, err := x.catchUp(context.Background(), e)
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +289,10 @@ func genShipment(r *rand.Rand) any {
 // old fields would be decoded into the new ones.
 func TestSnapshotSchemas(t *testing.T) {
 	recorded := map[string]string{
+		// Stock 2 has the fields of 1; its codec writes the settled ids raw
+		// after a JSON head (ADR 0158).
 		"inventory.Stock/1":       `{SKU string; OnHand int; Reserved int; Reservations map[string]int; settled {packed []uint8; added map[string]bool; }; }`,
+		"inventory.Stock/2":       `{SKU string; OnHand int; Reserved int; Reservations map[string]int; settled {packed []uint8; added map[string]bool; }; }`,
 		"inventory.Reservation/1": `{OrderID string; Status string; Lines []{SKU string json:"sku"; Quantity int json:"quantity"; }; Rejection *{OrderID string json:"order_id"; Reason string json:"reason"; SKU string json:"sku,omitempty"; Requested int json:"requested"; Available int json:"available"; }; }`,
 		"order.Order/1":           `{ID string; SagaID string; CustomerID string; Items []{SKU string json:"sku"; Quantity int json:"quantity"; UnitPriceCents int64 json:"unit_price_cents"; }; ShippingAddress {Name string json:"name"; Line1 string json:"line1"; Line2 string json:"line2,omitempty"; City string json:"city"; PostalCode string json:"postal_code"; Country string json:"country"; }; TotalCents int64; PlacedAt time; Status string; ShipmentID string; Reason string; }`,
 		"shipping.Shipment/1":     `{ID string; OrderID string; Items []{SKU string json:"sku"; Quantity int json:"quantity"; UnitPriceCents int64 json:"unit_price_cents"; }; Address {Name string json:"name"; Line1 string json:"line1"; Line2 string json:"line2,omitempty"; City string json:"city"; PostalCode string json:"postal_code"; Country string json:"country"; }; Status string; Reason string; }`,

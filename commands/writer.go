@@ -277,6 +277,8 @@ func (x *executor) runBatch(e *entry, calls []*call) (finished []*call) {
 
 	fresh := false // e.state was read from the store in this batch
 	conflicts := 0
+	// The ids whose look-back came with the snapshot, in this batch.
+	var asked map[uuid.UUID]struct{}
 	for {
 		calls = x.dropGone(calls)
 		if len(calls) == 0 {
@@ -294,7 +296,7 @@ func (x *executor) runBatch(e *entry, calls []*call) (finished []*call) {
 		}
 		if e.state == nil {
 			e.state, e.seen, e.version, e.base, e.behind = calls[0].fresh(), make(map[uuid.UUID]struct{}), 0, 0, true
-			x.snaps.restore(ctx, e, calls[0].codec)
+			asked = x.snaps.restore(ctx, e, calls[0].codec, calls)
 		}
 		if e.behind {
 			if _, err := x.catchUp(ctx, e); err != nil {
@@ -303,7 +305,7 @@ func (x *executor) runBatch(e *entry, calls []*call) (finished []*call) {
 			fresh = true
 		}
 		if e.base > 0 {
-			if err := x.snaps.lookBack(ctx, e, calls); err != nil {
+			if err := x.snaps.lookBack(ctx, e, calls, asked); err != nil {
 				return x.fail(calls, err)
 			}
 		}

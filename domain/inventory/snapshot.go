@@ -2,13 +2,13 @@ package inventory
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 )
 
-// stockSnapshot is the encoded form of a Stock in a snapshot of its
-// stream. It reaches the settled orders, which the Stock keeps unexported.
+// stockSnapshot is the JSON head of a Stock's snapshot. It reaches the
+// settled orders, which the Stock keeps unexported.
 type stockSnapshot struct {
 	SKU          string         `json:"sku"`
 	OnHand       int            `json:"on_hand"`
@@ -16,100 +16,65 @@ type stockSnapshot struct {
 	Reservations map[string]int `json:"reservations"`
 	// SettledOther are the settled ids not in canonical UUID form.
 	SettledOther []string `json:"settled_other,omitempty"`
-	// SettledPacked are the other settled ids, as sorted 16-byte values
-	// in base64. It is the last member both as encoded here and as
-	// PostgreSQL's jsonb, which orders keys by length, gives it back (no
-	// other key is as long): UnmarshalSnapshot finds it without running
-	// the JSON decoder over it.
-	SettledPacked []byte `json:"settled_packed_base64"`
 }
 
-// settledKey is the member UnmarshalSnapshot looks for.
-const settledKey = `"settled_packed_base64"`
+// ErrBadStockSnapshot is returned by UnmarshalSnapshot for data that
+// MarshalSnapshot did not write.
+var ErrBadStockSnapshot = errors.New("not a stock snapshot")
 
-// MarshalSnapshot encodes s as JSON for a snapshot of its stream.
+// MarshalSnapshot encodes s for a snapshot of its stream: a JSON object
+// with the small fields, a newline, then the packed settled ids as they are
+// held, 16 bytes each. A hot sku's ids run to a megabyte: raw, they are
+// neither encoded nor decoded, only copied (see
+// docs/adr/0158-snapshots-as-bytea-and-the-load-in-one-round-trip.md).
+// encoding/json escapes newlines within strings, so the first newline
+// ends the head.
 func (s *Stock) MarshalSnapshot() ([]byte, error) {
 	packed, others := s.settled.pack()
-	return json.Marshal(stockSnapshot{
-		SKU:           s.SKU,
-		OnHand:        s.OnHand,
-		Reserved:      s.Reserved,
-		Reservations:  s.Reservations,
-		SettledOther:  others,
-		SettledPacked: packed,
+	head, err := json.Marshal(stockSnapshot{
+		SKU:          s.SKU,
+		OnHand:       s.OnHand,
+		Reserved:     s.Reserved,
+		Reservations: s.Reservations,
+		SettledOther: others,
 	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(head)+1+len(packed))
+	out = append(out, head...)
+	out = append(out, '\n')
+	return append(out, packed...), nil
 }
 
-// UnmarshalSnapshot sets s to the state MarshalSnapshot encoded. The
-// packed ids of a hot sku run to megabytes, which the JSON decoder reads
-// at about 100 MB/s: when they are the last member, as they always are,
-// they are cut out and decoded alone, and the JSON decoder reads the rest.
+// UnmarshalSnapshot sets s to the state MarshalSnapshot encoded. Without
+// a newline, data is a head alone, with nothing packed ({} is the empty
+// stock). A head with a member it does not know is refused: that is
+// another codec's form (the JSON one of schema 1 held the packed ids in
+// base64), whose settled orders would otherwise be lost silently. The
+// packed ids are kept where they are in data, not copied (a copy of a hot
+// sku's megabyte cost more than the rest of decoding): the caller must not
+// change data afterwards. The Stock never writes to them.
 func (s *Stock) UnmarshalSnapshot(data []byte) error {
-	var d stockSnapshot
-	rest, packed, ok := cutPacked(data)
-	if ok {
-		if err := json.Unmarshal(rest, &d); err != nil {
-			return err
-		}
-		buf := make([]byte, base64.StdEncoding.DecodedLen(len(packed)))
-		n, err := base64.StdEncoding.Decode(buf, packed)
-		if err != nil {
-			return err
-		}
-		d.SettledPacked = buf[:n]
-	} else if err := json.Unmarshal(data, &d); err != nil {
-		return err
+	head, packed, _ := bytes.Cut(data, []byte{'\n'})
+	if len(packed)%uuidSize != 0 {
+		return fmt.Errorf("%w: packed settled ids are not a whole number of UUIDs", ErrBadStockSnapshot)
 	}
-	if len(d.SettledPacked)%uuidSize != 0 {
-		return errors.New("stock snapshot: packed settled ids are not a whole number of UUIDs")
+	var d stockSnapshot
+	dec := json.NewDecoder(bytes.NewReader(head))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadStockSnapshot, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: more than one JSON value in its head", ErrBadStockSnapshot)
 	}
 	*s = Stock{SKU: d.SKU, OnHand: d.OnHand, Reserved: d.Reserved, Reservations: d.Reservations}
-	if len(d.SettledPacked) > 0 {
-		s.settled.packed = d.SettledPacked
+	if len(packed) > 0 {
+		s.settled.packed = packed[:len(packed):len(packed)]
 	}
 	for _, id := range d.SettledOther {
 		s.settled.add(id)
 	}
 	return nil
-}
-
-// cutPacked splits data, a JSON object whose last member is settledKey
-// with a string value, into the object without that member and the
-// string's content. ok is false when data is not of that shape; the caller
-// then decodes it whole.
-func cutPacked(data []byte) (rest, packed []byte, ok bool) {
-	i := bytes.LastIndex(data, []byte(settledKey))
-	if i < 0 {
-		return nil, nil, false
-	}
-	// A base64 string holds no quote, so the last occurrence of the key
-	// is the member itself unless it is not last (then the checks fail).
-	after := bytes.TrimLeft(data[i+len(settledKey):], " \t\r\n")
-	if len(after) == 0 || after[0] != ':' {
-		return nil, nil, false
-	}
-	after = bytes.TrimLeft(after[1:], " \t\r\n")
-	if len(after) == 0 || after[0] != '"' {
-		return nil, nil, false
-	}
-	end := bytes.IndexByte(after[1:], '"')
-	if end < 0 {
-		return nil, nil, false
-	}
-	packed = after[1 : 1+end]
-	if bytes.IndexByte(packed, '\\') >= 0 {
-		return nil, nil, false
-	}
-	if tail := bytes.TrimSpace(after[2+end:]); !bytes.Equal(tail, []byte("}")) {
-		return nil, nil, false
-	}
-	head := bytes.TrimRight(data[:i], " \t\r\n")
-	switch {
-	case bytes.HasSuffix(head, []byte(",")):
-		head = head[:len(head)-1]
-	case !bytes.HasSuffix(head, []byte("{")):
-		return nil, nil, false
-	}
-	rest = append(append(make([]byte, 0, len(head)+1), head...), '}')
-	return rest, packed, true
 }

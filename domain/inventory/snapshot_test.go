@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -79,30 +80,39 @@ func TestStockSnapshotRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCutPacked: the packed ids are cut out only from an object whose last
-// member they are, as encoding/json and jsonb write it; anything else is
-// left to the JSON decoder.
-func TestCutPacked(t *testing.T) {
+// TestUnmarshalSnapshotForms: the head ends at the first newline (or is
+// all of data), the packed ids after it must be whole UUIDs, and data of
+// another form (an unknown member: schema 1's JSON) is refused with ErrBadStockSnapshot, so that the writer reads the stream
+// from its start instead.
+func TestUnmarshalSnapshotForms(t *testing.T) {
+	id := strings.Repeat("\x01", uuidSize)
 	tests := []struct {
-		name   string
-		data   string
-		ok     bool
-		rest   string
-		packed string
+		name    string
+		data    string
+		ok      bool
+		sku     string
+		settled int
 	}{
-		{"encoding/json", `{"sku":"S","settled_packed_base64":"AAEC"}`, true, `{"sku":"S"}`, "AAEC"},
-		{"jsonb", `{"sku": "S", "on_hand": 1, "settled_packed_base64": "AAEC"}`, true, `{"sku": "S", "on_hand": 1}`, "AAEC"},
-		{"alone", `{"settled_packed_base64": "AAEC"}`, true, `{}`, "AAEC"},
-		{"null", `{"sku": "S", "settled_packed_base64": null}`, false, "", ""},
-		{"not last", `{"settled_packed_base64": "AAEC", "sku": "S"}`, false, "", ""},
-		{"missing", `{"sku": "S"}`, false, "", ""},
-		{"escaped", `{"settled_packed_base64": "AA\u0045C"}`, false, "", ""},
+		{"head only", "{\"sku\":\"S\"}\n", true, "S", 0},
+		{"one id", "{\"sku\":\"S\"}\n" + id, true, "S", 1},
+		{"an id holding a newline", "{\"sku\":\"S\"}\n" + strings.Repeat("\n", uuidSize) + id, true, "S", 2},
+		{"no newline", `{"sku":"S"}`, true, "S", 0},
+		{"empty", `{}`, true, "", 0},
+		{"unknown member", `{"sku":"S","other":1}`, false, "", 0},
+		{"two heads", `{"sku":"S"} {}`, false, "", 0},
+		{"old JSON form", `{"sku": "S", "settled_packed_base64": "AAEC"}`, false, "", 0},
+		{"part of an id", "{\"sku\":\"S\"}\n" + id[:7], false, "", 0},
+		{"bad head", "{\"sku\":\n" + id, false, "", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rest, packed, ok := cutPacked([]byte(tc.data))
-			if ok != tc.ok || string(rest) != tc.rest || string(packed) != tc.packed {
-				t.Errorf("cutPacked = %q %q %v, want %q %q %v", rest, packed, ok, tc.rest, tc.packed, tc.ok)
+			var s Stock
+			err := s.UnmarshalSnapshot([]byte(tc.data))
+			if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrBadStockSnapshot)) {
+				t.Fatalf("UnmarshalSnapshot = %v, want ok %v (or ErrBadStockSnapshot)", err, tc.ok)
+			}
+			if got := len(s.settled.packed) / uuidSize; tc.ok && (s.SKU != tc.sku || got != tc.settled) {
+				t.Errorf("restored sku %q with %d packed ids, want %q with %d", s.SKU, got, tc.sku, tc.settled)
 			}
 		})
 	}

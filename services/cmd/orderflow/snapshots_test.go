@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -89,10 +90,11 @@ func TestSnapshotsListAndDrop(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("list exit %d: %s", r.code, r.stderr)
 		}
+		stock, _ := handlers.SnapshotSchema("stock-A")
 		for _, want := range []string{
 			`(?m)^STREAM +VERSION +SCHEMA +CURRENT +SIZE +TAKEN AT$`,
-			`(?m)^stock-A +500 +1 +yes +[0-9.]+ (B|KiB) +\d{4}-\d\d-\d\dT`,
-			`(?m)^stock-B +1,000 +1 +yes `,
+			fmt.Sprintf(`(?m)^stock-A +500 +%d +yes +[0-9.]+ (B|KiB) +\d{4}-\d\d-\d\dT`, stock),
+			fmt.Sprintf(`(?m)^stock-B +1,000 +%d +yes `, stock),
 			`(?m)^stock-C +500 +0 +no `,
 			`(?m)^ledger-1 +500 +1 +no `,
 			`(?m)^order-1 +500 +1 +yes `,
