@@ -128,3 +128,39 @@ func parseFlagsOnly(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// subcommand is one subcommand of a command such as projections.
+type subcommand struct {
+	name string
+	run  func(ctx context.Context, args []string) error
+}
+
+// runSubcommand runs the subcommand args[0] names among subs, for command
+// cmd: help prints usage to out, and no name or an unknown one prints it
+// to errOut and is a usage error naming the choices.
+func runSubcommand(ctx context.Context, cmd string, args []string, subs []subcommand, usage func(io.Writer), out, errOut io.Writer) error {
+	names := make([]string, len(subs))
+	for i, s := range subs {
+		names[i] = s.name
+	}
+	choices := strings.Join(names, " or ")
+	if len(names) > 2 {
+		choices = strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	}
+	if len(args) == 0 {
+		usage(errOut)
+		return usagef("%s: no subcommand given (%s)", cmd, choices)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(out)
+		return nil
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, args[1:])
+		}
+	}
+	usage(errOut)
+	return usagef("%s: unknown subcommand %q (want %s)", cmd, args[0], choices)
+}

@@ -60,21 +60,10 @@ func catalogNames(service string) []string {
 }
 
 func runProjections(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		projectionsUsage(os.Stderr)
-		return usagef("projections: no subcommand given (list or replay)")
-	}
-	switch args[0] {
-	case "list":
-		return runProjectionsList(ctx, args[1:])
-	case "replay":
-		return runProjectionsReplay(ctx, args[1:])
-	case "-h", "-help", "--help", "help":
-		projectionsUsage(os.Stdout)
-		return nil
-	}
-	projectionsUsage(os.Stderr)
-	return usagef("projections: unknown subcommand %q (want list or replay)", args[0])
+	return runSubcommand(ctx, "projections", args, []subcommand{
+		{"list", runProjectionsList},
+		{"replay", runProjectionsReplay},
+	}, projectionsUsage, os.Stdout, os.Stderr)
 }
 
 func projectionsUsage(w io.Writer) {

@@ -49,23 +49,14 @@ func runSagas(ctx context.Context, args []string) error {
 }
 
 func runSagasOn(ctx context.Context, t sagaTerm, args []string) error {
-	if len(args) == 0 {
-		sagasUsage(t.errOut)
-		return usagef("sagas: no subcommand given (show, list or retry)")
+	on := func(run func(context.Context, sagaTerm, []string) error) func(context.Context, []string) error {
+		return func(ctx context.Context, args []string) error { return run(ctx, t, args) }
 	}
-	switch args[0] {
-	case "show":
-		return runSagasShow(ctx, t, args[1:])
-	case "list":
-		return runSagasList(ctx, t, args[1:])
-	case "retry":
-		return runSagasRetry(ctx, t, args[1:])
-	case "-h", "-help", "--help", "help":
-		sagasUsage(t.out)
-		return nil
-	}
-	sagasUsage(t.errOut)
-	return usagef("sagas: unknown subcommand %q (want show, list or retry)", args[0])
+	return runSubcommand(ctx, "sagas", args, []subcommand{
+		{"show", on(runSagasShow)},
+		{"list", on(runSagasList)},
+		{"retry", on(runSagasRetry)},
+	}, sagasUsage, t.out, t.errOut)
 }
 
 func sagasUsage(w io.Writer) {

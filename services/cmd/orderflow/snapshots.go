@@ -26,21 +26,10 @@ import (
 // from their first event until the next snapshot is taken.
 
 func runSnapshots(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		snapshotsUsage(os.Stderr)
-		return usagef("snapshots: no subcommand given (list or drop)")
-	}
-	switch args[0] {
-	case "list":
-		return runSnapshotsList(ctx, args[1:])
-	case "drop":
-		return runSnapshotsDrop(ctx, args[1:])
-	case "-h", "-help", "--help", "help":
-		snapshotsUsage(os.Stdout)
-		return nil
-	}
-	snapshotsUsage(os.Stderr)
-	return usagef("snapshots: unknown subcommand %q (want list or drop)", args[0])
+	return runSubcommand(ctx, "snapshots", args, []subcommand{
+		{"list", runSnapshotsList},
+		{"drop", runSnapshotsDrop},
+	}, snapshotsUsage, os.Stdout, os.Stderr)
 }
 
 func snapshotsUsage(w io.Writer) {
