@@ -379,7 +379,12 @@ function sagasView(root, query) {
     if (focused) (fresh.querySelector('a') || fresh).focus();
   }
 
+  // Loads overlap (a filter change, a live update, a page turn); only the
+  // answer to the latest one may draw the list, or an answer to older
+  // filters arriving last would replace the list the filters ask for.
+  let loads = 0;
   async function load() {
+    const mine = ++loads;
     const q = new URLSearchParams();
     if (filters.status) q.set('status', filters.status);
     if (filters.type) q.set('type', filters.type);
@@ -389,6 +394,7 @@ function sagasView(root, query) {
     if (cursors[page]) q.set('after', cursors[page]);
     try {
       const { data } = await api('GET', '/api/sagas?' + q);
+      if (mine !== loads) return;
       error.textContent = '';
       const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.focus : '';
       const listed = new Set(data.items.map((s) => s.saga_id));
@@ -402,7 +408,7 @@ function sagasView(root, query) {
         h('button', { type: 'button', class: 'secondary', disabled: page === 0, onclick: () => { page--; load(); }, text: '← Newer' }),
         h('button', { type: 'button', class: 'secondary', disabled: !data.next, onclick: () => { page++; load(); }, text: 'Older →' }));
     } catch (e) {
-      if (e.status !== 401) error.textContent = 'Cannot list sagas: ' + e.message;
+      if (mine === loads && e.status !== 401) error.textContent = 'Cannot list sagas: ' + e.message;
     }
   }
 
