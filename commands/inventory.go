@@ -246,7 +246,7 @@ type reservation struct {
 func (h *Inventory) reserve(ctx context.Context, m Meta, orderID string, sorted []inventory.Line, rollbackAlways bool) reservation {
 	r := reservation{rollbackID: deriveID(m.CommandID, "rollback"), results: make([]Result, 0, len(sorted))}
 	for i, l := range sorted {
-		out, err := execute(ctx, h.x, m, inventory.Stream(l.SKU), func(s *inventory.Stock) ([]any, error) {
+		out, err := executeKeyed(ctx, h.x, m, inventory.Stream(l.SKU), []string{orderID}, func(s *inventory.Stock) ([]any, error) {
 			evs, err := s.Reserve(orderID, l.Quantity)
 			if errors.Is(err, domain.ErrInsufficientStock) {
 				return nil, &shortage{sku: l.SKU, requested: l.Quantity, available: max(s.Available(), 0), err: err}

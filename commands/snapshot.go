@@ -28,7 +28,7 @@ import (
 // are taken when Config.SnapshotEvery is 0. Loading reads at most that many
 // events after the snapshot; a snapshot costs one encoding and one write
 // per that many events.
-const DefaultSnapshotEvery = 500
+const DefaultSnapshotEvery = 100
 
 // snapshotTimeout bounds one snapshot write, which runs on its own.
 const snapshotTimeout = 10 * time.Second
@@ -74,7 +74,7 @@ var snapshotSchemas = []struct {
 	prefix string
 	schema int
 }{
-	{reflect.TypeFor[inventory.Stock](), inventory.StreamPrefix, 2},
+	{reflect.TypeFor[inventory.Stock](), inventory.StreamPrefix, 3},
 	{reflect.TypeFor[inventory.Reservation](), inventory.ReservationStreamPrefix, 1},
 	{reflect.TypeFor[order.Order](), order.StreamPrefix, 1},
 	{reflect.TypeFor[shipping.Shipment](), shipping.StreamPrefix, 1},
@@ -94,6 +94,9 @@ func SnapshotSchema(stream string) (int, bool) {
 // codec encodes and decodes the snapshots of one state type.
 type codec struct {
 	schema int
+	// learns: the state's snapshot leaves facts out, which only a store
+	// with the SettledOrderStore port can fill in (see learn.go).
+	learns bool
 	encode func(aggregate) ([]byte, error)
 	decode func([]byte) (aggregate, error)
 }
@@ -123,6 +126,7 @@ func register[S any, P state[S]]() {
 	}
 	codecs[t] = &codec{
 		schema: snapshotSchemas[i].schema,
+		learns: isLearner[S, P](),
 		encode: func(a aggregate) ([]byte, error) {
 			if s, ok := a.(stateSnapshotter); ok {
 				return s.MarshalSnapshot()
@@ -148,10 +152,13 @@ func codecOf[S any]() *codec { return codecs[reflect.TypeFor[S]()] }
 // snapshots is the executor's use of a SnapshotStore.
 type snapshots struct {
 	store SnapshotStore
-	every int64
-	log   *slog.Logger
-	stats *Stats
-	slots chan struct{}
+	// settled fills in what a Stock's snapshot leaves out; nil when the
+	// store cannot, and then no Stock is restored from a snapshot.
+	settled SettledOrderStore
+	every   int64
+	log     *slog.Logger
+	stats   *Stats
+	slots   chan struct{}
 }
 
 // newSnapshots returns the snapshots cfg asks for on store, nil when
@@ -167,12 +174,16 @@ func newSnapshots(store EventStore, cfg Config) *snapshots {
 	if s == nil {
 		return nil
 	}
+	// Only the EventStore holds the events that answer; a snapshot store
+	// beside it may be another database.
+	settled, _ := store.(SettledOrderStore)
 	return &snapshots{
-		store: s,
-		every: int64(cfg.SnapshotEvery),
-		log:   cfg.Logger,
-		stats: cfg.Stats,
-		slots: make(chan struct{}, snapshotWrites),
+		store:   s,
+		settled: settled,
+		every:   int64(cfg.SnapshotEvery),
+		log:     cfg.Logger,
+		stats:   cfg.Stats,
+		slots:   make(chan struct{}, snapshotWrites),
 	}
 }
 
@@ -192,7 +203,9 @@ type snapshotCoverer interface {
 // among calls' command and watched ids, whose look-back it answered
 // already (lookBack skips them), nil when it answered none.
 func (s *snapshots) restore(ctx context.Context, e *entry, cd *codec, calls []*call) map[uuid.UUID]struct{} {
-	if s == nil || cd == nil {
+	if s == nil || cd == nil || (cd.learns && s.settled == nil) {
+		// Without the store's answers, a state restored from a snapshot
+		// that leaves facts out could not decide exactly.
 		return nil
 	}
 	var (
@@ -221,6 +234,9 @@ func (s *snapshots) restore(ctx context.Context, e *entry, cd *codec, calls []*c
 		s.stats.snapshotFailures.Add(1)
 		s.log.WarnContext(ctx, "cannot decode a snapshot; reading the stream from its start", "stream", e.stream, "version", version, "error", err)
 		return nil
+	}
+	if l, ok := st.(learner); ok {
+		l.RestoredAt(version)
 	}
 	e.state, e.version, e.base = st, version, version
 	s.stats.snapshotsLoaded.Add(1)

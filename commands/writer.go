@@ -52,10 +52,13 @@ const (
 
 // call is one command waiting for its stream's writer.
 type call struct {
-	ctx    context.Context
-	m      Meta
-	id     uuid.UUID
-	watch  []string
+	ctx   context.Context
+	m     Meta
+	id    uuid.UUID
+	watch []string
+	// keys name what the decision depends on beyond the state's events
+	// since its snapshot (the order a reservation is for); see learn.go.
+	keys   []string
 	decide func(aggregate) ([]any, error)
 	fresh  func() aggregate
 	clone  func(aggregate) aggregate
@@ -306,6 +309,9 @@ func (x *executor) runBatch(e *entry, calls []*call) (finished []*call) {
 		}
 		if e.base > 0 {
 			if err := x.snaps.lookBack(ctx, e, calls, asked); err != nil {
+				return x.fail(calls, err)
+			}
+			if err := x.snaps.learn(ctx, e, calls); err != nil {
 				return x.fail(calls, err)
 			}
 		}

@@ -44,6 +44,12 @@ type Stock struct {
 	// they may not reserve this sku again. It grows with every order of
 	// the sku (settled.go keeps it compact).
 	settled settledOrders
+	// settledUnknownUpTo is the version up to which settled is incomplete:
+	// a Stock restored from a snapshot, which leaves the settled orders
+	// out, holds only those settled by the events applied after it (0: a
+	// Stock read from its first event knows them all). See
+	// docs/adr/0159-settled-orders-looked-up-instead-of-snapshotted.md.
+	settledUnknownUpTo int64
 }
 
 // Available is the quantity that can still be reserved.

@@ -1,0 +1,5 @@
+package postgres
+
+// SettledOrdersQuery is the statement SettledOrders runs, for the test
+// that its plan uses the index of migration 0005.
+const SettledOrdersQuery = settledOrdersQuery
