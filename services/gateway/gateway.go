@@ -87,6 +87,11 @@ var routes = []struct{ prefix, service string }{
 	{"/api/sagas", Sagas},
 }
 
+// DefaultUpstreamTimeout is Config.UpstreamTimeout's default. A service's
+// own request timeout (serve.DefaultRequestTimeout) is shorter, so that a
+// service stuck on its database answers its own 503 before this runs out.
+const DefaultUpstreamTimeout = 10 * time.Second
+
 // Config configures a gateway. Upstreams (or a Resolver) and one way to
 // verify tokens (JWTSecret, JWKSURL or Verifier) are required; the rest
 // defaults.
@@ -263,7 +268,7 @@ func (c *Config) setDefaults() {
 		c.MaxBodyBytes = httpx.MaxBodyBytes
 	}
 	if c.UpstreamTimeout == 0 {
-		c.UpstreamTimeout = 10 * time.Second
+		c.UpstreamTimeout = DefaultUpstreamTimeout
 	}
 	switch {
 	case c.Retries == 0:

@@ -469,3 +469,14 @@ func TestGatewayBreaker(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceTimesOutBeforeTheGateway: a service stuck on its database
+// ends the request with its own 503 (which says whether a command may
+// have been applied, and when to retry) before the gateway gives up on it
+// with a 504 that can say neither.
+func TestServiceTimesOutBeforeTheGateway(t *testing.T) {
+	if serve.DefaultRequestTimeout >= gateway.DefaultUpstreamTimeout {
+		t.Errorf("service request timeout %s, gateway upstream timeout %s: the service's must be shorter",
+			serve.DefaultRequestTimeout, gateway.DefaultUpstreamTimeout)
+	}
+}

@@ -42,6 +42,9 @@ import (
 	"github.com/orderflow/orderflow/services/internal/telemetry"
 )
 
+// DefaultRequestTimeout is Config.RequestTimeout's default.
+const DefaultRequestTimeout = 8 * time.Second
+
 // Config configures one service process. Service and DatabaseURL are
 // required; the rest defaults.
 type Config struct {
@@ -96,7 +99,11 @@ type Config struct {
 	Coordinator coordinator.Config
 	// Projector tunes the projector of the service's read model.
 	Projector projections.Config
-	// RequestTimeout bounds the work of one request; default 20s.
+	// RequestTimeout bounds the work of one request; default 8s, under
+	// the gateway's upstream budget (10s), so that a request stuck on a
+	// stalled database ends as this service's 503 with Retry-After (and,
+	// for a command, whether it may have been applied) rather than as the
+	// gateway's 504, which can say neither.
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown; default 10s.
 	ShutdownTimeout time.Duration
@@ -163,7 +170,7 @@ func (c *Config) setDefaults(m service.Module) {
 	c.Logger = telemetry.Logger(c.Logger).With("service", c.Service)
 	c.snapshotDefaults()
 	if c.RequestTimeout == 0 {
-		c.RequestTimeout = 20 * time.Second
+		c.RequestTimeout = DefaultRequestTimeout
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
