@@ -39,26 +39,6 @@ func TestChaosUsage(t *testing.T) {
 	}
 }
 
-// freeClusterBase finds a port base whose cluster ports (N..N+14) are
-// all free, below the kernel's ephemeral range (see freePortBase).
-func freeClusterBase(t *testing.T) int {
-	t.Helper()
-	low := ephemeralLow()
-	last := lastPortOffset(true)
-	for range 200 {
-		base := 10000 + int(time.Now().UnixNano()%int64(low-10000-last-1))
-		free := true
-		for p := base; p <= base+last && free; p++ {
-			free = portFree(p)
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free run of cluster ports")
-	return 0
-}
-
 var chaosLastLines = regexp.MustCompile(`CHAOS orders (\d+)\nCHAOS kills (\d+)\nCHAOS nats_kills (\d+)\nCHAOS coordinator_kills (\d+)\nCHAOS violations (\d+)\n$`)
 
 // TestChaosSmallRunPasses runs the real command, small: a hundred orders
@@ -73,7 +53,7 @@ func TestChaosSmallRunPasses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "chaos", "--orders", "100", "--kill-every", "1s", "--seed", "7",
-		"--port-base", strconv.Itoa(freeClusterBase(t)), "--settle", "3m")
+		"--port-base", strconv.Itoa(freePortBase(t, true)), "--settle", "3m")
 	cmd.Dir = t.TempDir()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

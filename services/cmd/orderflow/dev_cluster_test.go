@@ -24,26 +24,6 @@ import (
 	"github.com/orderflow/orderflow/services/gateway/auth"
 )
 
-// clusterPortBase finds N..N+14 all free (dev --cluster's fixed ports),
-// below the kernel's ephemeral range for the reason freePortBase gives.
-func clusterPortBase(t *testing.T) int {
-	t.Helper()
-	last := lastPortOffset(true)
-	low := ephemeralLow()
-	for range 100 {
-		base := 10000 + rand.IntN(low-10000-last-1)
-		free := true
-		for p := base; p <= base+last && free; p++ {
-			free = portFree(p)
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive free ports", last+1)
-	return 0
-}
-
 // natsNodeRE finds a NATS node's line under the banner's "for debugging".
 var natsNodeRE = regexp.MustCompile(`(?m)^\s+(nats-\d)\s+nats://127\.0\.0\.1:(\d+)$`)
 
@@ -52,7 +32,7 @@ var natsNodeRE = regexp.MustCompile(`(?m)^\s+(nats-\d)\s+nats://127\.0\.0\.1:(\d
 // both replicas' and the NATS nodes' too.
 func startClusterDev(t *testing.T) (*devRun, map[string]int) {
 	t.Helper()
-	r := &devRun{base: clusterPortBase(t), out: &syncBuffer{}, done: make(chan struct{})}
+	r := &devRun{base: freePortBase(t, true), out: &syncBuffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command(binary(t), "dev", "--cluster", "--port-base", strconv.Itoa(r.base))
 	r.cmd.Env = append(envWithout(os.Environ(), "DATABASE_URL", "NATS_URL", "NATS_REPLICAS", "ADDR", auth.SecretEnv), auth.SecretEnv+"="+devTestSecret)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out

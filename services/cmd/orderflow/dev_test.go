@@ -78,24 +78,26 @@ type devRun struct {
 	ports []int  // every port the stack listens on
 }
 
-// freePortBase finds N..N+4 all free, below the kernel's ephemeral range:
-// there, any process's outgoing connection or listener on port 0 (the
-// private PostgreSQL, NATS, other tests) could take one of them between
-// this check and the service's bind.
-func freePortBase(t *testing.T) int {
+// freePortBase finds a port base whose stack ports (N..N+4, or N..N+14
+// with cluster) are all free, below the kernel's ephemeral range: there,
+// any process's outgoing connection or listener on port 0 (the private
+// PostgreSQL, NATS, other tests) could take one of them between this
+// check and the service's bind.
+func freePortBase(t *testing.T, cluster bool) int {
 	t.Helper()
 	low := ephemeralLow()
-	for range 100 {
-		base := 10000 + rand.IntN(low-10000-5)
+	last := lastPortOffset(cluster)
+	for range 200 {
+		base := 10000 + rand.IntN(low-10000-last-1)
 		free := true
-		for p := base; p <= base+4 && free; p++ {
+		for p := base; p <= base+last && free; p++ {
 			free = portFree(p)
 		}
 		if free {
 			return base
 		}
 	}
-	t.Fatal("no five consecutive free ports")
+	t.Fatalf("no %d consecutive free ports", last+1)
 	return 0
 }
 
@@ -129,7 +131,7 @@ var (
 // PostgreSQL and the extra flags given, and waits for its banner.
 func startDev(t *testing.T, flags ...string) *devRun {
 	t.Helper()
-	r := &devRun{base: freePortBase(t), out: &syncBuffer{}, done: make(chan struct{})}
+	r := &devRun{base: freePortBase(t, false), out: &syncBuffer{}, done: make(chan struct{})}
 	r.cmd = exec.Command(binary(t), append([]string{"dev", "--port-base", strconv.Itoa(r.base)}, flags...)...)
 	// The secret in the environment keeps the stack from making one in
 	// the user's configuration directory.
