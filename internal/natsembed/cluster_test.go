@@ -40,12 +40,7 @@ func startCluster(t *testing.T, ctx context.Context) *testCluster {
 	c := &testCluster{}
 	routePorts := []int{freePort(t), freePort(t), freePort(t)}
 	for i := range 3 {
-		var routes []string
-		for j, p := range routePorts {
-			if j != i {
-				routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
-			}
-		}
+		routes := PeerRoutes("127.0.0.1", routePorts, i)
 		c.cfgs = append(c.cfgs, Config{
 			Port:     freePort(t),
 			StoreDir: t.TempDir(),

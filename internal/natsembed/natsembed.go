@@ -9,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -245,3 +247,16 @@ func (s *Server) removeStore() {
 // MaxPayload is the largest message the embedded server accepts: room for
 // an event of eventstore.MaxEventSize plus its envelope.
 const MaxPayload = 8 << 20
+
+// PeerRoutes returns the route URLs node self (0-based) of a cluster on
+// host dials: every other node's route port. Every node of a cluster is
+// given its peers' routes this way, so each knows the others from its start.
+func PeerRoutes(host string, routePorts []int, self int) []string {
+	var routes []string
+	for i, p := range routePorts {
+		if i != self {
+			routes = append(routes, "nats://"+net.JoinHostPort(host, strconv.Itoa(p)))
+		}
+	}
+	return routes
+}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/internal/natsembed"
 )
 
 // dev --cluster runs, on one machine, the shape of a production
@@ -112,12 +114,7 @@ func (d *devStack) startNATSCluster(ctx context.Context) error {
 		urls[i] = "nats://127.0.0.1:" + strconv.Itoa(clientPorts[i])
 	}
 	for i := range clusterNodes {
-		var routes []string
-		for j, p := range routePorts {
-			if j != i {
-				routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
-			}
-		}
+		routes := natsembed.PeerRoutes("127.0.0.1", routePorts, i)
 		n := &serviceProc{
 			name: "nats-" + strconv.Itoa(i+1), kind: "nats", port: clientPorts[i],
 			tail: newLineTail(30), con: d.con,

@@ -135,12 +135,7 @@ func startNATSCluster(t *testing.T, ctx context.Context, n int) string {
 	}
 	var urls []string
 	for i := range n {
-		var routes []string
-		for j, p := range routePorts {
-			if j != i {
-				routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
-			}
-		}
+		routes := natsembed.PeerRoutes("127.0.0.1", routePorts, i)
 		s, err := natsembed.Start(ctx, natsembed.Config{
 			StoreDir: t.TempDir(),
 			Cluster: natsembed.ClusterConfig{
